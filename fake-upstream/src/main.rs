@@ -1,0 +1,66 @@
+//! `cargo run -p fake-upstream`: the fake provider and control browser for the README
+//! walkthrough, on the address the committed `config.toml` expects.
+
+use std::time::Duration;
+
+use fake_upstream::{BrowserMode, FakeUpstream, Options};
+
+const USAGE: &str = "usage: fake-upstream [--listen ADDR] [--mode auto-approve|auto-deny|record|fail] [--client-secret S]";
+
+#[tokio::main]
+async fn main() {
+    let mut listen = "127.0.0.1:7780".to_owned();
+    let mut mode = BrowserMode::AutoApprove;
+    let mut options = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| exit(&format!("{arg} needs a value")))
+        };
+        match arg.as_str() {
+            "--listen" => listen = value(),
+            "--client-secret" => options.client_secret = Some(value()),
+            "--mode" => {
+                mode = match value().as_str() {
+                    "auto-approve" => BrowserMode::AutoApprove,
+                    "auto-deny" => BrowserMode::AutoDeny,
+                    "record" => BrowserMode::Record,
+                    "fail" => BrowserMode::Fail,
+                    other => exit(&format!("unknown mode {other}")),
+                }
+            }
+            _ => exit(&format!("unknown argument {arg}")),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .unwrap_or_else(|e| exit(&format!("cannot listen on {listen}: {e}")));
+    let fake = FakeUpstream::spawn(listener, options);
+    fake.set_browser_mode(mode);
+    eprintln!(
+        "fake-upstream: provider and control browser on {} ({mode:?})",
+        fake.base_url()
+    );
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let opened = fake.opened();
+        for o in &opened[seen..] {
+            let outcome = o
+                .callback_status
+                .map(|s| format!(", callback answered {s}"))
+                .unwrap_or_default();
+            eprintln!(
+                "fake-upstream: opened a login for account {}{outcome}",
+                o.account_id
+            );
+        }
+        seen = opened.len();
+    }
+}
+
+fn exit(message: &str) -> ! {
+    eprintln!("fake-upstream: {message}\n{USAGE}");
+    std::process::exit(2)
+}

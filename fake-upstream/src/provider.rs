@@ -1,0 +1,365 @@
+//! The fake's handlers: authorize, token and open-auth.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State as AxumState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rand::RngCore;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::{BrowserMode, FakeUpstream, Issued, OpenAuth, RefreshGrant, TokenFault};
+
+/// Which account the fake control browser is acting as, on the authorize request.
+const ACCOUNT_HEADER: &str = "x-fake-account";
+/// Set by the fake control browser when the "person" clicks deny.
+const DENY_HEADER: &str = "x-fake-deny";
+
+fn random(prefix: &str) -> String {
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+pub async fn authorize(
+    AxumState(fake): AxumState<FakeUpstream>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let redirect_uri = get("redirect_uri");
+    let Ok(mut target) = url::Url::parse(&redirect_uri) else {
+        return (StatusCode::BAD_REQUEST, "redirect_uri is not a URL").into_response();
+    };
+    let state = get("state");
+    if get("response_type") != "code"
+        || get("client_id").is_empty()
+        || state.is_empty()
+        || get("code_challenge").is_empty()
+        || get("code_challenge_method") != "S256"
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "need response_type=code, client_id, state, S256 PKCE",
+        )
+            .into_response();
+    }
+    let account = headers
+        .get(ACCOUNT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if headers.contains_key(DENY_HEADER) {
+        target
+            .query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("state", &state);
+        return Redirect::to(target.as_str()).into_response();
+    }
+    let code = random("code-");
+    {
+        let mut s = fake.lock();
+        s.secrets.codes.push(code.clone());
+        s.secrets.states.push(state.clone());
+        s.codes.insert(
+            code.clone(),
+            Issued {
+                client_id: get("client_id"),
+                redirect_uri,
+                challenge: get("code_challenge"),
+                scope: get("scope"),
+                account,
+                used: false,
+            },
+        );
+    }
+    target
+        .query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &state);
+    Redirect::to(target.as_str()).into_response()
+}
+
+/// Reads a form or JSON body into string fields, as a real provider would accept either.
+fn fields(headers: &HeaderMap, body: &[u8]) -> Option<HashMap<String, String>> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.starts_with("application/json") {
+        let v: HashMap<String, Value> = serde_json::from_slice(body).ok()?;
+        Some(
+            v.into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+                .collect(),
+        )
+    } else if ct.starts_with("application/x-www-form-urlencoded") {
+        Some(url::form_urlencoded::parse(body).into_owned().collect())
+    } else {
+        None
+    }
+}
+
+/// The client id and secret, from a Basic header (RFC 6749 §2.3.1) or the body.
+fn client_credentials(
+    headers: &HeaderMap,
+    f: &HashMap<String, String>,
+) -> (String, Option<String>) {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (id, secret) = s.split_once(':')?;
+            let dec = |x: &str| {
+                url::form_urlencoded::parse(format!("x={x}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((dec(id)?, dec(secret)?))
+        });
+    match basic {
+        Some((id, secret)) => (id, Some(secret)),
+        None => (
+            f.get("client_id").cloned().unwrap_or_default(),
+            f.get("client_secret").cloned(),
+        ),
+    }
+}
+
+pub async fn token(
+    AxumState(fake): AxumState<FakeUpstream>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fault = {
+        let mut s = fake.lock();
+        s.token_calls += 1;
+        s.token_fault
+    };
+    match fault {
+        Some(TokenFault::ServerError) => {
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "injected",
+            )
+        }
+        Some(TokenFault::NotJson) => {
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                "<html>oops</html>",
+            )
+                .into_response()
+        }
+        Some(TokenFault::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let Some(f) = fields(&headers, &body) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "unsupported content type",
+        );
+    };
+    let (client_id, client_secret) = client_credentials(&headers, &f);
+    let mut s = fake.lock();
+    if let Some(expected) = &s.options.client_secret {
+        if client_secret.as_deref() != Some(expected.as_str()) {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "bad client secret",
+            );
+        }
+    }
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let (scope, account) = match get("grant_type").as_str() {
+        "authorization_code" => {
+            let verifier = get("code_verifier");
+            s.secrets.verifiers.push(verifier.clone());
+            let Some(issued) = s.codes.get_mut(&get("code")) else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown code");
+            };
+            if issued.used {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "code already used",
+                );
+            }
+            issued.used = true;
+            let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+            if issued.challenge != challenge {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "PKCE verifier mismatch",
+                );
+            }
+            if issued.redirect_uri != get("redirect_uri") || issued.client_id != client_id {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "redirect_uri or client_id mismatch",
+                );
+            }
+            (issued.scope.clone(), issued.account)
+        }
+        "refresh_token" => {
+            let Some(grant) = s.refresh.get_mut(&get("refresh_token")) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown refresh token",
+                );
+            };
+            if grant.revoked || grant.client_id != client_id {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "refresh token revoked",
+                );
+            }
+            // Rotation: a refresh token works once, as with the providers this router fronts.
+            grant.revoked = true;
+            (grant.scope.clone(), grant.account)
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "unsupported grant_type",
+            )
+        }
+    };
+    let access = random(&format!("fake-at-{account}-"));
+    let refresh = random("fake-rt-");
+    s.secrets.access_tokens.push(access.clone());
+    s.secrets.refresh_tokens.push(refresh.clone());
+    s.refresh.insert(
+        refresh.clone(),
+        RefreshGrant {
+            client_id,
+            scope: scope.clone(),
+            account,
+            revoked: false,
+        },
+    );
+    let expires_in = s.options.expires_in.unwrap_or(3600);
+    Json(json!({
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "scope": scope,
+    }))
+    .into_response()
+}
+
+pub async fn open_auth(
+    AxumState(fake): AxumState<FakeUpstream>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(account_id), Some(auth_url)) = (
+        q.get("account_id").and_then(|a| a.parse::<u32>().ok()),
+        q.get("auth_url").cloned(),
+    ) else {
+        return (StatusCode::BAD_REQUEST, "need account_id and auth_url").into_response();
+    };
+    let mode = fake.lock().mode;
+    let callback_status = match mode {
+        BrowserMode::Fail => {
+            record(&fake, account_id, &auth_url, None);
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "control browser exploded",
+            )
+                .into_response();
+        }
+        BrowserMode::Hang(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        BrowserMode::Record => None,
+        BrowserMode::AutoApprove | BrowserMode::AutoDeny => {
+            let deny = mode == BrowserMode::AutoDeny;
+            match follow(&auth_url, account_id, deny).await {
+                Ok(status) => Some(status),
+                Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
+            }
+        }
+    };
+    record(&fake, account_id, &auth_url, callback_status);
+    Json(json!({ "opened": true, "account_id": account_id })).into_response()
+}
+
+fn record(fake: &FakeUpstream, account_id: u32, auth_url: &str, callback_status: Option<u16>) {
+    let opened = OpenAuth {
+        account_id,
+        auth_url: auth_url.to_owned(),
+        callback_status,
+    };
+    fake.lock().opened.push(opened);
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("reqwest client")
+}
+
+/// Calls the authorize URL as `account` and returns the redirect target.
+pub async fn authorize_redirect(
+    auth_url: &str,
+    account: u32,
+    deny: bool,
+) -> Result<String, String> {
+    let mut request = client()
+        .get(auth_url)
+        .header(ACCOUNT_HEADER, account.to_string());
+    if deny {
+        request = request.header(DENY_HEADER, "1");
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!(
+                "authorize answered {} without a redirect",
+                response.status()
+            )
+        })
+}
+
+/// What a browser does: authorize, then follow the redirect to the router's callback.
+async fn follow(auth_url: &str, account: u32, deny: bool) -> Result<u16, String> {
+    let callback = authorize_redirect(auth_url, account, deny).await?;
+    let response = client()
+        .get(&callback)
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    Ok(response.status().as_u16())
+}

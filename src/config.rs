@@ -1,0 +1,337 @@
+//! Configuration: built-in defaults, then a TOML file, then `AUTH_ROUTER_*` environment
+//! variables (`__` between nested keys), validated as a whole before anything binds.
+//!
+//! Every error names the key at fault, because the person reading it is an admin at a
+//! terminal who needs to know which line to fix.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::scopes::validate_scope;
+
+/// The prefix of every environment variable that overrides a key.
+pub const ENV_PREFIX: &str = "AUTH_ROUTER_";
+
+/// Variables with our prefix that belong to the client commands, not to the server. The
+/// loader skips them so that one shell can run the service and the CLI side by side.
+const CLIENT_ENV_KEYS: &[&str] = &["url", "admin_token"];
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub bind_addr: SocketAddr,
+    pub database_url: String,
+    pub requests: RequestsConfig,
+    pub reaper: ReaperConfig,
+    pub oauth: OAuthConfig,
+    pub control_browser: ControlBrowserConfig,
+    pub admin: AdminConfig,
+    /// The team's provider accounts. When non-empty, select-account refuses other ids.
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestsConfig {
+    /// A request's lifetime from creation.
+    pub ttl_secs: u64,
+    /// The interval told to polling clients.
+    pub poll_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaperConfig {
+    pub interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    pub client_id: String,
+    /// Empty means a public client: only `client_id` is sent, in the body.
+    pub client_secret: SecretString,
+    pub auth_url: String,
+    pub token_url: String,
+    /// The callback is served at this URL's path.
+    pub redirect_uri: String,
+    pub default_scopes: Vec<String>,
+    /// Empty means any scope is allowed.
+    pub allowed_scopes: Vec<String>,
+    /// Extra query pairs for the authorize URL.
+    pub extra_auth_params: BTreeMap<String, String>,
+    pub token_request_format: TokenRequestFormat,
+    pub timeout_secs: u64,
+}
+
+/// How the token endpoint wants its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRequestFormat {
+    /// `application/x-www-form-urlencoded`, as RFC 6749 says.
+    Form,
+    /// The same fields as a JSON object, for providers that want that.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlBrowserConfig {
+    pub base_url: String,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Empty means: generate one at startup and print it once.
+    pub token: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub id: u32,
+    #[serde(default)]
+    pub label: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            database_url: "sqlite://auth-router.db".into(),
+            requests: RequestsConfig::default(),
+            reaper: ReaperConfig::default(),
+            oauth: OAuthConfig::default(),
+            control_browser: ControlBrowserConfig::default(),
+            admin: AdminConfig::default(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl Default for RequestsConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 600,
+            poll_interval_secs: 5,
+        }
+    }
+}
+
+impl Default for ReaperConfig {
+    fn default() -> Self {
+        Self { interval_secs: 30 }
+    }
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            client_id: String::new(),
+            client_secret: SecretString::from(""),
+            auth_url: String::new(),
+            token_url: String::new(),
+            redirect_uri: "http://127.0.0.1:7777/oauth/callback".into(),
+            default_scopes: Vec::new(),
+            allowed_scopes: Vec::new(),
+            extra_auth_params: BTreeMap::new(),
+            token_request_format: TokenRequestFormat::Form,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for ControlBrowserConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:7780".into(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token: SecretString::from(""),
+        }
+    }
+}
+
+/// A configuration problem, with the key that caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: `{key}` {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads from `path` (or `./config.toml` when present) and the environment, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(p) if !p.is_file() => return Err(ConfigError::MissingFile(p.to_path_buf())),
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from(DEFAULT_CONFIG_FILE),
+        };
+        let env = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .ignore(CLIENT_ENV_KEYS);
+        Self::from_figment(Figment::new().merge(Toml::file(file)).merge(env))
+    }
+
+    /// Extracts and validates from any figment; tests use it with their own providers.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges, URLs, scopes and clashes between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            key,
+            message: message.into(),
+        };
+        if !self.database_url.starts_with("sqlite:") {
+            return Err(invalid("database_url", "must start with `sqlite:`"));
+        }
+        if self.requests.ttl_secs == 0 || self.requests.ttl_secs > 7 * 24 * 3600 {
+            return Err(invalid("requests.ttl_secs", "must be between 1 and 604800"));
+        }
+        if self.requests.poll_interval_secs > self.requests.ttl_secs {
+            return Err(invalid(
+                "requests.poll_interval_secs",
+                "must not exceed requests.ttl_secs",
+            ));
+        }
+        if self.reaper.interval_secs == 0 {
+            return Err(invalid("reaper.interval_secs", "must be at least 1"));
+        }
+        if self.oauth.client_id.trim().is_empty() {
+            return Err(invalid("oauth.client_id", "must be set"));
+        }
+        http_url("oauth.auth_url", &self.oauth.auth_url)?;
+        http_url("oauth.token_url", &self.oauth.token_url)?;
+        let redirect = http_url("oauth.redirect_uri", &self.oauth.redirect_uri)?;
+        let path = redirect.path();
+        if path == "/" || path.starts_with("/v1/") || path == "/healthz" {
+            return Err(invalid(
+                "oauth.redirect_uri",
+                "needs a path of its own, such as /oauth/callback (not /, /v1/… or /healthz)",
+            ));
+        }
+        if redirect.query().is_some() || redirect.fragment().is_some() {
+            return Err(invalid(
+                "oauth.redirect_uri",
+                "must not have a query or a fragment",
+            ));
+        }
+        for scope in &self.oauth.default_scopes {
+            validate_scope(scope).map_err(|m| invalid("oauth.default_scopes", &m))?;
+            let allowed = &self.oauth.allowed_scopes;
+            if !allowed.is_empty() && !allowed.contains(scope) {
+                return Err(invalid(
+                    "oauth.default_scopes",
+                    &format!("contains {scope:?}, which is not in oauth.allowed_scopes"),
+                ));
+            }
+        }
+        for scope in &self.oauth.allowed_scopes {
+            validate_scope(scope).map_err(|m| invalid("oauth.allowed_scopes", &m))?;
+        }
+        if self.oauth.timeout_secs == 0 {
+            return Err(invalid("oauth.timeout_secs", "must be at least 1"));
+        }
+        http_url("control_browser.base_url", &self.control_browser.base_url)?;
+        if self.control_browser.timeout_secs == 0 {
+            return Err(invalid(
+                "control_browser.timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        let mut ids = HashSet::new();
+        if let Some(dup) = self.accounts.iter().find(|a| !ids.insert(a.id)) {
+            return Err(invalid("accounts", &format!("lists id {} twice", dup.id)));
+        }
+        Ok(())
+    }
+
+    /// The path the callback route is served at.
+    pub fn callback_path(&self) -> String {
+        Url::parse(&self.oauth.redirect_uri)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| "/oauth/callback".into())
+    }
+
+    /// Whether `id` may be chosen for a request.
+    pub fn account_allowed(&self, id: u32) -> bool {
+        self.accounts.is_empty() || self.accounts.iter().any(|a| a.id == id)
+    }
+
+    /// The admin token, if one was configured (empty means none).
+    pub fn admin_token(&self) -> Option<&str> {
+        Some(self.admin.token.expose_secret()).filter(|t| !t.is_empty())
+    }
+}
+
+impl RequestsConfig {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+}
+
+fn http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| ConfigError::Invalid {
+        key,
+        message: if value.is_empty() {
+            "must be set".into()
+        } else {
+            format!("is not a URL: {e}")
+        },
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "must be an http(s) URL".into(),
+        });
+    }
+    Ok(url)
+}
+
+/// Figment says "for key default.oauth.timeout_secs"; admins know the key without the profile.
+fn describe_figment_error(err: figment::Error) -> ConfigError {
+    let messages: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("`{key}`: {}{source}", e.kind)
+            }
+        })
+        .collect();
+    ConfigError::Parse(messages.join("; "))
+}

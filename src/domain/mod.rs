@@ -1,0 +1,14 @@
+//! What a token request is, independent of HTTP and SQL: its statuses and the transitions
+//! between them, the validation of what clients send, token bundles, and secrets.
+
+pub mod request;
+pub mod scopes;
+pub mod secret;
+pub mod status;
+pub mod time;
+pub mod token;
+
+pub use request::{NewTokenRequest, TokenRequest};
+pub use scopes::Scopes;
+pub use status::{Status, Transition};
+pub use token::TokenBundle;

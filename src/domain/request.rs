@@ -1,0 +1,127 @@
+//! A token request: what a client may create, and what the router knows of one.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Scopes, Status};
+use crate::config::OAuthConfig;
+
+pub const MAX_CLIENT_NAME: usize = 128;
+pub const MAX_HOSTNAME: usize = 253;
+
+/// The body of `POST /v1/token-requests`, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    pub client_name: String,
+    pub hostname: String,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A validated request, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewTokenRequest {
+    pub client_name: String,
+    pub hostname: String,
+    pub scopes: Scopes,
+}
+
+impl NewTokenRequest {
+    pub fn parse(body: CreateBody, oauth: &OAuthConfig) -> Result<Self, String> {
+        let client_name = text_field("client_name", body.client_name, MAX_CLIENT_NAME)?;
+        let hostname = text_field("hostname", body.hostname, MAX_HOSTNAME)?;
+        let scopes = Scopes::parse(body.scopes, &oauth.default_scopes, &oauth.allowed_scopes)?;
+        Ok(Self {
+            client_name,
+            hostname,
+            scopes,
+        })
+    }
+}
+
+/// 1..=max characters and no control characters, which would garble logs and admin queries.
+fn text_field(name: &str, value: String, max: usize) -> Result<String, String> {
+    let len = value.chars().count();
+    if len == 0 || len > max {
+        return Err(format!("{name} must be 1 to {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{name} must not contain control characters"));
+    }
+    Ok(value)
+}
+
+/// A stored request, without its secrets.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub id: Uuid,
+    pub client_name: String,
+    pub hostname: String,
+    pub scopes: Scopes,
+    pub status: Status,
+    pub account_id: Option<u32>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl TokenRequest {
+    /// The status a client should see; see [`Status::at`].
+    pub fn effective_status(&self, now: DateTime<Utc>) -> Status {
+        self.status.at(self.expires_at, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn body(client_name: &str, hostname: &str) -> CreateBody {
+        CreateBody {
+            client_name: client_name.into(),
+            hostname: hostname.into(),
+            scopes: None,
+        }
+    }
+
+    #[test]
+    fn names_must_be_non_empty_bounded_and_printable() {
+        let oauth = OAuthConfig::default();
+        assert!(NewTokenRequest::parse(body("cli", "laptop"), &oauth).is_ok());
+        assert!(NewTokenRequest::parse(body("", "laptop"), &oauth).is_err());
+        assert!(NewTokenRequest::parse(body("cli", &"h".repeat(254)), &oauth).is_err());
+        assert!(NewTokenRequest::parse(body("cli", &"h".repeat(253)), &oauth).is_ok());
+        assert!(NewTokenRequest::parse(body("a\nb", "laptop"), &oauth).is_err());
+    }
+
+    #[test]
+    fn an_open_request_past_its_deadline_reads_as_expired() {
+        let now = Utc::now();
+        let mut r = TokenRequest {
+            id: Uuid::new_v4(),
+            client_name: "c".into(),
+            hostname: "h".into(),
+            scopes: Scopes::default(),
+            status: Status::Pending,
+            account_id: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + Duration::seconds(1),
+        };
+        assert_eq!(r.effective_status(now), Status::Pending);
+        assert_eq!(
+            r.effective_status(now + Duration::seconds(1)),
+            Status::Expired
+        );
+        r.status = Status::Approved;
+        assert_eq!(
+            r.effective_status(now + Duration::seconds(5)),
+            Status::Approved
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The tokens a successful exchange yields.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+/// What the provider gave for one approved request. `Debug` shows no token.
+#[derive(Debug, Clone)]
+pub struct TokenBundle {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub token_type: String,
+    /// The granted scopes, space-separated; the requested ones when the provider said none.
+    pub scope: String,
+    /// When the access token stops working, from the provider's `expires_in`.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub obtained_at: DateTime<Utc>,
+}

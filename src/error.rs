@@ -1,0 +1,140 @@
+//! The one error type of the HTTP layer, and how each variant answers.
+//!
+//! Client mistakes are explicit variants with their own status and code. Database and
+//! unexpected errors are logged and answer a generic 500 that says nothing of the cause,
+//! except a busy database, which answers 503 with `Retry-After` because it passes.
+//! No variant carries a secret: messages are written for the client to read.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::domain::Status;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the request id must be a UUID")]
+    InvalidRequestId,
+    #[error("a valid bearer token is required (Authorization: Bearer …)")]
+    Unauthorized,
+    #[error("no token request has this id")]
+    RequestNotFound,
+    #[error("the request is {status}; this action needs a request that is {needs}")]
+    InvalidStatus { status: Status, needs: &'static str },
+    #[error("account {0} is not one of the configured [[accounts]]")]
+    UnknownAccount(u32),
+    #[error("{0}")]
+    InvalidCallback(&'static str),
+    #[error("the control browser did not open the login: {0}")]
+    ControlBrowserFailed(String),
+    #[error("the token exchange with the provider failed: {0}")]
+    ExchangeFailed(String),
+    #[error("the request body must be JSON, sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than the 64 KiB limit")]
+    PayloadTooLarge,
+    #[error("there is nothing at this path")]
+    RouteNotFound,
+    #[error("this path does not take this method")]
+    MethodNotAllowed,
+    #[error("the database is busy; retry in a moment")]
+    Busy,
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Error::InvalidRequest(_)
+            | Error::InvalidRequestId
+            | Error::UnknownAccount(_)
+            | Error::InvalidCallback(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::RequestNotFound | Error::RouteNotFound => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::InvalidStatus { .. } => StatusCode::CONFLICT,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::ControlBrowserFailed(_) | Error::ExchangeFailed(_) => StatusCode::BAD_GATEWAY,
+            Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::InvalidRequestId => "invalid_request_id",
+            Error::Unauthorized => "unauthorized",
+            Error::RequestNotFound => "request_not_found",
+            Error::InvalidStatus { .. } => "invalid_status",
+            Error::UnknownAccount(_) => "unknown_account",
+            Error::InvalidCallback(_) => "invalid_callback",
+            Error::ControlBrowserFailed(_) => "control_browser_failed",
+            Error::ExchangeFailed(_) => "exchange_failed",
+            Error::UnsupportedMediaType => "unsupported_media_type",
+            Error::PayloadTooLarge => "payload_too_large",
+            Error::RouteNotFound => "not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::Busy => "busy",
+            Error::Database(_) | Error::Internal(_) => "internal_error",
+        }
+    }
+
+    /// A 409 for a request whose status does not allow the action.
+    pub fn invalid_status(status: Status, needs: &'static str) -> Self {
+        Error::InvalidStatus { status, needs }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        if is_busy(&e) {
+            Error::Busy
+        } else {
+            Error::Database(e)
+        }
+    }
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included, or no pooled connection
+/// in time: the database is working, just not for us right now.
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        match &self {
+            Error::Database(e) => tracing::error!(error = %e, "database error"),
+            Error::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
+            Error::Busy => tracing::warn!("database busy; answered 503"),
+            _ => {}
+        }
+        let body = Json(json!({ "error": self.code(), "message": self.to_string() }));
+        let mut response = (status, body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

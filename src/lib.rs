@@ -1,0 +1,37 @@
+//! `claude-auth-router` brokers OAuth logins for a team.
+//!
+//! An employee's CLI asks for a token (`POST /v1/token-requests`) and polls for the outcome
+//! with a secret poll token. An operator picks which of the team's provider accounts approves
+//! it; the router builds the authorize URL (PKCE, single-use state) with the `oauth2` crate and
+//! asks the control browser to open it in that account's session. The provider redirects to
+//! the router's callback, the router exchanges the code and stores the tokens in SQLite, and
+//! the polling CLI receives them.
+//!
+//! # Layout
+//! - [`config`]: the settings, from defaults, `config.toml` and `AUTH_ROUTER_*` variables,
+//!   validated before anything binds.
+//! - [`domain`]: what a token request is: statuses and the allowed transitions, input
+//!   validation, token bundles, and how secrets are generated, hashed and compared.
+//! - [`db`]: the SQLite pools and one small function per statement.
+//! - [`oauth`]: the `oauth2` client: authorize URLs with PKCE, and the code exchange.
+//! - [`control_browser`]: the client for the Electron app that opens logins per account.
+//! - [`routes`]: the HTTP API, one file per resource.
+//! - [`reaper`]: the background task that expires stale requests.
+//! - [`error`]: the one error type, and how it maps to HTTP.
+//! - [`startup`]: wiring it together, serving, and shutting down cleanly.
+//! - [`telemetry`]: logging set-up.
+
+pub mod config;
+pub mod control_browser;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod oauth;
+pub mod reaper;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use startup::Application;

@@ -1,0 +1,52 @@
+//! The `claude-auth-router` command: parse the command line, set up logging, load the
+//! configuration and hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use claude_auth_router::{telemetry, Application, Config};
+
+#[derive(Parser)]
+#[command(name = "claude-auth-router", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// Configuration file (default: ./config.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            telemetry::init();
+            report(serve(config))
+        }
+    }
+}
+
+#[tokio::main]
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    Application::build(config).await?.run_until_stopped().await
+}
+
+/// One clear line on stderr and a non-zero exit, never a backtrace.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

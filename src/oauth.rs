@@ -1,0 +1,254 @@
+//! The provider side of the flow, through the official `oauth2` crate: authorize URLs with
+//! PKCE and a fresh state, and the code exchange.
+//!
+//! Token requests go through [`OAuthClient::send`] rather than `oauth2`'s stock reqwest
+//! client, for three reasons: it uses the router's one shared client (redirects off, per
+//! the crate's SSRF warning), it can re-encode the form as JSON for providers that want
+//! `token_request_format = "json"`, and it turns a 5xx into a transport failure so that a
+//! provider outage is never mistaken for a refusal.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
+use oauth2::http::{header, HeaderValue};
+use oauth2::{
+    AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::config::{OAuthConfig, TokenRequestFormat};
+use crate::domain::{secret, time, Scopes, TokenBundle};
+
+/// The largest token endpoint answer read; real ones are a few KiB.
+const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+
+type ConfiguredClient =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+pub struct OAuthClient {
+    client: ConfiguredClient,
+    transport: Transport,
+    extra_params: Vec<(String, String)>,
+}
+
+/// How token endpoint requests travel: `oauth2` builds them, this sends them.
+struct Transport {
+    http: reqwest::Client,
+    format: TokenRequestFormat,
+    timeout: Duration,
+}
+
+impl<'c> AsyncHttpClient<'c> for Transport {
+    type Error = TransportError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}
+
+/// A login about to be opened: the URL for the control browser, and the two secrets the
+/// callback will need. `Debug` shows neither secret.
+#[derive(Debug)]
+pub struct LoginStart {
+    pub url: Url,
+    pub state: SecretString,
+    pub pkce_verifier: SecretString,
+}
+
+/// Why a token request failed. The texts are safe to store and show: they never carry the
+/// response body, a URL with a query, or a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The provider answered with an OAuth error (`invalid_grant` and the like).
+    #[error("the provider refused: {0}")]
+    Rejected(String),
+    /// No usable answer: connection error, timeout or 5xx.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An answer that is not a token response.
+    #[error("the provider's answer was not a token response: {0}")]
+    Invalid(String),
+}
+
+/// A failure of the HTTP exchange itself, as `oauth2` sees it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(String);
+
+impl OAuthClient {
+    pub fn new(cfg: &OAuthConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+        let mut client = BasicClient::new(ClientId::new(cfg.client_id.clone()))
+            .set_auth_uri(AuthUrl::new(cfg.auth_url.clone())?)
+            .set_token_uri(TokenUrl::new(cfg.token_url.clone())?)
+            .set_redirect_uri(RedirectUrl::new(cfg.redirect_uri.clone())?);
+        let client_secret = cfg.client_secret.expose_secret();
+        if !client_secret.is_empty() {
+            client = client.set_client_secret(ClientSecret::new(client_secret.to_owned()));
+        }
+        Ok(Self {
+            client,
+            transport: Transport {
+                http,
+                format: cfg.token_request_format,
+                timeout: Duration::from_secs(cfg.timeout_secs),
+            },
+            extra_params: cfg.extra_auth_params.clone().into_iter().collect(),
+        })
+    }
+
+    /// A fresh authorize URL: `response_type=code`, a new 256-bit state, an S256 challenge.
+    pub fn start_login(&self, scopes: &Scopes) -> LoginStart {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = self
+            .client
+            .authorize_url(|| CsrfToken::new(secret::generate().expose_secret().to_owned()))
+            .add_scopes(scopes.as_slice().iter().map(|s| Scope::new(s.clone())))
+            .set_pkce_challenge(challenge);
+        for (name, value) in &self.extra_params {
+            request = request.add_extra_param(name.as_str(), value.as_str());
+        }
+        let (url, state) = request.url();
+        LoginStart {
+            url,
+            state: SecretString::from(state.into_secret()),
+            pkce_verifier: SecretString::from(verifier.into_secret()),
+        }
+    }
+
+    /// Exchanges an authorization code (with its PKCE verifier and the same redirect_uri).
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: &SecretString,
+        requested: &Scopes,
+    ) -> Result<TokenBundle, ExchangeError> {
+        let response = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(
+                pkce_verifier.expose_secret().to_owned(),
+            ))
+            .request_async(&self.transport)
+            .await
+            .map_err(classify)?;
+        Ok(bundle(&response, requested, time::now()))
+    }
+}
+
+impl Transport {
+    /// Sends one token endpoint request through the shared client.
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let (parts, body) = request.into_parts();
+        let mut headers = parts.headers;
+        let body = match self.format {
+            TokenRequestFormat::Form => body,
+            TokenRequestFormat::Json => {
+                let fields: serde_json::Map<String, serde_json::Value> =
+                    url::form_urlencoded::parse(&body)
+                        .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
+                        .collect();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                serde_json::to_vec(&fields).map_err(|e| TransportError(e.to_string()))?
+            }
+        };
+        let mut response = self
+            .http
+            .request(parts.method, parts.uri.to_string())
+            .headers(headers)
+            .body(body)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| TransportError(describe_reqwest(e, "the token endpoint")))?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(TransportError(format!(
+                "the token endpoint answered {status}"
+            )));
+        }
+        let mut builder = http::Response::builder().status(status);
+        for (name, value) in response.headers() {
+            builder = builder.header(name, value);
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| TransportError(describe_reqwest(e, "the token endpoint")))?
+        {
+            if bytes.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                return Err(TransportError(
+                    "the token endpoint's answer is too large".into(),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        builder
+            .body(bytes)
+            .map_err(|e| TransportError(e.to_string()))
+    }
+}
+
+/// Describes a reqwest failure without its URL, which may carry a state or a code.
+pub fn describe_reqwest(e: reqwest::Error, what: &str) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not be reached"
+    } else {
+        "failed"
+    };
+    format!("the request to {what} {kind}: {}", e.without_url())
+}
+
+fn classify(e: RequestTokenError<TransportError, BasicErrorResponse>) -> ExchangeError {
+    match e {
+        RequestTokenError::ServerResponse(r) => {
+            let description = r
+                .error_description()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            ExchangeError::Rejected(format!("{}{description}", r.error()))
+        }
+        RequestTokenError::Request(t) => ExchangeError::Unavailable(t.0),
+        // The parse error's body may hold tokens; only say where it went wrong.
+        RequestTokenError::Parse(p, _) => ExchangeError::Invalid(format!("at `{}`", p.path())),
+        RequestTokenError::Other(s) => ExchangeError::Invalid(s),
+    }
+}
+
+fn bundle(response: &BasicTokenResponse, requested: &Scopes, now: DateTime<Utc>) -> TokenBundle {
+    let scope = match response.scopes() {
+        Some(granted) => granted
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        // RFC 6749 §5.1: no scope in the answer means the requested ones were granted.
+        None => requested.to_db(),
+    };
+    let expires_at = response
+        .expires_in()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .and_then(|d| now.checked_add_signed(d));
+    TokenBundle {
+        access_token: SecretString::from(response.access_token().secret().to_owned()),
+        refresh_token: response
+            .refresh_token()
+            .map(|t| SecretString::from(t.secret().to_owned())),
+        token_type: response.token_type().as_ref().to_owned(),
+        scope,
+        expires_at,
+        obtained_at: now,
+    }
+}

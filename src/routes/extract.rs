@@ -1,0 +1,99 @@
+//! Extractors that answer in the API's own error format instead of axum's plain text.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::domain::secret;
+use crate::error::Error;
+
+/// `axum::Json`, with malformed bodies as 400, a wrong content type as 415 and an oversized
+/// body as 413, all as `{"error", "message"}`.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_error(rejection)),
+        }
+    }
+}
+
+fn json_error(rejection: JsonRejection) -> Error {
+    match rejection.status() {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType,
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+        _ => Error::InvalidRequest(rejection.body_text()),
+    }
+}
+
+/// The `{id}` of a token-request path, which must be a UUID.
+pub struct RequestId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Error::InvalidRequestId)?;
+        Uuid::parse_str(&raw)
+            .map(RequestId)
+            .map_err(|_| Error::InvalidRequestId)
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header, if there is one.
+pub struct Bearer(pub Option<String>);
+
+impl Bearer {
+    /// Whether this is the admin token.
+    pub fn is_admin(&self, admin_token_hash: &[u8]) -> bool {
+        self.0
+            .as_deref()
+            .is_some_and(|t| secret::verify(t, admin_token_hash))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        Ok(Bearer(token))
+    }
+}
+
+/// Proof that the caller presented the admin token.
+pub struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let app = AppState::from_ref(state);
+        let bearer = Bearer::from_request_parts(parts, state).await?;
+        if bearer.is_admin(&app.admin_token_hash) {
+            Ok(Admin)
+        } else {
+            Err(Error::Unauthorized)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The HTTP API, one file per resource, and the state every handler shares.
+
+mod callback;
+mod extract;
+mod health;
+mod select_account;
+mod token_requests;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::control_browser::ControlBrowser;
+use crate::db::Db;
+use crate::error::Error;
+use crate::oauth::OAuthClient;
+
+/// The most a request body may hold.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Built once at startup; cloning is cheap.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub oauth: Arc<OAuthClient>,
+    pub control_browser: Arc<ControlBrowser>,
+    /// SHA-256 of the admin token, compared in constant time like every secret.
+    pub admin_token_hash: Arc<Vec<u8>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let callback_path = state.config.callback_path();
+    Router::new()
+        .route(
+            "/v1/token-requests",
+            post(token_requests::create).get(token_requests::list),
+        )
+        .route(
+            "/v1/token-requests/{id}/status",
+            get(token_requests::status),
+        )
+        .route(
+            "/v1/token-requests/{id}/select-account",
+            post(select_account::select_account),
+        )
+        .route("/v1/token-requests/{id}/deny", post(token_requests::deny))
+        .route(
+            "/v1/token-requests/{id}/cancel",
+            post(token_requests::cancel),
+        )
+        .route(&callback_path, get(callback::callback))
+        .route("/healthz", get(health::healthz))
+        .fallback(|| async { Error::RouteNotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(span_without_query))
+        .with_state(state)
+}
+
+/// The request span names the method and path only: the callback's query carries the code
+/// and the state, which must never reach a log.
+fn span_without_query(request: &Request<Body>) -> tracing::Span {
+    tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+}

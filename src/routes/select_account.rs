@@ -1,0 +1,78 @@
+//! `POST /v1/token-requests/{id}/select-account`: the operator's choice of account.
+//!
+//! The order matters. The new state and verifier are written *before* the control browser
+//! is called, because a provider that remembers consent can redirect to the callback before
+//! the control browser has even answered, and that callback must find its state. If the
+//! control browser then fails, the request is put back exactly as it was, unless something
+//! (that early callback, a deny, a cancel, another select) has moved it on meanwhile.
+
+use axum::extract::State;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{Admin, Json, RequestId};
+use super::AppState;
+use crate::db;
+use crate::domain::{secret, time, Status, Transition};
+use crate::error::{Error, Result};
+
+/// Another writer can move the row between our read and our write; after this many lost
+/// races in a row the caller is told to retry rather than keep a handler spinning.
+const MAX_ATTEMPTS: usize = 3;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectBody {
+    account_id: u32,
+}
+
+pub async fn select_account(
+    State(app): State<AppState>,
+    _: Admin,
+    RequestId(id): RequestId,
+    Json(body): Json<SelectBody>,
+) -> Result<axum::Json<Value>> {
+    let account_id = body.account_id;
+    if !app.config.account_allowed(account_id) {
+        return Err(Error::UnknownAccount(account_id));
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let before = db::requests::find_flow(&app.db, id)
+            .await?
+            .ok_or(Error::RequestNotFound)?;
+        let now = time::now();
+        let status = before.status.at(before.expires_at, now);
+        if !Transition::SelectAccount.allowed_from(status) {
+            return Err(Error::invalid_status(status, "pending or in_progress"));
+        }
+        let login = app.oauth.start_login(&before.scopes);
+        let state_hash = secret::hash(login.state.expose_secret());
+        let verifier = login.pkce_verifier.expose_secret();
+        let started = db::requests::start_login(
+            &app.db,
+            id,
+            before.version,
+            account_id,
+            &state_hash,
+            verifier,
+            now,
+        )
+        .await?;
+        let Some(version) = started else { continue };
+        tracing::info!(request_id = %id, account_id, "login started; asking the control browser");
+
+        if let Err(reason) = app.control_browser.open_auth(account_id, &login.url).await {
+            let restored =
+                db::requests::restore(&app.db, id, version, &state_hash, &before).await?;
+            tracing::warn!(request_id = %id, account_id, %reason, restored, "control browser failed");
+            return Err(Error::ControlBrowserFailed(reason));
+        }
+        return Ok(axum::Json(json!({
+            "request_id": id,
+            "status": Status::InProgress,
+            "account_id": account_id,
+        })));
+    }
+    Err(Error::Busy)
+}

@@ -1,0 +1,228 @@
+//! `/v1/token-requests`: create, poll, list, deny and cancel.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::{Admin, Bearer, Json, RequestId};
+use super::AppState;
+use crate::db;
+use crate::domain::request::CreateBody;
+use crate::domain::{secret, time, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition};
+use crate::error::{Error, Result};
+
+/// Listings return this many requests unless told otherwise.
+const DEFAULT_LIST_LIMIT: u32 = 100;
+/// The most one listing returns.
+const MAX_LIST_LIMIT: u32 = 1000;
+
+#[derive(Serialize)]
+pub struct Created {
+    request_id: Uuid,
+    status: Status,
+    poll_token: String,
+    expires_at: DateTime<Utc>,
+    poll_interval_secs: u64,
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, axum::Json<Created>)> {
+    let new = NewTokenRequest::parse(body, &app.config.oauth).map_err(Error::InvalidRequest)?;
+    let id = Uuid::new_v4();
+    let poll_token = secret::generate();
+    let now = time::now();
+    let expires_at = now + app.config.requests.ttl();
+    let poll_hash = secret::hash(poll_token.expose_secret());
+    db::requests::insert(&app.db, id, &new, &poll_hash, now, expires_at).await?;
+    tracing::info!(
+        request_id = %id, client_name = %new.client_name, hostname = %new.hostname,
+        scopes = %new.scopes, "token request created"
+    );
+    let created = Created {
+        request_id: id,
+        status: Status::Pending,
+        poll_token: poll_token.expose_secret().to_owned(),
+        expires_at,
+        poll_interval_secs: app.config.requests.poll_interval_secs,
+    };
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+#[derive(Serialize)]
+pub struct StatusBody {
+    request_id: Uuid,
+    status: Status,
+    account_id: Option<u32>,
+    token: Option<TokenView>,
+    error: Option<String>,
+    expires_at: DateTime<Utc>,
+    poll_interval_secs: u64,
+}
+
+/// The `token` object of the status answer: the one place a token leaves the router.
+#[derive(Serialize)]
+pub struct TokenView {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    token_type: String,
+    scope: String,
+}
+
+impl From<TokenBundle> for TokenView {
+    fn from(b: TokenBundle) -> Self {
+        TokenView {
+            access_token: b.access_token.expose_secret().to_owned(),
+            refresh_token: b.refresh_token.map(|t| t.expose_secret().to_owned()),
+            expires_at: b.expires_at,
+            token_type: b.token_type,
+            scope: b.scope,
+        }
+    }
+}
+
+pub async fn status(
+    State(app): State<AppState>,
+    RequestId(id): RequestId,
+    bearer: Bearer,
+) -> Result<axum::Json<StatusBody>> {
+    let poll_token = bearer.0.ok_or(Error::Unauthorized)?;
+    let stored = db::requests::find(&app.db, id)
+        .await?
+        .ok_or(Error::RequestNotFound)?;
+    if !secret::verify(&poll_token, &stored.poll_token_hash) {
+        return Err(Error::Unauthorized);
+    }
+    let request = stored.request;
+    let status = request.effective_status(time::now());
+    let token = match status {
+        Status::Approved => db::tokens::find(&app.db, id).await?.map(TokenView::from),
+        _ => None,
+    };
+    Ok(axum::Json(StatusBody {
+        request_id: id,
+        status,
+        account_id: request.account_id,
+        token,
+        error: request.error,
+        expires_at: request.expires_at,
+        poll_interval_secs: app.config.requests.poll_interval_secs,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct ListItem {
+    request_id: Uuid,
+    client_name: String,
+    hostname: String,
+    scopes: Vec<String>,
+    status: Status,
+    account_id: Option<u32>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    error: Option<String>,
+}
+
+impl ListItem {
+    fn new(r: TokenRequest, now: DateTime<Utc>) -> Self {
+        ListItem {
+            request_id: r.id,
+            status: r.effective_status(now),
+            scopes: r.scopes.as_slice().to_vec(),
+            client_name: r.client_name,
+            hostname: r.hostname,
+            account_id: r.account_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            expires_at: r.expires_at,
+            error: r.error,
+        }
+    }
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    _: Admin,
+    params: std::result::Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Value>> {
+    let Query(params) = params.map_err(|e| Error::InvalidRequest(e.body_text()))?;
+    let status = params
+        .status
+        .map(|s| s.parse::<Status>())
+        .transpose()
+        .map_err(Error::InvalidRequest)?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(Error::InvalidRequest(format!(
+            "limit must be 1 to {MAX_LIST_LIMIT}"
+        )));
+    }
+    let now = time::now();
+    let requests = db::requests::list(&app.db, status, limit).await?;
+    let items: Vec<ListItem> = requests
+        .into_iter()
+        .map(|r| ListItem::new(r, now))
+        .collect();
+    Ok(axum::Json(json!({ "requests": items })))
+}
+
+pub async fn deny(
+    State(app): State<AppState>,
+    _: Admin,
+    RequestId(id): RequestId,
+) -> Result<axum::Json<Value>> {
+    finish(&app, id, Transition::Deny, "admin").await
+}
+
+/// Cancel takes the request's own poll token, or the admin token.
+pub async fn cancel(
+    State(app): State<AppState>,
+    RequestId(id): RequestId,
+    bearer: Bearer,
+) -> Result<axum::Json<Value>> {
+    let token = bearer.0.as_deref().ok_or(Error::Unauthorized)?;
+    let stored = db::requests::find(&app.db, id)
+        .await?
+        .ok_or(Error::RequestNotFound)?;
+    let actor = if secret::verify(token, &stored.poll_token_hash) {
+        "client"
+    } else if bearer.is_admin(&app.admin_token_hash) {
+        "admin"
+    } else {
+        return Err(Error::Unauthorized);
+    };
+    finish(&app, id, Transition::Cancel, actor).await
+}
+
+/// Applies a terminal transition by id; on a lost race, says what the request is now.
+async fn finish(
+    app: &AppState,
+    id: Uuid,
+    transition: Transition,
+    actor: &str,
+) -> Result<axum::Json<Value>> {
+    let to = transition.to().expect("deny and cancel end in a status");
+    if db::requests::transition(&app.db, id, transition, time::now()).await? {
+        tracing::info!(request_id = %id, status = %to, actor, "token request finished");
+        return Ok(axum::Json(json!({ "request_id": id, "status": to })));
+    }
+    let stored = db::requests::find(&app.db, id)
+        .await?
+        .ok_or(Error::RequestNotFound)?;
+    let now = stored.request.effective_status(time::now());
+    Err(Error::invalid_status(now, "pending or in_progress"))
+}

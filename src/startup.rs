@@ -1,0 +1,145 @@
+//! Wiring: open the database, build the clients and the router, serve, and stop cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::control_browser::ControlBrowser;
+use crate::db::Db;
+use crate::domain::secret;
+use crate::oauth::OAuthClient;
+use crate::reaper;
+use crate::routes::{self, AppState};
+
+/// How long an outgoing connection may take to open; each call sets its own total timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens and migrates the database, then binds `bind_addr`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = open_db(&config).await?;
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on bind_addr {}", config.bind_addr))?;
+        Self::assemble(config, db, listener)
+    }
+
+    /// Like [`build`](Self::build) on a listener the caller bound, so tests can know the
+    /// port (and so the `redirect_uri`) before the app exists.
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let db = open_db(&config).await?;
+        Self::assemble(config, db, listener)
+    }
+
+    fn assemble(config: Config, db: Db, listener: TcpListener) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            // Following redirects would let a provider or a control browser point the router
+            // at any host (the oauth2 crate's SSRF warning).
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("claude-auth-router/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        let oauth = OAuthClient::new(&config.oauth, http.clone()).context("oauth settings")?;
+        let control_browser = ControlBrowser::new(&config.control_browser, http)
+            .context("control_browser settings")?;
+        let admin_token = match config.admin_token() {
+            Some(token) => token.to_owned(),
+            None => {
+                let token = secret::generate().expose_secret().to_owned();
+                tracing::warn!(
+                    admin_token = %token,
+                    "no [admin] token configured; generated one for this run only. \
+                     Set admin.token (or AUTH_ROUTER_ADMIN__TOKEN) to keep one across restarts"
+                );
+                token
+            }
+        };
+        let state = AppState {
+            db,
+            config: Arc::new(config),
+            oauth: Arc::new(oauth),
+            control_browser: Arc::new(control_browser),
+            admin_token_hash: Arc::new(secret::hash(&admin_token)),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes: then stops accepting, finishes the requests in
+    /// flight, stops the reaper and closes the database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application { listener, state } = self;
+        let db = state.db.clone();
+        let (stop_reaper, reaper_stop) = watch::channel(false);
+        let interval = Duration::from_secs(state.config.reaper.interval_secs);
+        let reaper = tokio::spawn(reaper::run(db.clone(), interval, reaper_stop));
+        tracing::info!(addr = %listener.local_addr()?, "claude-auth-router listening");
+
+        let served = axum::serve(listener, routes::router(state))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_reaper.send(true);
+        let _ = reaper.await;
+        db.close().await;
+        tracing::info!("claude-auth-router stopped");
+        served.context("serving HTTP")
+    }
+}
+
+async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    Db::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open database_url {}", config.database_url))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}
