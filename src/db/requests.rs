@@ -398,8 +398,9 @@ pub async fn transition(
 /// Expires every open request whose deadline has passed, in one indexed statement.
 ///
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
-/// only uses the partial index `auth_requests_open_by_expiry` when the query's `WHERE`
-/// literally implies the index's; a unit test keeps the two lists equal.
+/// can only use the partial index `auth_requests_open_by_expiry` (or seek the status index)
+/// when the statuses are literals; a unit test keeps the two lists equal, and an API test
+/// checks that the plan never scans the whole table.
 pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let now = to_db(now);
     let done = sqlx::query!(

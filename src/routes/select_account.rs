@@ -17,9 +17,10 @@ use crate::db;
 use crate::domain::{secret, time, Status, Transition};
 use crate::error::{Error, Result};
 
-/// Another writer can move the row between our read and our write; after this many lost
-/// races in a row the caller is told to retry rather than keep a handler spinning.
-const MAX_ATTEMPTS: usize = 3;
+/// Another writer can move the row between our read and our write. Each lost race means
+/// someone else's write landed, so retrying makes progress; after this many in a row the
+/// caller is told to retry (503) rather than keep a handler spinning.
+const MAX_ATTEMPTS: usize = 10;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,300 @@
+//! `spawn_app()`: the real router on 127.0.0.1:0 with a fresh SQLite file and the shared
+//! fake upstream, plus typed helpers for every endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use claude_auth_router::config::Account;
+use claude_auth_router::db::Db;
+use claude_auth_router::{Application, Config};
+use fake_upstream::{BrowserMode, FakeUpstream, Options};
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub fake: FakeUpstream,
+    pub config: Config,
+    _dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A created request, as the client sees it.
+pub struct Created {
+    pub id: String,
+    pub poll_token: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the app after `customize` has adjusted the test configuration.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_options(Options::default(), customize).await
+}
+
+pub async fn spawn_app_with_options(
+    options: Options,
+    customize: impl FnOnce(&mut Config),
+) -> TestApp {
+    let fake = FakeUpstream::start(options).await;
+    fake.set_browser_mode(BrowserMode::Record);
+    let dir = TempDir::new().expect("temp dir");
+    let db_path = dir.path().join("router.db");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let mut config = Config::default();
+    config.bind_addr = addr;
+    config.database_url = format!("sqlite://{}", db_path.display());
+    config.oauth.client_id = "router-test-client".into();
+    config.oauth.auth_url = fake.auth_url();
+    config.oauth.token_url = fake.token_url();
+    config.oauth.redirect_uri = format!("http://{addr}/oauth/callback");
+    config.oauth.timeout_secs = 2;
+    config.control_browser.base_url = fake.base_url();
+    config.control_browser.timeout_secs = 2;
+    config.admin.token = SecretString::from(ADMIN_TOKEN);
+    config.reaper.interval_secs = 3600;
+    customize(&mut config);
+    config.validate().expect("test config is valid");
+    let mut app = TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        fake,
+        config,
+        _dir: Arc::new(dir),
+        stop: None,
+        task: None,
+    };
+    app.start(listener).await;
+    app
+}
+
+impl TestApp {
+    async fn start(&mut self, listener: TcpListener) {
+        let app = Application::build_with_listener(self.config.clone(), listener)
+            .await
+            .expect("app builds");
+        let (tx, rx) = oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        })));
+    }
+
+    /// Stops the app as SIGTERM would, and waits until it has closed the database.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stopped cleanly");
+        }
+    }
+
+    /// Stops and starts the app again on the same port and database file.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("rebind the same port");
+        self.start(listener).await;
+    }
+
+    /// A second handle on the database file, as an admin's tool would have.
+    pub async fn db(&self) -> Db {
+        Db::connect(&self.config.database_url)
+            .await
+            .expect("open db")
+    }
+
+    pub async fn sql_pool(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&self.config.database_url)
+            .await
+            .expect("open db")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn create(&self, body: Value) -> Response {
+        self.http
+            .post(self.url("/v1/token-requests"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_ok(&self) -> Created {
+        let response = self
+            .create(json!({"client_name": "alice", "hostname": "laptop"}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        Created {
+            id: body["request_id"].as_str().unwrap().to_owned(),
+            poll_token: body["poll_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn status(&self, id: &str, token: &str) -> Response {
+        self.http
+            .get(self.url(&format!("/v1/token-requests/{id}/status")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The status body of a request the test created (asserts 200).
+    pub async fn status_ok(&self, created: &Created) -> Value {
+        let response = self.status(&created.id, &created.poll_token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn select(&self, id: &str, account_id: u32) -> Response {
+        self.admin_post(
+            &format!("/v1/token-requests/{id}/select-account"),
+            json!({ "account_id": account_id }),
+        )
+        .await
+    }
+
+    pub async fn deny(&self, id: &str) -> Response {
+        self.admin_post(&format!("/v1/token-requests/{id}/deny"), json!({}))
+            .await
+    }
+
+    pub async fn cancel(&self, id: &str, token: &str) -> Response {
+        self.http
+            .post(self.url(&format!("/v1/token-requests/{id}/cancel")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn list(&self, query: &str) -> Response {
+        self.http
+            .get(self.url(&format!("/v1/token-requests{query}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, url: &str) -> Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    /// Selects `account` with the control browser in record mode and returns the authorize
+    /// URL it was asked to open.
+    pub async fn select_and_capture(&self, id: &str, account: u32) -> String {
+        let before = self.fake.opened().len();
+        let response = self.select(id, account).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap()
+        );
+        let opened = self.fake.opened();
+        assert_eq!(
+            opened.len(),
+            before + 1,
+            "the control browser was called once"
+        );
+        opened.last().unwrap().auth_url.clone()
+    }
+
+    /// Runs the provider's side of a login and returns the callback URL, not yet called.
+    pub async fn callback_url_for(&self, id: &str, account: u32) -> String {
+        let auth_url = self.select_and_capture(id, account).await;
+        self.fake.authorize(&auth_url, account, false).await
+    }
+
+    /// The stored row's status, read straight from SQLite.
+    pub async fn db_status(&self, id: &str) -> String {
+        let pool = self.sql_pool().await;
+        let status: String = sqlx::query_scalar("SELECT status FROM auth_requests WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        status
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let pool = self.sql_pool().await;
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    }
+}
+
+/// Asserts the status and the `error` code of an API error answer.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// The accounts used by tests that configure a list.
+pub fn two_accounts() -> Vec<Account> {
+    vec![
+        Account {
+            id: 1,
+            label: "primary".into(),
+        },
+        Account {
+            id: 2,
+            label: "backup".into(),
+        },
+    ]
+}
+
+/// The value of query parameter `name` in `url`.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}

@@ -1,0 +1,12 @@
+//! API tests: the real app on a loopback port, a fresh SQLite file and the fake upstream.
+
+mod callback;
+mod create;
+mod flow;
+mod helpers;
+mod load;
+mod races;
+mod reaper;
+mod restart;
+mod select_account;
+mod status_and_admin;
