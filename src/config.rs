@@ -237,6 +237,13 @@ impl Config {
                 "needs a path of its own, such as /oauth/callback (not /, /v1/… or /healthz)",
             ));
         }
+        let plain = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);
+        if !path.chars().all(plain) {
+            return Err(invalid(
+                "oauth.redirect_uri",
+                "path may only use letters, digits and / - _ . ~",
+            ));
+        }
         if redirect.query().is_some() || redirect.fragment().is_some() {
             return Err(invalid(
                 "oauth.redirect_uri",

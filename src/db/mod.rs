@@ -31,7 +31,9 @@ pub struct Db {
 impl Db {
     /// Opens (creating when missing) and migrates the database at `url`.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        create_owner_only(options.get_filename())?;
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit the API acknowledged survives a power cut, not only a crash.
@@ -64,6 +66,23 @@ impl Db {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+/// Creates a missing database file readable by its owner only: it will hold live tokens.
+/// SQLite gives the `-wal` and `-shm` files the same mode as the main file.
+fn create_owner_only(path: &std::path::Path) -> Result<(), sqlx::Error> {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(sqlx::Error::Io(e)),
     }
 }
 

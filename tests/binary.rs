@@ -1,0 +1,425 @@
+//! End-to-end tests of the real `claude-auth-router` binary: start-up from the committed
+//! configuration, SIGTERM and SIGKILL, start-up errors, and what reaches the log.
+
+use std::fs;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_upstream::{BrowserMode, FakeUpstream, Options};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const ADMIN: &str = "binary-test-admin-token-4242";
+const CLIENT_SECRET: &str = "binary-test-client-secret-77";
+
+/// A free loopback port. Another process could take it before the router binds it; on a
+/// test machine that is rare enough, and the router would then fail loudly, not silently.
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Router {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+/// The binary, with the environment cleared of any `AUTH_ROUTER_*` from the caller's shell.
+fn command(dir: &Path, env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-auth-router"));
+    cmd.arg("serve").current_dir(dir).stdin(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AUTH_ROUTER_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// The environment for a router on `port` against `fake`, with its database in `dir`.
+fn router_env(port: u16, fake: &FakeUpstream, dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AUTH_ROUTER_BIND_ADDR", format!("127.0.0.1:{port}")),
+        (
+            "AUTH_ROUTER_DATABASE_URL",
+            format!("sqlite://{}", dir.join("router.db").display()),
+        ),
+        ("AUTH_ROUTER_OAUTH__CLIENT_ID", "binary-test".into()),
+        ("AUTH_ROUTER_OAUTH__CLIENT_SECRET", CLIENT_SECRET.into()),
+        ("AUTH_ROUTER_OAUTH__AUTH_URL", fake.auth_url()),
+        ("AUTH_ROUTER_OAUTH__TOKEN_URL", fake.token_url()),
+        (
+            "AUTH_ROUTER_OAUTH__REDIRECT_URI",
+            format!("http://127.0.0.1:{port}/oauth/callback"),
+        ),
+        ("AUTH_ROUTER_CONTROL_BROWSER__BASE_URL", fake.base_url()),
+        ("AUTH_ROUTER_ADMIN__TOKEN", ADMIN.into()),
+    ]
+}
+
+impl Router {
+    async fn start(dir: &Path, port: u16, env: &[(&str, String)], log_name: &str) -> Router {
+        let log = dir.join(log_name);
+        let mut cmd = command(dir, env);
+        cmd.stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        let child = cmd.spawn().expect("start the binary");
+        let router = Router {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        router.wait_healthy().await;
+        router
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", self.base)).await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "router did not become healthy; log:\n{}",
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; it has no memory effects on this process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "router did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Client {
+            http,
+            base: base.to_owned(),
+        }
+    }
+
+    /// Creates a request; returns (id, poll token).
+    async fn create(&self) -> (String, String) {
+        let r = self
+            .http
+            .post(format!("{}/v1/token-requests", self.base))
+            .json(&json!({"client_name": "bin", "hostname": "box"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let body: Value = r.json().await.unwrap();
+        (
+            body["request_id"].as_str().unwrap().into(),
+            body["poll_token"].as_str().unwrap().into(),
+        )
+    }
+
+    async fn status(&self, id: &str, token: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}/v1/token-requests/{id}/status", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    async fn select(&self, id: &str, account: u32, admin: &str) -> StatusCode {
+        self.http
+            .post(format!(
+                "{}/v1/token-requests/{id}/select-account",
+                self.base
+            ))
+            .bearer_auth(admin)
+            .json(&json!({"account_id": account}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn get(&self, url: &str) -> StatusCode {
+        self.http.get(url).send().await.unwrap().status()
+    }
+}
+
+#[tokio::test]
+async fn the_binary_runs_the_flow_and_exits_zero_on_sigterm() {
+    let dir = TempDir::new().unwrap();
+    let fake = FakeUpstream::start(Options {
+        client_secret: Some(CLIENT_SECRET.into()),
+        ..Options::default()
+    })
+    .await;
+    let port = free_port();
+    let mut router = Router::start(
+        dir.path(),
+        port,
+        &router_env(port, &fake, dir.path()),
+        "router.log",
+    )
+    .await;
+    let client = Client::new(&router.base);
+    let (id, poll) = client.create().await;
+
+    assert_eq!(client.select(&id, 2, ADMIN).await, StatusCode::OK);
+    let (code, body) = client.status(&id, &poll).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["status"], "approved");
+    assert_eq!(
+        body["token"]["access_token"],
+        fake.secrets().access_tokens[0].as_str()
+    );
+
+    router.signal(libc::SIGTERM);
+    let status = router.wait_exit().await;
+
+    assert_eq!(status.code(), Some(0), "{}", router.log());
+    let log = router.log();
+    assert!(
+        log.contains("reaper stopped") && log.contains("claude-auth-router stopped"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_router_killed_mid_flow_finishes_the_flow_after_it_restarts() {
+    let dir = TempDir::new().unwrap();
+    let fake = FakeUpstream::start(Options {
+        client_secret: Some(CLIENT_SECRET.into()),
+        ..Options::default()
+    })
+    .await;
+    fake.set_browser_mode(BrowserMode::Record);
+    let port = free_port();
+    let env = router_env(port, &fake, dir.path());
+    let mut router = Router::start(dir.path(), port, &env, "first.log").await;
+    let client = Client::new(&router.base);
+    let (id, poll) = client.create().await;
+    assert_eq!(client.select(&id, 5, ADMIN).await, StatusCode::OK);
+    let callback = fake.authorize(&fake.opened()[0].auth_url, 5, false).await;
+
+    router.signal(libc::SIGKILL);
+    router.wait_exit().await;
+    let _restarted = Router::start(dir.path(), port, &env, "second.log").await;
+
+    assert_eq!(client.get(&callback).await, StatusCode::OK);
+    let (_, body) = client.status(&id, &poll).await;
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["account_id"], 5);
+    assert!(body["token"]["access_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("fake-at-5-"));
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_log_even_at_trace_level() {
+    let dir = TempDir::new().unwrap();
+    let fake = FakeUpstream::start(Options {
+        client_secret: Some(CLIENT_SECRET.into()),
+        ..Options::default()
+    })
+    .await;
+    let port = free_port();
+    let mut env = router_env(port, &fake, dir.path());
+    env.push(("RUST_LOG", "trace".into()));
+    let mut router = Router::start(dir.path(), port, &env, "trace.log").await;
+    let client = Client::new(&router.base);
+    let mut poll_tokens = Vec::new();
+
+    // Approved through the auto-approving control browser.
+    let (id, poll) = client.create().await;
+    client.select(&id, 1, ADMIN).await;
+    assert_eq!(client.status(&id, &poll).await.1["status"], "approved");
+    poll_tokens.push(poll);
+    // Approved by hand, then the callback replayed, and a poll with a wrong token.
+    fake.set_browser_mode(BrowserMode::Record);
+    let (id, poll) = client.create().await;
+    client.select(&id, 2, ADMIN).await;
+    let callback = fake
+        .authorize(&fake.opened().last().unwrap().auth_url, 2, false)
+        .await;
+    assert_eq!(client.get(&callback).await, StatusCode::OK);
+    assert_eq!(client.get(&callback).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        client.status(&id, "wrong-token").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    poll_tokens.push(poll);
+    // Denied by the provider.
+    fake.set_browser_mode(BrowserMode::AutoDeny);
+    let (id, poll) = client.create().await;
+    client.select(&id, 3, ADMIN).await;
+    assert_eq!(client.status(&id, &poll).await.1["status"], "denied");
+    poll_tokens.push(poll);
+    router.signal(libc::SIGTERM);
+    router.wait_exit().await;
+
+    let log = router.log();
+    assert!(
+        log.contains("token request approved"),
+        "the log was captured"
+    );
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "trace level was on"
+    );
+    let s = fake.secrets();
+    let all = [
+        s.codes,
+        s.states,
+        s.verifiers,
+        s.access_tokens,
+        s.refresh_tokens,
+        poll_tokens,
+    ]
+    .concat();
+    assert!(all.len() >= 12, "secrets were collected: {}", all.len());
+    for secret in all
+        .iter()
+        .chain([&ADMIN.to_owned(), &CLIENT_SECRET.to_owned()])
+    {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret reached the log: {secret}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_committed_config_starts_the_service_and_prints_a_generated_admin_token() {
+    let dir = TempDir::new().unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        dir.path().join("config.toml"),
+    )
+    .unwrap();
+    let port = free_port();
+    // Only the port moves, so that parallel tests and other services cannot collide.
+    let env = [("AUTH_ROUTER_BIND_ADDR", format!("127.0.0.1:{port}"))];
+    let router = Router::start(dir.path(), port, &env, "router.log").await;
+
+    assert!(
+        dir.path().join("auth-router.db").exists(),
+        "the default database file was created"
+    );
+    let log = router.log();
+    let token = log
+        .split("admin_token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a generated admin token is printed");
+    assert!(log.contains("WARN"), "{log}");
+    let list = reqwest::Client::new()
+        .get(format!("{}/v1/token-requests", router.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_configuration_fails_before_binding_with_a_message_naming_the_key() {
+    let dir = TempDir::new().unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        dir.path().join("config.toml"),
+    )
+    .unwrap();
+    let port = free_port();
+    let bind = ("AUTH_ROUTER_BIND_ADDR", format!("127.0.0.1:{port}"));
+    let cases: [(Vec<(&str, String)>, &str); 3] = [
+        (
+            vec![
+                bind.clone(),
+                ("AUTH_ROUTER_REQUESTS__TTL_SECS", "ten".into()),
+            ],
+            "requests.ttl_secs",
+        ),
+        (
+            vec![
+                bind.clone(),
+                ("AUTH_ROUTER_OAUTH__TOKEN_URL", "nope".into()),
+            ],
+            "oauth.token_url",
+        ),
+        (
+            vec![
+                bind.clone(),
+                ("AUTH_ROUTER_CONTROL_BROWSER__TIMEOUT_SECS", "0".into()),
+            ],
+            "control_browser.timeout_secs",
+        ),
+    ];
+    for (env, key) in cases {
+        let output = command(dir.path(), &env).output().unwrap();
+
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{key}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+        assert!(
+            !dir.path().join("auth-router.db").exists(),
+            "nothing was created"
+        );
+    }
+    let output = command(dir.path(), &[])
+        .args(["--config", "missing.toml"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml does not exist"));
+}

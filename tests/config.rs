@@ -1,0 +1,202 @@
+//! Configuration loading: the committed file, environment overrides, and errors that name
+//! the key. `figment::Jail` serialises tests that touch the environment.
+
+use std::path::Path;
+
+use claude_auth_router::Config;
+use figment::Jail;
+
+fn committed_config() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+}
+
+fn load_error(jail_setup: impl FnOnce(&mut Jail) -> figment::Result<()>) -> String {
+    let mut message = String::new();
+    Jail::expect_with(|jail| {
+        jail_setup(jail)?;
+        message = Config::load(None)
+            .expect_err("configuration must be refused")
+            .to_string();
+        Ok(())
+    });
+    message
+}
+
+#[test]
+fn the_committed_config_toml_is_valid_and_matches_the_documented_defaults() {
+    Jail::expect_with(|_| {
+        let config = Config::load(Some(committed_config())).expect("committed config loads");
+        let defaults = Config::default();
+        assert_eq!(config.bind_addr, defaults.bind_addr);
+        assert_eq!(config.database_url, defaults.database_url);
+        assert_eq!(config.requests.ttl_secs, 600);
+        assert_eq!(config.requests.poll_interval_secs, 5);
+        assert_eq!(config.reaper.interval_secs, 30);
+        assert_eq!(
+            config.oauth.redirect_uri,
+            "http://127.0.0.1:7777/oauth/callback"
+        );
+        assert_eq!(
+            config.oauth.auth_url, "http://127.0.0.1:7780/authorize",
+            "the fake upstream"
+        );
+        assert_eq!(config.control_browser.base_url, "http://127.0.0.1:7780");
+        assert_eq!(config.control_browser.timeout_secs, 10);
+        assert!(config.admin_token().is_none());
+        assert!(config.accounts.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_variables_override_nested_keys() {
+    Jail::expect_with(|jail| {
+        jail.create_file("config.toml", "[oauth]\nclient_id = \"from-file\"\nauth_url = \"http://a.example/auth\"\ntoken_url = \"http://a.example/token\"\n")?;
+        jail.set_env("AUTH_ROUTER_OAUTH__CLIENT_ID", "from-env");
+        jail.set_env("AUTH_ROUTER_REQUESTS__TTL_SECS", "120");
+        jail.set_env("AUTH_ROUTER_ADMIN__TOKEN", "admin-from-env");
+
+        let config = Config::load(None).expect("loads");
+
+        assert_eq!(config.oauth.client_id, "from-env");
+        assert_eq!(config.requests.ttl_secs, 120);
+        assert_eq!(config.admin_token(), Some("admin-from-env"));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_client_commands_variables_do_not_disturb_the_server() {
+    Jail::expect_with(|jail| {
+        jail.set_env("AUTH_ROUTER_URL", "http://127.0.0.1:7777");
+        jail.set_env("AUTH_ROUTER_ADMIN_TOKEN", "for-the-admin-cli");
+
+        let config = Config::load(Some(committed_config())).expect("loads");
+
+        assert!(
+            config.admin_token().is_none(),
+            "AUTH_ROUTER_ADMIN_TOKEN is the CLI's, not admin.token"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_key() {
+    let message = load_error(|jail| {
+        jail.set_env("AUTH_ROUTER_OAUTH__CLIENT_ID", "x");
+        jail.set_env("AUTH_ROUTER_REQUESTS__TTL_SECS", "soon");
+        Ok(())
+    });
+    assert!(message.contains("requests.ttl_secs"), "{message}");
+}
+
+#[test]
+fn an_unknown_key_in_the_file_or_the_environment_is_named() {
+    let message = load_error(|jail| {
+        jail.create_file("config.toml", "[oauth]\nclient_idd = \"typo\"\n")
+            .map(|_| ())
+    });
+    assert!(message.contains("client_idd"), "{message}");
+
+    let message = load_error(|jail| {
+        jail.set_env("AUTH_ROUTER_REQUSTS__TTL_SECS", "5");
+        Ok(())
+    });
+    assert!(message.contains("requsts"), "{message}");
+}
+
+#[test]
+fn invalid_values_are_refused_with_the_key_that_holds_them() {
+    let base = "[oauth]\nclient_id = \"c\"\nauth_url = \"http://p.example/a\"\ntoken_url = \"http://p.example/t\"\n";
+    let cases = [
+        ("", "oauth.client_id"),
+        ("AUTH_ROUTER_OAUTH__AUTH_URL=not a url", "oauth.auth_url"),
+        (
+            "AUTH_ROUTER_OAUTH__TOKEN_URL=ftp://p.example/t",
+            "oauth.token_url",
+        ),
+        (
+            "AUTH_ROUTER_OAUTH__REDIRECT_URI=http://127.0.0.1:7777/",
+            "oauth.redirect_uri",
+        ),
+        (
+            "AUTH_ROUTER_OAUTH__REDIRECT_URI=http://127.0.0.1:7777/v1/cb",
+            "oauth.redirect_uri",
+        ),
+        (
+            "AUTH_ROUTER_OAUTH__REDIRECT_URI=http://127.0.0.1:7777/{id}",
+            "oauth.redirect_uri",
+        ),
+        ("AUTH_ROUTER_REQUESTS__TTL_SECS=0", "requests.ttl_secs"),
+        (
+            "AUTH_ROUTER_REQUESTS__POLL_INTERVAL_SECS=9999",
+            "requests.poll_interval_secs",
+        ),
+        (
+            "AUTH_ROUTER_REAPER__INTERVAL_SECS=0",
+            "reaper.interval_secs",
+        ),
+        ("AUTH_ROUTER_OAUTH__TIMEOUT_SECS=0", "oauth.timeout_secs"),
+        (
+            "AUTH_ROUTER_CONTROL_BROWSER__BASE_URL=nope",
+            "control_browser.base_url",
+        ),
+        ("AUTH_ROUTER_DATABASE_URL=postgres://x", "database_url"),
+        ("AUTH_ROUTER_BIND_ADDR=localhost", "bind_addr"),
+        (
+            "AUTH_ROUTER_OAUTH__TOKEN_REQUEST_FORMAT=xml",
+            "oauth.token_request_format",
+        ),
+        (
+            "AUTH_ROUTER_OAUTH__DEFAULT_SCOPES=[\"a b\"]",
+            "oauth.default_scopes",
+        ),
+    ];
+    for (env, key) in cases {
+        let message = load_error(|jail| {
+            if env.is_empty() {
+                jail.create_file("config.toml", "")?;
+            } else {
+                jail.create_file("config.toml", base)?;
+                let (k, v) = env.split_once('=').unwrap();
+                jail.set_env(k, v);
+            }
+            Ok(())
+        });
+        assert!(message.contains(key), "{env}: {message}");
+    }
+}
+
+#[test]
+fn duplicate_accounts_and_default_scopes_outside_the_allow_list_are_refused() {
+    let base = "[oauth]\nclient_id = \"c\"\nauth_url = \"http://p.example/a\"\ntoken_url = \"http://p.example/t\"\n";
+    let message = load_error(|jail| {
+        jail.create_file(
+            "config.toml",
+            &format!("{base}[[accounts]]\nid = 1\n[[accounts]]\nid = 1\n"),
+        )
+        .map(|_| ())
+    });
+    assert!(
+        message.contains("accounts") && message.contains("twice"),
+        "{message}"
+    );
+
+    let message = load_error(|jail| {
+        jail.create_file(
+            "config.toml",
+            &format!("{base}default_scopes = [\"a\"]\nallowed_scopes = [\"b\"]\n"),
+        )
+        .map(|_| ())
+    });
+    assert!(message.contains("oauth.default_scopes"), "{message}");
+}
+
+#[test]
+fn a_missing_config_file_named_on_the_command_line_is_an_error() {
+    let message = Config::load(Some(Path::new("/nonexistent/router.toml")))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("does not exist"), "{message}");
+}
