@@ -54,9 +54,11 @@ pub async fn spawn_app_with_options(
     let db_path = dir.path().join("router.db");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
-    let mut config = Config::default();
-    config.bind_addr = addr;
-    config.database_url = format!("sqlite://{}", db_path.display());
+    let mut config = Config {
+        bind_addr: addr,
+        database_url: format!("sqlite://{}", db_path.display()),
+        ..Config::default()
+    };
     config.oauth.client_id = "router-test-client".into();
     config.oauth.auth_url = fake.auth_url();
     config.oauth.token_url = fake.token_url();
