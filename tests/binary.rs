@@ -232,6 +232,50 @@ async fn the_binary_runs_the_flow_and_exits_zero_on_sigterm() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish_before_the_process_exits() {
+    let dir = TempDir::new().unwrap();
+    let fake = FakeUpstream::start(Options {
+        client_secret: Some(CLIENT_SECRET.into()),
+        ..Options::default()
+    })
+    .await;
+    fake.set_browser_mode(BrowserMode::Hang(Duration::from_millis(1500)));
+    let port = free_port();
+    let mut router = Router::start(
+        dir.path(),
+        port,
+        &router_env(port, &fake, dir.path()),
+        "router.log",
+    )
+    .await;
+    let client = Client::new(&router.base);
+    let (id, poll) = client.create().await;
+
+    let selected = id.clone();
+    let in_flight = tokio::spawn(async move { client.select(&selected, 1, ADMIN).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    router.signal(libc::SIGTERM);
+    let answered = in_flight.await.unwrap();
+    let status = router.wait_exit().await;
+
+    assert_eq!(
+        answered,
+        StatusCode::OK,
+        "the select finished after SIGTERM"
+    );
+    assert_eq!(status.code(), Some(0));
+    let restarted = Router::start(
+        dir.path(),
+        port,
+        &router_env(port, &fake, dir.path()),
+        "again.log",
+    )
+    .await;
+    let (_, body) = Client::new(&restarted.base).status(&id, &poll).await;
+    assert_eq!(body["status"], "in_progress", "{body}");
+}
+
+#[tokio::test]
 async fn a_router_killed_mid_flow_finishes_the_flow_after_it_restarts() {
     let dir = TempDir::new().unwrap();
     let fake = FakeUpstream::start(Options {

@@ -1,5 +1,6 @@
 //! API tests: the real app on a loopback port, a fresh SQLite file and the fake upstream.
 
+mod busy;
 mod callback;
 mod create;
 mod flow;
