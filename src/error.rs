@@ -34,6 +34,10 @@ pub enum Error {
     ControlBrowserFailed(String),
     #[error("the token exchange with the provider failed: {0}")]
     ExchangeFailed(String),
+    #[error("the provider refused to refresh these tokens ({0}); request new ones")]
+    RefreshRejected(String),
+    #[error("the provider could not be reached or failed: {0}")]
+    UpstreamFailed(String),
     #[error("the request body must be JSON, sent with Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("the request body is larger than the 64 KiB limit")]
@@ -60,10 +64,12 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::RequestNotFound | Error::RouteNotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Error::InvalidStatus { .. } => StatusCode::CONFLICT,
+            Error::InvalidStatus { .. } | Error::RefreshRejected(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::ControlBrowserFailed(_) | Error::ExchangeFailed(_) => StatusCode::BAD_GATEWAY,
+            Error::ControlBrowserFailed(_)
+            | Error::ExchangeFailed(_)
+            | Error::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +87,8 @@ impl Error {
             Error::InvalidCallback(_) => "invalid_callback",
             Error::ControlBrowserFailed(_) => "control_browser_failed",
             Error::ExchangeFailed(_) => "exchange_failed",
+            Error::RefreshRejected(_) => "refresh_rejected",
+            Error::UpstreamFailed(_) => "upstream_failed",
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge => "payload_too_large",
             Error::RouteNotFound => "not_found",

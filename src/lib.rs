@@ -17,6 +17,7 @@
 //! - [`control_browser`]: the client for the Electron app that opens logins per account.
 //! - [`routes`]: the HTTP API, one file per resource.
 //! - [`reaper`]: the background task that expires stale requests.
+//! - [`single_flight`]: per-request locks so one refresh at a time reaches the provider.
 //! - [`error`]: the one error type, and how it maps to HTTP.
 //! - [`startup`]: wiring it together, serving, and shutting down cleanly.
 //! - [`telemetry`]: logging set-up.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod oauth;
 pub mod reaper;
 pub mod routes;
+pub mod single_flight;
 pub mod startup;
 pub mod telemetry;
 

@@ -17,7 +17,7 @@ use oauth2::http::{header, HeaderValue};
 use oauth2::{
     AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
     EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RequestTokenError, Scope, TokenResponse, TokenUrl,
+    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -139,6 +139,24 @@ impl OAuthClient {
             .await
             .map_err(classify)?;
         Ok(bundle(&response, requested, time::now()))
+    }
+
+    /// Uses the refresh-token grant, with the same client authentication and request format
+    /// as the code exchange. `scope` is what the current tokens were granted, kept when the
+    /// provider's answer names none.
+    pub async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        scope: &str,
+    ) -> Result<TokenBundle, ExchangeError> {
+        let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
+        let response = self
+            .client
+            .exchange_refresh_token(&refresh_token)
+            .request_async(&self.transport)
+            .await
+            .map_err(classify)?;
+        Ok(bundle(&response, &Scopes::from_db(scope), time::now()))
     }
 }
 

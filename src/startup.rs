@@ -76,6 +76,7 @@ impl Application {
             oauth: Arc::new(oauth),
             control_browser: Arc::new(control_browser),
             admin_token_hash: Arc::new(secret::hash(&admin_token)),
+            refresh_locks: Arc::default(),
         };
         Ok(Self { listener, state })
     }

@@ -73,6 +73,9 @@ pub struct Options {
     pub client_secret: Option<String>,
     /// `expires_in` of issued access tokens (default 3600).
     pub expires_in: Option<u64>,
+    /// Refresh tokens stay valid and refresh answers carry none, as some providers do.
+    /// Default: rotation, each refresh token works once.
+    pub no_rotation: bool,
 }
 
 pub(crate) struct Issued {
@@ -175,6 +178,14 @@ impl FakeUpstream {
     /// How many requests reached the token endpoint.
     pub fn token_calls(&self) -> usize {
         self.lock().token_calls
+    }
+
+    /// Makes every refresh token issued so far invalid, as a provider does when a user
+    /// revokes access.
+    pub fn revoke_refresh_tokens(&self) {
+        for grant in self.lock().refresh.values_mut() {
+            grant.revoked = true;
+        }
     }
 
     pub fn secrets(&self) -> Secrets {

@@ -188,6 +188,8 @@ pub async fn token(
         }
     }
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let no_rotation = s.options.no_rotation;
+    let mut issue_refresh = true;
     let (scope, account) = match get("grant_type").as_str() {
         "authorization_code" => {
             let verifier = get("code_verifier");
@@ -235,9 +237,14 @@ pub async fn token(
                     "refresh token revoked",
                 );
             }
-            // Rotation: a refresh token works once, as with the providers this router fronts.
-            grant.revoked = true;
-            (grant.scope.clone(), grant.account)
+            let (scope, account) = (grant.scope.clone(), grant.account);
+            if no_rotation {
+                issue_refresh = false;
+            } else {
+                // Rotation: a refresh token works once, as with the providers this router fronts.
+                grant.revoked = true;
+            }
+            (scope, account)
         }
         _ => {
             return oauth_error(
@@ -248,27 +255,26 @@ pub async fn token(
         }
     };
     let access = random(&format!("fake-at-{account}-"));
-    let refresh = random("fake-rt-");
     s.secrets.access_tokens.push(access.clone());
-    s.secrets.refresh_tokens.push(refresh.clone());
-    s.refresh.insert(
-        refresh.clone(),
-        RefreshGrant {
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": s.options.expires_in.unwrap_or(3600),
+        "scope": scope,
+    });
+    if issue_refresh {
+        let refresh = random("fake-rt-");
+        s.secrets.refresh_tokens.push(refresh.clone());
+        let grant = RefreshGrant {
             client_id,
-            scope: scope.clone(),
+            scope,
             account,
             revoked: false,
-        },
-    );
-    let expires_in = s.options.expires_in.unwrap_or(3600);
-    Json(json!({
-        "access_token": access,
-        "refresh_token": refresh,
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "scope": scope,
-    }))
-    .into_response()
+        };
+        s.refresh.insert(refresh.clone(), grant);
+        body["refresh_token"] = refresh.into();
+    }
+    Json(body).into_response()
 }
 
 pub async fn open_auth(

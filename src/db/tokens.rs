@@ -57,3 +57,81 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, sqlx
         obtained_at: r.obtained_at,
     }))
 }
+
+/// What a refresh needs: the current refresh token and where the bundle stands.
+#[derive(Debug)]
+pub struct RefreshState {
+    pub generation: i64,
+    pub refresh_token: Option<SecretString>,
+    /// Why the provider refused the last refresh, when it did.
+    pub refresh_error: Option<String>,
+    pub scope: String,
+}
+
+pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshState>, sqlx::Error> {
+    let id = request_id.hyphenated();
+    let row = sqlx::query!(
+        "SELECT generation, refresh_token, refresh_error, scope FROM token_bundles WHERE request_id = ?",
+        id,
+    )
+    .fetch_optional(&db.read)
+    .await?;
+    Ok(row.map(|r| RefreshState {
+        generation: r.generation,
+        refresh_token: r.refresh_token.map(SecretString::from),
+        refresh_error: r.refresh_error,
+        scope: r.scope,
+    }))
+}
+
+/// Stores refreshed tokens if the bundle is still at `generation`. A provider that sends no
+/// new refresh token keeps the old one working, so `None` keeps the stored one.
+pub async fn store_refreshed(
+    db: &Db,
+    request_id: Uuid,
+    generation: i64,
+    bundle: &TokenBundle,
+) -> Result<bool, sqlx::Error> {
+    let id = request_id.hyphenated();
+    let access = bundle.access_token.expose_secret();
+    let refresh = bundle.refresh_token.as_ref().map(|t| t.expose_secret());
+    let expires_at = bundle.expires_at.map(to_db);
+    let obtained_at = to_db(bundle.obtained_at);
+    let done = sqlx::query!(
+        "UPDATE token_bundles
+         SET access_token = ?1, refresh_token = COALESCE(?2, refresh_token), token_type = ?3,
+             scope = ?4, expires_at = ?5, obtained_at = ?6, generation = generation + 1
+         WHERE request_id = ?7 AND generation = ?8 AND refresh_error IS NULL",
+        access,
+        refresh,
+        bundle.token_type,
+        bundle.scope,
+        expires_at,
+        obtained_at,
+        id,
+        generation,
+    )
+    .execute(&db.write)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks the bundle's refresh token as rejected by the provider, if still at `generation`.
+pub async fn mark_refresh_rejected(
+    db: &Db,
+    request_id: Uuid,
+    generation: i64,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let id = request_id.hyphenated();
+    let done = sqlx::query!(
+        "UPDATE token_bundles SET refresh_error = ?1, generation = generation + 1
+         WHERE request_id = ?2 AND generation = ?3 AND refresh_error IS NULL",
+        reason,
+        id,
+        generation,
+    )
+    .execute(&db.write)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

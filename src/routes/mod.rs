@@ -3,6 +3,7 @@
 mod callback;
 mod extract;
 mod health;
+mod refresh;
 mod select_account;
 mod token_requests;
 
@@ -20,6 +21,7 @@ use crate::control_browser::ControlBrowser;
 use crate::db::Db;
 use crate::error::Error;
 use crate::oauth::OAuthClient;
+use crate::single_flight::KeyedLocks;
 
 /// The most a request body may hold.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub control_browser: Arc<ControlBrowser>,
     /// SHA-256 of the admin token, compared in constant time like every secret.
     pub admin_token_hash: Arc<Vec<u8>>,
+    /// One refresh per request at a time.
+    pub refresh_locks: Arc<KeyedLocks>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -55,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/token-requests/{id}/cancel",
             post(token_requests::cancel),
         )
+        .route("/v1/token-requests/{id}/refresh", post(refresh::refresh))
         .route(&callback_path, get(callback::callback))
         .route("/healthz", get(health::healthz))
         .fallback(|| async { Error::RouteNotFound })

@@ -65,7 +65,8 @@ pub struct StatusBody {
     poll_interval_secs: u64,
 }
 
-/// The `token` object of the status answer: the one place a token leaves the router.
+/// The `token` object of the status and refresh answers: the only way a token leaves the
+/// router.
 #[derive(Serialize)]
 pub struct TokenView {
     access_token: String,

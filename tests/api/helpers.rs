@@ -194,6 +194,30 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn refresh(&self, id: &str, token: &str) -> Response {
+        self.http
+            .post(self.url(&format!("/v1/token-requests/{id}/refresh")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a request and has it approved through the auto-approving control browser.
+    pub async fn approved(&self, account: u32) -> Created {
+        self.fake
+            .set_browser_mode(fake_upstream::BrowserMode::AutoApprove);
+        let created = self.create_ok().await;
+        assert_eq!(
+            self.select(&created.id, account).await.status(),
+            StatusCode::OK
+        );
+        self.fake
+            .set_browser_mode(fake_upstream::BrowserMode::Record);
+        assert_eq!(self.status_ok(&created).await["status"], "approved");
+        created
+    }
+
     pub async fn list(&self, query: &str) -> Response {
         self.http
             .get(self.url(&format!("/v1/token-requests{query}")))

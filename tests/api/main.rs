@@ -8,6 +8,7 @@ mod helpers;
 mod load;
 mod races;
 mod reaper;
+mod refresh;
 mod restart;
 mod select_account;
 mod status_and_admin;
