@@ -19,9 +19,11 @@
 //! - [`reaper`]: the background task that expires stale requests.
 //! - [`single_flight`]: per-request locks so one refresh at a time reaches the provider.
 //! - [`error`]: the one error type, and how it maps to HTTP.
+//! - [`client`]: the other side: `RouterClient` and the `token` command that employees run.
 //! - [`startup`]: wiring it together, serving, and shutting down cleanly.
 //! - [`telemetry`]: logging set-up.
 
+pub mod client;
 pub mod config;
 pub mod control_browser;
 pub mod db;

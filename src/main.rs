@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use claude_auth_router::client::command::{self, TokenArgs};
 use claude_auth_router::{telemetry, Application, Config};
 
 #[derive(Parser)]
@@ -22,6 +23,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print a usable access token on stdout, asking the router for one when needed.
+    ///
+    /// Exit codes: 0 token printed, 1 network or unexpected error, 2 usage error, 3 denied,
+    /// 4 expired, 5 cancelled or error on the router, 130 interrupted.
+    Token(TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,7 +37,13 @@ fn main() -> ExitCode {
             telemetry::init();
             report(serve(config))
         }
+        Command::Token(args) => ExitCode::from(token(args)),
     }
+}
+
+#[tokio::main]
+async fn token(args: TokenArgs) -> u8 {
+    command::run(args).await
 }
 
 #[tokio::main]

@@ -1,7 +1,9 @@
-//! API tests: the real app on a loopback port, a fresh SQLite file and the fake upstream.
+//! API and CLI tests: the real app on a loopback port, a fresh SQLite file and the fake
+//! upstream; the CLI tests run the real `token` command against it.
 
 mod busy;
 mod callback;
+mod cli;
 mod create;
 mod flow;
 mod helpers;

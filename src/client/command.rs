@@ -1,0 +1,275 @@
+//! `claude-auth-router token`: prints a usable access token on stdout and nothing else, so
+//! that `TOKEN=$(claude-auth-router token)` works. Everything for people goes to stderr.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::{default_cache_dir, ClientError, Event, Progress, RouterClient, TokenOptions};
+use crate::domain::Status;
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The router's URL.
+    #[arg(long, env = "AUTH_ROUTER_URL", default_value = "http://127.0.0.1:7777")]
+    pub router: String,
+    /// Who is asking, as the operator will see it [default: your user name].
+    #[arg(long)]
+    pub client_name: Option<String>,
+    /// From which machine [default: this machine's host name].
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// A scope to ask for; repeat for several [default: the router's default scopes].
+    #[arg(long = "scope", value_name = "S")]
+    pub scopes: Vec<String>,
+    /// Where tokens are cached [default: $XDG_CACHE_HOME/claude-auth-router or ~/.cache/claude-auth-router].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Refresh a cached token that has fewer seconds left than this.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub min_validity: u64,
+    /// Give up waiting for approval after this many seconds (and cancel the request).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn run(args: TokenArgs) -> u8 {
+    let progress = StderrProgress::new(std::io::stderr().is_terminal());
+    let result = async {
+        let client = RouterClient::new(&args.router)?;
+        let options = options(args)?;
+        client.get_token(&options, &progress, interrupted()).await
+    }
+    .await;
+    progress.finish();
+    match result {
+        Ok(token) => {
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{}", token.access_token).and_then(|_| out.flush()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("claude-auth-router: cannot write the token to stdout: {e}");
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("claude-auth-router: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn options(args: TokenArgs) -> Result<TokenOptions, ClientError> {
+    let cache_dir = match (args.no_cache, args.cache_dir) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(dir),
+        (false, None) => Some(default_cache_dir().ok_or_else(|| {
+            ClientError::Usage(
+                "no cache directory: HOME is not set. Pass --cache-dir DIR or --no-cache".into(),
+            )
+        })?),
+    };
+    Ok(TokenOptions {
+        client_name: args.client_name.unwrap_or_else(user_name),
+        hostname: args.hostname.unwrap_or_else(host_name),
+        scopes: args.scopes,
+        cache_dir,
+        min_validity: Duration::from_secs(args.min_validity),
+        timeout: args.timeout.map(Duration::from_secs),
+    })
+}
+
+fn user_name() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its whole length, and gethostname writes within it.
+        if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            if let Ok(name) = std::str::from_utf8(&buf[..end]) {
+                if !name.is_empty() {
+                    return name.to_owned();
+                }
+            }
+        }
+    }
+    std::env::var("HOSTNAME")
+        .or_else(|_| std::env::var("COMPUTERNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn interrupted() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Progress on stderr: a spinner with the elapsed time on a terminal, plain lines otherwise.
+struct StderrProgress {
+    tty: bool,
+    spinner: Arc<Mutex<Spinner>>,
+}
+
+struct Spinner {
+    active: bool,
+    started: Instant,
+    message: String,
+}
+
+const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+impl StderrProgress {
+    fn new(tty: bool) -> Self {
+        let spinner = Spinner {
+            active: false,
+            started: Instant::now(),
+            message: String::new(),
+        };
+        Self {
+            tty,
+            spinner: Arc::new(Mutex::new(spinner)),
+        }
+    }
+
+    fn spinner(&self) -> std::sync::MutexGuard<'_, Spinner> {
+        self.spinner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Prints a line for people, above the spinner when there is one.
+    fn line(&self, text: &str) {
+        let clear = if self.tty { "\r\x1b[2K" } else { "" };
+        eprintln!("{clear}claude-auth-router: {text}");
+    }
+
+    fn start_spinner(&self, message: String) {
+        {
+            let mut s = self.spinner();
+            s.active = true;
+            s.started = Instant::now();
+            s.message = message;
+        }
+        let spinner = self.spinner.clone();
+        tokio::spawn(async move {
+            for frame in FRAMES.iter().cycle() {
+                tokio::time::sleep(Duration::from_millis(120)).await;
+                let s = spinner.lock().unwrap_or_else(|e| e.into_inner());
+                if !s.active {
+                    break;
+                }
+                let elapsed = s.started.elapsed().as_secs();
+                eprint!(
+                    "\r\x1b[2K{frame} {} ({}m{:02}s)",
+                    s.message,
+                    elapsed / 60,
+                    elapsed % 60
+                );
+            }
+        });
+    }
+
+    fn finish(&self) {
+        let mut s = self.spinner();
+        if s.active {
+            s.active = false;
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+impl Progress for StderrProgress {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Created {
+                request_id,
+                expires_at,
+            } => {
+                let until = expires_at.format("%H:%M:%S UTC");
+                self.line(&format!("requested a token (request {request_id}); an operator must approve it by {until}"));
+                if self.tty {
+                    self.start_spinner("waiting for approval".into());
+                } else {
+                    self.line("waiting for approval");
+                }
+            }
+            Event::Waiting {
+                status: Status::InProgress,
+                account_id,
+            } => {
+                let message = match account_id {
+                    Some(a) => format!("account {a} chosen; waiting for the login to finish"),
+                    None => "waiting for the login to finish".into(),
+                };
+                let mut s = self.spinner();
+                if s.message != message {
+                    if !self.tty {
+                        drop(s);
+                        self.line(&message);
+                        return;
+                    }
+                    s.message = message;
+                }
+            }
+            Event::Waiting { .. } => {}
+            Event::Retrying { reason, retry_in } => {
+                self.line(&format!("{reason}; retrying in {}s", retry_in.as_secs()));
+            }
+            Event::SlowDown { interval } => {
+                self.line(&format!(
+                    "the router asked to poll less often; now every {}s",
+                    interval.as_secs()
+                ));
+            }
+            Event::Refreshed => self.line("refreshed the cached token through the router"),
+            Event::RefreshRejected { reason } => {
+                self.line(&format!(
+                    "the cached token could not be refreshed ({reason}); asking for a new one"
+                ));
+            }
+            Event::UsingCachedAfterError { reason } => {
+                self.line(&format!("refresh failed for now ({reason}); using the cached token, which is still valid"));
+            }
+            Event::Approved { account_id } => {
+                self.finish();
+                match account_id {
+                    Some(a) => self.line(&format!("approved with account {a}")),
+                    None => self.line("approved"),
+                }
+            }
+            Event::Cancelled { request_id } => {
+                self.finish();
+                self.line(&format!("cancelled request {request_id} on the router"));
+            }
+        }
+    }
+}

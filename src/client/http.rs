@@ -1,0 +1,152 @@
+//! One method per router endpoint the client uses.
+
+use std::time::Duration;
+
+use reqwest::{header, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use url::Url;
+use uuid::Uuid;
+
+use super::{ClientError, Created, StatusReply, Token};
+
+/// Every call to the router gives up after this long; polls are quick by design.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of one router.
+#[derive(Clone)]
+pub struct RouterClient {
+    base: Url,
+    http: reqwest::Client,
+}
+
+/// The outcome of one status poll.
+#[derive(Debug)]
+pub enum Poll {
+    Status(Box<StatusReply>),
+    /// 429: poll less often, and not before `retry_after` when the router said.
+    SlowDown {
+        retry_after: Option<Duration>,
+    },
+}
+
+impl RouterClient {
+    pub fn new(router: &str) -> Result<Self, ClientError> {
+        let base = Url::parse(router)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "--router {router:?} is not an http(s) URL, such as http://127.0.0.1:7777"
+                ))
+            })?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!(
+                "claude-auth-router-cli/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        Ok(Self { base, http })
+    }
+
+    /// The router's base URL, as given.
+    pub fn router(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base_path}{path}"));
+        url
+    }
+
+    pub async fn create(
+        &self,
+        client_name: &str,
+        hostname: &str,
+        scopes: &[String],
+    ) -> Result<Created, ClientError> {
+        let body = json!({ "client_name": client_name, "hostname": hostname, "scopes": scopes });
+        let response = self
+            .send(self.http.post(self.url("/v1/token-requests")).json(&body))
+            .await?;
+        parse(response, StatusCode::CREATED).await
+    }
+
+    pub async fn status(&self, id: Uuid, poll_token: &str) -> Result<Poll, ClientError> {
+        let url = self.url(&format!("/v1/token-requests/{id}/status"));
+        let response = self
+            .send(self.http.get(url).bearer_auth(poll_token))
+            .await?;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Ok(Poll::SlowDown { retry_after });
+        }
+        parse(response, StatusCode::OK)
+            .await
+            .map(|s| Poll::Status(Box::new(s)))
+    }
+
+    pub async fn refresh(&self, id: Uuid, poll_token: &str) -> Result<Token, ClientError> {
+        let url = self.url(&format!("/v1/token-requests/{id}/refresh"));
+        let response = self
+            .send(self.http.post(url).bearer_auth(poll_token))
+            .await?;
+        parse(response, StatusCode::OK).await
+    }
+
+    pub async fn cancel(&self, id: Uuid, poll_token: &str) -> Result<(), ClientError> {
+        let url = self.url(&format!("/v1/token-requests/{id}/cancel"));
+        let response = self
+            .send(self.http.post(url).bearer_auth(poll_token))
+            .await?;
+        parse::<Value>(response, StatusCode::OK).await.map(|_| ())
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, ClientError> {
+        request.send().await.map_err(|e| ClientError::Unreachable {
+            router: self.router().to_owned(),
+            detail: if e.is_timeout() {
+                "timed out".to_owned()
+            } else if e.is_connect() {
+                "connection refused or no route".to_owned()
+            } else {
+                e.without_url().to_string()
+            },
+        })
+    }
+}
+
+/// The body as `T` when the status is `expected`, else the router's error.
+async fn parse<T: DeserializeOwned>(
+    response: Response,
+    expected: StatusCode,
+) -> Result<T, ClientError> {
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap_or_default();
+    if status == expected {
+        return serde_json::from_slice(&bytes).map_err(|e| ClientError::Router {
+            status: status.as_u16(),
+            code: "unexpected_body".into(),
+            message: format!("the answer was not what this client expects ({e}); is --router a claude-auth-router?"),
+        });
+    }
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    Err(ClientError::Router {
+        status: status.as_u16(),
+        code: text("error").unwrap_or_else(|| "unexpected_status".into()),
+        message: text("message").unwrap_or_else(|| "no details".into()),
+    })
+}

@@ -1,0 +1,372 @@
+//! The `claude-auth-router token` command as a subprocess, against the real router and the
+//! fake upstream, with the test playing the operator through the admin API.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_upstream::{BrowserMode, Options};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{spawn_app_with, spawn_app_with_options, TestApp, ADMIN_TOKEN};
+
+fn token_command(app: &TestApp, cache: &Path, extra: &[&str]) -> Command {
+    command_for(&app.base, Some(cache), extra)
+}
+
+/// The command against `router`, with `cache` as --cache-dir (or none, for --no-cache).
+fn command_for(router: &str, cache: Option<&Path>, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-auth-router"));
+    cmd.arg("token").args([
+        "--router",
+        router,
+        "--client-name",
+        "alice",
+        "--hostname",
+        "alice-laptop",
+    ]);
+    if let Some(cache) = cache {
+        cmd.arg("--cache-dir").arg(cache);
+    }
+    cmd.args(extra);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AUTH_ROUTER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn finish(child: Child) -> Output {
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the command finished")
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Waits for `count` pending requests to appear and returns their ids, oldest first.
+async fn pending_requests(app: &TestApp, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body: Value = app.list("?status=pending").await.json().await.unwrap();
+        let ids: Vec<String> = body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|r| r["request_id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.len() >= count {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "no pending request appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The operator approves the oldest pending request with `account`.
+async fn operator_approves(app: &TestApp, account: u32) -> String {
+    let id = pending_requests(app, 1).await.remove(0);
+    app.fake.set_browser_mode(BrowserMode::AutoApprove);
+    assert_eq!(app.select(&id, account).await.status(), StatusCode::OK);
+    id
+}
+
+async fn fast_app(options: Options) -> TestApp {
+    spawn_app_with_options(options, |c| c.requests.poll_interval_secs = 1).await
+}
+
+/// Runs the command while the operator approves, and returns its output.
+async fn first_token(app: &TestApp, cache: &Path, extra: &[&str]) -> Output {
+    let child = token_command(app, cache, extra).spawn().unwrap();
+    operator_approves(app, 7).await;
+    finish(child).await
+}
+
+#[tokio::test]
+async fn the_first_token_is_printed_alone_on_stdout_and_cached_owner_only() {
+    let app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let dir = cache.path().join("tokens");
+
+    let output = first_token(&app, &dir, &[]).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let token = app.fake.secrets().access_tokens[0].clone();
+    assert_eq!(stdout(&output), format!("{token}\n"));
+    assert!(
+        stderr(&output).contains("approved with account 7"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files
+        .iter()
+        .any(|f| f.extension().is_some_and(|e| e == "json")));
+    for file in files {
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{file:?}"
+        );
+    }
+    let listed: Value = app.list("").await.json().await.unwrap();
+    assert_eq!(listed["requests"][0]["client_name"], "alice");
+    assert_eq!(listed["requests"][0]["hostname"], "alice-laptop");
+}
+
+#[tokio::test]
+async fn a_second_call_is_answered_from_the_cache_without_contacting_the_router() {
+    let mut app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let first = first_token(&app, cache.path(), &[]).await;
+    app.stop().await;
+
+    let second = finish(token_command(&app, cache.path(), &[]).spawn().unwrap()).await;
+
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(stdout(&second), stdout(&first));
+    assert_eq!(app.count("auth_requests").await, 1);
+}
+
+#[tokio::test]
+async fn a_token_near_expiry_is_refreshed_through_the_router_without_a_new_request() {
+    let app = fast_app(Options {
+        expires_in: Some(120),
+        ..Options::default()
+    })
+    .await;
+    let cache = TempDir::new().unwrap();
+    let first = first_token(&app, cache.path(), &["--min-validity", "60"]).await;
+    assert_eq!(first.status.code(), Some(0));
+
+    let cached = finish(
+        token_command(&app, cache.path(), &["--min-validity", "60"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    let refreshed = finish(
+        token_command(&app, cache.path(), &["--min-validity", "300"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    let again = finish(
+        token_command(&app, cache.path(), &["--min-validity", "60"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(
+        stdout(&cached),
+        stdout(&first),
+        "120 s left is more than 60"
+    );
+    assert_eq!(refreshed.status.code(), Some(0), "{}", stderr(&refreshed));
+    let new_token = app.fake.secrets().access_tokens[1].clone();
+    assert_eq!(stdout(&refreshed), format!("{new_token}\n"));
+    assert!(stderr(&refreshed).contains("refreshed"));
+    assert_eq!(
+        stdout(&again),
+        stdout(&refreshed),
+        "the refreshed token was cached"
+    );
+    assert_eq!(app.count("auth_requests").await, 1, "no new request");
+    assert_eq!(app.fake.token_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_rejected_refresh_falls_back_to_a_new_request() {
+    let app = fast_app(Options {
+        expires_in: Some(120),
+        ..Options::default()
+    })
+    .await;
+    let cache = TempDir::new().unwrap();
+    first_token(&app, cache.path(), &[]).await;
+    app.fake.revoke_refresh_tokens();
+    app.fake.set_browser_mode(BrowserMode::Record);
+
+    let child = token_command(&app, cache.path(), &[]).spawn().unwrap();
+    let ids = pending_requests(&app, 1).await;
+    app.fake.set_browser_mode(BrowserMode::AutoApprove);
+    assert_eq!(app.select(&ids[0], 8).await.status(), StatusCode::OK);
+    let output = finish(child).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("fake-at-8-"));
+    assert!(
+        stderr(&output).contains("could not be refreshed"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(app.count("auth_requests").await, 2);
+}
+
+#[tokio::test]
+async fn a_denied_request_exits_3_an_expired_one_4_and_a_cancelled_one_5() {
+    let app = spawn_app_with(|c| {
+        c.requests.poll_interval_secs = 1;
+        c.requests.ttl_secs = 3;
+    })
+    .await;
+    let no_cache = |app: &TestApp| {
+        command_for(&app.base, None, &["--no-cache"])
+            .spawn()
+            .unwrap()
+    };
+
+    let denied = no_cache(&app);
+    let id = pending_requests(&app, 1).await.remove(0);
+    app.deny(&id).await;
+    let denied = finish(denied).await;
+
+    let cancelled = no_cache(&app);
+    let id = pending_requests(&app, 1).await.remove(0);
+    app.cancel(&id, ADMIN_TOKEN).await;
+    let cancelled = finish(cancelled).await;
+
+    let expired = finish(no_cache(&app)).await;
+
+    for (output, code, word) in [
+        (&denied, 3, "denied"),
+        (&cancelled, 5, "cancelled"),
+        (&expired, 4, "expired"),
+    ] {
+        assert_eq!(output.status.code(), Some(code), "{}", stderr(output));
+        assert!(stdout(output).is_empty());
+        let last = stderr(output).lines().last().unwrap().to_owned();
+        assert!(last.contains(word), "{last}");
+        assert!(!stderr(output).contains("panicked"));
+    }
+}
+
+#[tokio::test]
+async fn sigint_while_waiting_cancels_the_request_on_the_router_and_exits_130() {
+    let app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let child = token_command(&app, cache.path(), &[]).spawn().unwrap();
+    let id = pending_requests(&app, 1).await.remove(0);
+
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let output = finish(child).await;
+
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(stderr(&output).contains("interrupted"));
+    assert_eq!(app.db_status(&id).await, "cancelled");
+}
+
+#[tokio::test]
+async fn a_timeout_cancels_the_request_and_exits_4() {
+    let app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+
+    let output = finish(
+        token_command(&app, cache.path(), &["--timeout", "2"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--timeout"));
+    let listed: Value = app.list("").await.json().await.unwrap();
+    assert_eq!(listed["requests"][0]["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn an_unreachable_router_exits_1_with_a_message_that_says_what_to_do() {
+    let cache = TempDir::new().unwrap();
+
+    let output = finish(
+        command_for("http://127.0.0.1:9", Some(cache.path()), &[])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("cannot reach the router at http://127.0.0.1:9") && text.contains("--router"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_usage_error_exits_2() {
+    let app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let cases = [
+        (app.base.as_str(), vec!["--min-validity", "soon"]),
+        ("not a url", vec![]),
+        (app.base.as_str(), vec!["--bogus"]),
+        (app.base.as_str(), vec!["--no-cache"]),
+    ];
+    for (router, extra) in cases {
+        let output = finish(
+            command_for(router, Some(cache.path()), &extra)
+                .spawn()
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(app.count("auth_requests").await, 0);
+}
+
+#[tokio::test]
+async fn four_parallel_invocations_with_an_empty_cache_make_one_request_and_print_one_token() {
+    let app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let children: Vec<Child> = (0..4)
+        .map(|_| token_command(&app, cache.path(), &[]).spawn().unwrap())
+        .collect();
+
+    operator_approves(&app, 3).await;
+    let mut outputs = Vec::new();
+    for child in children {
+        outputs.push(finish(child).await);
+    }
+
+    for o in &outputs {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        assert_eq!(stdout(o), stdout(&outputs[0]));
+    }
+    assert_eq!(app.count("auth_requests").await, 1);
+}
