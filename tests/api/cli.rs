@@ -370,3 +370,27 @@ async fn four_parallel_invocations_with_an_empty_cache_make_one_request_and_prin
     }
     assert_eq!(app.count("auth_requests").await, 1);
 }
+
+#[tokio::test]
+async fn a_router_restart_while_waiting_is_ridden_out_with_backoff() {
+    let mut app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let child = token_command(&app, cache.path(), &[]).spawn().unwrap();
+    let id = pending_requests(&app, 1).await.remove(0);
+
+    app.stop().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.restart().await;
+    app.fake.set_browser_mode(BrowserMode::AutoApprove);
+    assert_eq!(app.select(&id, 6).await.status(), StatusCode::OK);
+    let output = finish(child).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("fake-at-6-"));
+    assert!(
+        stderr(&output).contains("retrying in"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(app.count("auth_requests").await, 1);
+}

@@ -109,7 +109,7 @@ impl TestApp {
         }
     }
 
-    /// Stops and starts the app again on the same port and database file.
+    /// Stops (if running) and starts the app again on the same port and database file.
     pub async fn restart(&mut self) {
         self.stop().await;
         let listener = TcpListener::bind(self.addr)
