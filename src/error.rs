@@ -30,6 +30,10 @@ pub enum Error {
     UnknownAccount(u32),
     #[error("{0}")]
     InvalidCallback(&'static str),
+    #[error("{0}")]
+    InvalidCode(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("the control browser did not open the login: {0}")]
     ControlBrowserFailed(String),
     #[error("the token exchange with the provider failed: {0}")]
@@ -60,7 +64,9 @@ impl Error {
             Error::InvalidRequest(_)
             | Error::InvalidRequestId
             | Error::UnknownAccount(_)
-            | Error::InvalidCallback(_) => StatusCode::BAD_REQUEST,
+            | Error::InvalidCallback(_)
+            | Error::InvalidCode(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::RequestNotFound | Error::RouteNotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -85,6 +91,8 @@ impl Error {
             Error::InvalidStatus { .. } => "invalid_status",
             Error::UnknownAccount(_) => "unknown_account",
             Error::InvalidCallback(_) => "invalid_callback",
+            Error::InvalidCode(_) => "invalid_code",
+            Error::Forbidden(_) => "forbidden",
             Error::ControlBrowserFailed(_) => "control_browser_failed",
             Error::ExchangeFailed(_) => "exchange_failed",
             Error::RefreshRejected(_) => "refresh_rejected",

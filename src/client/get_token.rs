@@ -163,6 +163,13 @@ impl RouterClient {
                                 error: reply.error,
                             })
                         }
+                        Status::Revoked => {
+                            let error = Some("an operator revoked it".to_owned());
+                            return Err(ClientError::Failed {
+                                request_id: id,
+                                error,
+                            });
+                        }
                         Status::Pending | Status::InProgress => {
                             progress.event(&Event::Waiting {
                                 status: reply.status,

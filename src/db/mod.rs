@@ -6,7 +6,9 @@
 //! which WAL lets run beside the writer. The busy timeout still matters for writers outside
 //! the process: an admin's `sqlite3` shell or a backup.
 
+pub mod audit;
 pub mod requests;
+pub mod sessions;
 pub mod tokens;
 
 use std::str::FromStr;
@@ -84,6 +86,12 @@ fn create_owner_only(path: &std::path::Path) -> Result<(), sqlx::Error> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(sqlx::Error::Io(e)),
     }
+}
+
+/// A write transaction that takes SQLite's write lock at once, so reading the old status
+/// and changing it can never be interleaved with another writer.
+async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    db.write.begin_with("BEGIN IMMEDIATE").await
 }
 
 /// Maps a stored text column back to a domain value, as a decode error when it does not fit.

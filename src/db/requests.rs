@@ -1,17 +1,22 @@
-//! `auth_requests`: one function per statement.
+//! `auth_requests`: one function per statement, or per transaction where a change and its
+//! audit row are written together.
 //!
-//! Every change is a single conditional `UPDATE`: its `WHERE` names the statuses the
-//! transition may start from (bound from [`Transition::from`]), and, where a flow read the
-//! row first, the `version` it read. Whoever's statement matches first wins; the others see
-//! zero rows affected and report a conflict. Every change bumps `version`.
+//! Every status change is one conditional `UPDATE` inside a `BEGIN IMMEDIATE` transaction
+//! that also writes its `audit_events` row. The `WHERE` names the statuses the transition
+//! may start from (bound from [`Transition::from`]) and, where a flow read the row first,
+//! the `version` it read. Whoever's statement matches first wins; the others see zero rows
+//! affected and report a conflict. Every change bumps `version`.
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{decode, tokens, Db};
+use super::{audit, begin, decode, tokens, Db};
 use crate::domain::time::to_db;
-use crate::domain::{NewTokenRequest, Scopes, Status, TokenBundle, TokenRequest, Transition};
+use crate::domain::{
+    Audit, NewTokenRequest, Scopes, Status, TokenBundle, TokenRequest, Transition,
+};
 
 /// A request as the poll endpoints need it: the public fields and the poll token's hash.
 #[derive(Debug)]
@@ -34,13 +39,24 @@ pub struct FlowSnapshot {
     pub version: i64,
 }
 
-/// What a callback holds once it has consumed a state: enough to finish the exchange.
+/// What a login holds once it has consumed a state (or a pasted code has): enough to finish
+/// the exchange.
 #[derive(Debug)]
 pub struct Claim {
     pub id: Uuid,
     pub version: i64,
+    pub account_id: Option<u32>,
     pub pkce_verifier: SecretString,
     pub scopes: Scopes,
+}
+
+/// The request's status inside a write transaction, for the audit row's `from_status`.
+async fn status_of(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Status>, sqlx::Error> {
+    let id = id.hyphenated();
+    let status = sqlx::query_scalar!("SELECT status FROM auth_requests WHERE id = ?", id)
+        .fetch_optional(conn)
+        .await?;
+    status.map(|s| decode("status", &s)).transpose()
 }
 
 pub async fn insert(
@@ -50,8 +66,10 @@ pub async fn insert(
     poll_token_hash: &[u8],
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    audit: &Audit,
 ) -> Result<(), sqlx::Error> {
-    let id = id.hyphenated();
+    let mut tx = begin(db).await?;
+    let hyphenated = id.hyphenated();
     let scopes = new.scopes.to_db();
     let (created, expires) = (to_db(created_at), to_db(expires_at));
     sqlx::query!(
@@ -59,7 +77,7 @@ pub async fn insert(
              (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
               poll_token_hash)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",
-        id,
+        hyphenated,
         new.client_name,
         new.hostname,
         scopes,
@@ -67,9 +85,10 @@ pub async fn insert(
         expires,
         poll_token_hash,
     )
-    .execute(&db.write)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    audit::record(&mut tx, id, created_at, audit, None, Status::Pending).await?;
+    tx.commit().await
 }
 
 /// The columns of a request as stored, before they become domain values.
@@ -181,21 +200,23 @@ pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::
     .transpose()
 }
 
-/// Starts a login with a new state and verifier, if the row is still at `version` and open.
-/// Returns the new version.
+/// Starts a login with a new state and verifier, if the row is still at `before.version`
+/// and open. Returns the new version.
 pub async fn start_login(
     db: &Db,
     id: Uuid,
-    version: i64,
+    before: &FlowSnapshot,
     account_id: u32,
     state_hash: &[u8],
     pkce_verifier: &str,
     now: DateTime<Utc>,
+    audit: &Audit,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let id = id.hyphenated();
-    let now = to_db(now);
+    let mut tx = begin(db).await?;
+    let hyphenated = id.hyphenated();
+    let at = to_db(now);
     let from = Transition::SelectAccount.from_json();
-    sqlx::query_scalar!(
+    let version = sqlx::query_scalar!(
         r#"UPDATE auth_requests
            SET status = 'in_progress', account_id = ?1, state_hash = ?2, pkce_verifier = ?3,
                updated_at = ?4, version = version + 1
@@ -205,13 +226,27 @@ pub async fn start_login(
         account_id,
         state_hash,
         pkce_verifier,
-        now,
-        id,
-        version,
+        at,
+        hyphenated,
+        before.version,
         from,
     )
-    .fetch_optional(&db.write)
-    .await
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    audit::record(
+        &mut tx,
+        id,
+        now,
+        audit,
+        Some(before.status),
+        Status::InProgress,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(version))
 }
 
 /// Puts back the flow columns of `before`, unless anything touched the row since our own
@@ -222,8 +257,11 @@ pub async fn restore(
     version: i64,
     state_hash: &[u8],
     before: &FlowSnapshot,
+    now: DateTime<Utc>,
+    audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let id = id.hyphenated();
+    let mut tx = begin(db).await?;
+    let hyphenated = id.hyphenated();
     let status = before.status.as_str();
     let verifier = before.pkce_verifier.as_ref().map(|v| v.expose_secret());
     let from = Transition::Restore.from_json();
@@ -238,18 +276,31 @@ pub async fn restore(
         before.state_hash,
         verifier,
         before.updated_at,
-        id,
+        hyphenated,
         version,
         state_hash,
         from,
     )
-    .execute(&db.write)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    audit::record(
+        &mut tx,
+        id,
+        now,
+        audit,
+        Some(Status::InProgress),
+        before.status,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Consumes a state: the first caller gets the verifier, every later one gets `None`, so a
-/// replayed callback can never cause a second exchange.
+/// replayed callback can never cause a second exchange. Not a status change: no audit row.
 pub async fn claim_state(
     db: &Db,
     state_hash: &[u8],
@@ -263,7 +314,8 @@ pub async fn claim_state(
            WHERE state_hash = ?2 AND expires_at > ?1 AND pkce_verifier IS NOT NULL
              AND status IN (SELECT value FROM json_each(?3))
            RETURNING id AS "id!: uuid::fmt::Hyphenated", version AS "version!: i64",
-                     pkce_verifier AS "pkce_verifier!", scopes AS "scopes!""#,
+                     pkce_verifier AS "pkce_verifier!", scopes AS "scopes!",
+                     account_id AS "account_id: u32""#,
         now,
         state_hash,
         from,
@@ -273,6 +325,42 @@ pub async fn claim_state(
     Ok(row.map(|r| Claim {
         id: r.id.into_uuid(),
         version: r.version,
+        account_id: r.account_id,
+        pkce_verifier: SecretString::from(r.pkce_verifier),
+        scopes: Scopes::from_db(&r.scopes),
+    }))
+}
+
+/// Consumes the current login of request `id` for a code an operator pasted. When the
+/// pasted text carried a state, it must be the current one (`state_hash`).
+pub async fn claim_for_code(
+    db: &Db,
+    id: Uuid,
+    state_hash: Option<&[u8]>,
+    now: DateTime<Utc>,
+) -> Result<Option<Claim>, sqlx::Error> {
+    let hyphenated = id.hyphenated();
+    let now = to_db(now);
+    let from = Transition::Approve.from_json();
+    let row = sqlx::query!(
+        r#"UPDATE auth_requests
+           SET state_hash = NULL, updated_at = ?1, version = version + 1
+           WHERE id = ?2 AND state_hash IS NOT NULL AND (?3 IS NULL OR state_hash = ?3)
+             AND expires_at > ?1 AND pkce_verifier IS NOT NULL
+             AND status IN (SELECT value FROM json_each(?4))
+           RETURNING version AS "version!: i64", pkce_verifier AS "pkce_verifier!",
+                     scopes AS "scopes!", account_id AS "account_id: u32""#,
+        now,
+        hyphenated,
+        state_hash,
+        from,
+    )
+    .fetch_optional(&db.write)
+    .await?;
+    Ok(row.map(|r| Claim {
+        id,
+        version: r.version,
+        account_id: r.account_id,
         pkce_verifier: SecretString::from(r.pkce_verifier),
         scopes: Scopes::from_db(&r.scopes),
     }))
@@ -286,10 +374,11 @@ pub async fn approve(
     version: i64,
     bundle: &TokenBundle,
     now: DateTime<Utc>,
+    audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = begin(db).await?;
     let hyphenated = id.hyphenated();
-    let now = to_db(now);
+    let at = to_db(now);
     let from = Transition::Approve.from_json();
     let done = sqlx::query!(
         "UPDATE auth_requests
@@ -297,7 +386,7 @@ pub async fn approve(
              version = version + 1
          WHERE id = ?2 AND version = ?3 AND expires_at > ?1
            AND status IN (SELECT value FROM json_each(?4))",
-        now,
+        at,
         hyphenated,
         version,
         from,
@@ -308,6 +397,15 @@ pub async fn approve(
         return Ok(false);
     }
     tokens::insert(&mut tx, id, bundle).await?;
+    audit::record(
+        &mut tx,
+        id,
+        now,
+        audit,
+        Some(Status::InProgress),
+        Status::Approved,
+    )
+    .await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -319,9 +417,11 @@ pub async fn fail_claimed(
     version: i64,
     error: &str,
     now: DateTime<Utc>,
+    audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let id = id.hyphenated();
-    let now = to_db(now);
+    let mut tx = begin(db).await?;
+    let hyphenated = id.hyphenated();
+    let at = to_db(now);
     let from = Transition::Fail.from_json();
     let done = sqlx::query!(
         "UPDATE auth_requests
@@ -329,14 +429,27 @@ pub async fn fail_claimed(
              updated_at = ?2, version = version + 1
          WHERE id = ?3 AND version = ?4 AND status IN (SELECT value FROM json_each(?5))",
         error,
-        now,
-        id,
+        at,
+        hyphenated,
         version,
         from,
     )
-    .execute(&db.write)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    audit::record(
+        &mut tx,
+        id,
+        now,
+        audit,
+        Some(Status::InProgress),
+        Status::Error,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Ends the request waiting for `state_hash` with the provider's answer (`Deny` or `Fail`),
@@ -347,9 +460,12 @@ pub async fn finish_by_state(
     transition: Transition,
     error: &str,
     now: DateTime<Utc>,
+    audit: &Audit,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    let to = transition.to().map(Status::as_str);
-    let now = to_db(now);
+    let mut tx = begin(db).await?;
+    let to = transition.to().unwrap_or(Status::Error);
+    let to_name = to.as_str();
+    let at = to_db(now);
     let from = transition.from_json();
     let id = sqlx::query_scalar!(
         r#"UPDATE auth_requests
@@ -358,15 +474,21 @@ pub async fn finish_by_state(
            WHERE state_hash = ?4 AND expires_at > ?3
              AND status IN (SELECT value FROM json_each(?5))
            RETURNING id AS "id!: uuid::fmt::Hyphenated""#,
-        to,
+        to_name,
         error,
-        now,
+        at,
         state_hash,
         from,
     )
-    .fetch_optional(&db.write)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(id.map(|h| h.into_uuid()))
+    let Some(id) = id.map(|h| h.into_uuid()) else {
+        return Ok(None);
+    };
+    // Only `in_progress` requests hold a state, so that is where this one came from.
+    audit::record(&mut tx, id, now, audit, Some(Status::InProgress), to).await?;
+    tx.commit().await?;
+    Ok(Some(id))
 }
 
 /// Applies an id-addressed terminal transition (deny, cancel) to an open, unexpired request.
@@ -375,34 +497,94 @@ pub async fn transition(
     id: Uuid,
     transition: Transition,
     now: DateTime<Utc>,
+    audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let id = id.hyphenated();
-    let to = transition.to().map(Status::as_str);
-    let now = to_db(now);
+    let mut tx = begin(db).await?;
+    let Some(before) = status_of(&mut tx, id).await? else {
+        return Ok(false);
+    };
+    let hyphenated = id.hyphenated();
+    let to = transition.to().unwrap_or(Status::Error);
+    let to_name = to.as_str();
+    let at = to_db(now);
     let from = transition.from_json();
     let done = sqlx::query!(
         "UPDATE auth_requests
          SET status = ?1, state_hash = NULL, pkce_verifier = NULL, updated_at = ?2,
              version = version + 1
          WHERE id = ?3 AND expires_at > ?2 AND status IN (SELECT value FROM json_each(?4))",
-        to,
-        now,
-        id,
+        to_name,
+        at,
+        hyphenated,
         from,
     )
-    .execute(&db.write)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    audit::record(&mut tx, id, now, audit, Some(before), to).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
-/// Expires every open request whose deadline has passed, in one indexed statement.
+/// Revokes an approved request: its tokens are deleted with the status change.
+pub async fn revoke(
+    db: &Db,
+    id: Uuid,
+    now: DateTime<Utc>,
+    audit: &Audit,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = begin(db).await?;
+    let hyphenated = id.hyphenated();
+    let at = to_db(now);
+    let from = Transition::Revoke.from_json();
+    let done = sqlx::query!(
+        "UPDATE auth_requests SET status = 'revoked', updated_at = ?1, version = version + 1
+         WHERE id = ?2 AND status IN (SELECT value FROM json_each(?3))",
+        at,
+        hyphenated,
+        from,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query!("DELETE FROM token_bundles WHERE request_id = ?", hyphenated)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        id,
+        now,
+        audit,
+        Some(Status::Approved),
+        Status::Revoked,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Expires every open request whose deadline has passed, with one audit row each, in one
+/// transaction of two indexed statements over the same rows.
 ///
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
 /// can only use the partial index `auth_requests_open_by_expiry` (or seek the status index)
 /// when the statuses are literals; a unit test keeps the two lists equal, and an API test
 /// checks that the plan never scans the whole table.
 pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let mut tx = begin(db).await?;
     let now = to_db(now);
+    sqlx::query!(
+        "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status)
+         SELECT id, ?1, 'reaper', 'expire', status, 'expired' FROM auth_requests
+         WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1",
+        now,
+    )
+    .execute(&mut *tx)
+    .await?;
     let done = sqlx::query!(
         "UPDATE auth_requests
          SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
@@ -410,8 +592,9 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error>
          WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1",
         now,
     )
-    .execute(&db.write)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 

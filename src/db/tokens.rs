@@ -5,9 +5,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::Db;
+use super::{audit, begin, Db};
 use crate::domain::time::to_db;
-use crate::domain::TokenBundle;
+use crate::domain::{Audit, Status, TokenBundle};
 
 /// Stores the bundle of a request; called inside the transaction that approves it.
 pub async fn insert(
@@ -91,7 +91,9 @@ pub async fn store_refreshed(
     request_id: Uuid,
     generation: i64,
     bundle: &TokenBundle,
+    audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
+    let mut tx = begin(db).await?;
     let id = request_id.hyphenated();
     let access = bundle.access_token.expose_secret();
     let refresh = bundle.refresh_token.as_ref().map(|t| t.expose_secret());
@@ -111,9 +113,23 @@ pub async fn store_refreshed(
         id,
         generation,
     )
-    .execute(&db.write)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let approved = Some(Status::Approved);
+    audit::record(
+        &mut tx,
+        request_id,
+        bundle.obtained_at,
+        audit,
+        approved,
+        Status::Approved,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Marks the bundle's refresh token as rejected by the provider, if still at `generation`.
@@ -122,7 +138,10 @@ pub async fn mark_refresh_rejected(
     request_id: Uuid,
     generation: i64,
     reason: &str,
+    now: DateTime<Utc>,
+    audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
+    let mut tx = begin(db).await?;
     let id = request_id.hyphenated();
     let done = sqlx::query!(
         "UPDATE token_bundles SET refresh_error = ?1, generation = generation + 1
@@ -131,7 +150,13 @@ pub async fn mark_refresh_rejected(
         id,
         generation,
     )
-    .execute(&db.write)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let approved = Some(Status::Approved);
+    audit::record(&mut tx, request_id, now, audit, approved, Status::Approved).await?;
+    tx.commit().await?;
+    Ok(true)
 }

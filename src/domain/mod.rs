@@ -1,6 +1,7 @@
 //! What a token request is, independent of HTTP and SQL: its statuses and the transitions
 //! between them, the validation of what clients send, token bundles, and secrets.
 
+pub mod audit;
 pub mod request;
 pub mod scopes;
 pub mod secret;
@@ -8,6 +9,7 @@ pub mod status;
 pub mod time;
 pub mod token;
 
+pub use audit::{Actor, Audit};
 pub use request::{NewTokenRequest, TokenRequest};
 pub use scopes::Scopes;
 pub use status::{Status, Transition};

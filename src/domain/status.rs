@@ -21,10 +21,12 @@ pub enum Status {
     Cancelled,
     Expired,
     Error,
+    /// Approved, then an admin withdrew the tokens.
+    Revoked,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::InProgress,
         Status::Approved,
@@ -32,6 +34,7 @@ impl Status {
         Status::Cancelled,
         Status::Expired,
         Status::Error,
+        Status::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,10 +46,11 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::Expired => "expired",
             Status::Error => "error",
+            Status::Revoked => "revoked",
         }
     }
 
-    /// Terminal statuses never change again.
+    /// Terminal statuses end the flow; only `approved` may still become `revoked`.
     pub fn is_terminal(self) -> bool {
         !matches!(self, Status::Pending | Status::InProgress)
     }
@@ -103,6 +107,8 @@ pub enum Transition {
     Cancel,
     /// The request outlived its `expires_at`.
     Expire,
+    /// An admin withdrew an approved request's tokens.
+    Revoke,
 }
 
 impl Transition {
@@ -115,6 +121,7 @@ impl Transition {
             }
             Transition::Expire => &[Pending, InProgress],
             Transition::Restore | Transition::Approve | Transition::Fail => &[InProgress],
+            Transition::Revoke => &[Approved],
         }
     }
 
@@ -128,6 +135,7 @@ impl Transition {
             Transition::Fail => Some(Status::Error),
             Transition::Cancel => Some(Status::Cancelled),
             Transition::Expire => Some(Status::Expired),
+            Transition::Revoke => Some(Status::Revoked),
         }
     }
 
@@ -157,10 +165,13 @@ mod tests {
             Transition::Fail,
             Transition::Cancel,
             Transition::Expire,
+            Transition::Revoke,
         ];
         for t in all {
             for s in Status::ALL.iter().filter(|s| s.is_terminal()) {
-                assert!(!t.allowed_from(*s), "{t:?} must not start from {s}");
+                // Revoke is the one move out of a terminal status: approved to revoked.
+                let allowed = t == Transition::Revoke && *s == Status::Approved;
+                assert_eq!(t.allowed_from(*s), allowed, "{t:?} from {s}");
             }
             if let Some(to) = t.to() {
                 assert!(

@@ -1,23 +1,18 @@
 //! The OAuth redirect target (served at the path of `oauth.redirect_uri`).
 //!
 //! The state is consumed *before* the code is exchanged, in one conditional write, so a
-//! replayed or concurrent callback finds nothing to claim and can never cause a second
-//! exchange. The approval is a second conditional write that also checks the row's version,
-//! so an exchange that finishes after a deny, a cancel, a re-select or the deadline changes
-//! nothing.
+//! replayed or concurrent callback finds nothing to claim; see [`super::login`].
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Html;
 use serde::Deserialize;
 
+use super::login::{complete, sanitize};
 use super::AppState;
 use crate::db;
-use crate::domain::{secret, time, Status, Transition};
+use crate::domain::{secret, time, Actor, Audit, Status, Transition};
 use crate::error::{Error, Result};
-
-/// How much of a provider's error text is kept: it is untrusted and goes into the database.
-const MAX_PROVIDER_ERROR: usize = 512;
 
 #[derive(Deserialize)]
 pub struct CallbackParams {
@@ -41,16 +36,17 @@ pub async fn callback(
             Some(description) => sanitize(&format!("{error}: {description}")),
             None => sanitize(&error),
         };
-        let transition = if error == "access_denied" {
-            Transition::Deny
-        } else {
-            Transition::Fail
+        let (transition, action) = match error.as_str() {
+            "access_denied" => (Transition::Deny, "deny"),
+            _ => (Transition::Fail, "fail"),
         };
-        let id = db::requests::finish_by_state(&app.db, &state_hash, transition, &text, now)
-            .await?
-            .ok_or(Error::InvalidCallback(
-                "the state is unknown, used or expired",
-            ))?;
+        let audit = Audit::new(Actor::Provider, action).with_detail(text.clone());
+        let id =
+            db::requests::finish_by_state(&app.db, &state_hash, transition, &text, now, &audit)
+                .await?
+                .ok_or(Error::InvalidCallback(
+                    "the state is unknown, used or expired",
+                ))?;
         let status = transition.to().unwrap_or(Status::Error);
         tracing::info!(request_id = %id, %status, "provider answered with an error");
         return Ok(page(&format!(
@@ -64,48 +60,12 @@ pub async fn callback(
         .ok_or(Error::InvalidCallback(
             "the state is unknown, used or expired",
         ))?;
-    let id = claim.id;
-    match app
-        .oauth
-        .exchange_code(&code, &claim.pkce_verifier, &claim.scopes)
-        .await
-    {
-        Ok(bundle) => {
-            if !db::requests::approve(&app.db, id, claim.version, &bundle, time::now()).await? {
-                tracing::warn!(request_id = %id, "request moved on during the exchange; tokens dropped");
-                let status = current_status(&app, id).await?;
-                return Err(Error::invalid_status(status, "in_progress and unexpired"));
-            }
-            tracing::info!(request_id = %id, "token request approved");
-            Ok(page("Login complete. You may close this window."))
-        }
-        Err(e) => {
-            let text = sanitize(&e.to_string());
-            tracing::warn!(request_id = %id, error = %text, "token exchange failed");
-            db::requests::fail_claimed(&app.db, id, claim.version, &text, time::now()).await?;
-            Err(Error::ExchangeFailed(text))
-        }
-    }
-}
-
-async fn current_status(app: &AppState, id: uuid::Uuid) -> Result<Status> {
-    let stored = db::requests::find(&app.db, id)
-        .await?
-        .ok_or(Error::RequestNotFound)?;
-    Ok(stored.request.effective_status(time::now()))
+    complete(&app, claim, &code, Actor::Provider).await?;
+    Ok(page("Login complete. You may close this window."))
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
-}
-
-/// Keeps provider text printable and bounded.
-fn sanitize(s: &str) -> String {
-    s.trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_PROVIDER_ERROR)
-        .collect()
 }
 
 fn page(message: &str) -> Html<String> {

@@ -1,8 +1,10 @@
 //! The HTTP API, one file per resource, and the state every handler shares.
 
+mod admin_actions;
 mod callback;
 mod extract;
 mod health;
+mod login;
 mod refresh;
 mod select_account;
 mod token_requests;
@@ -60,6 +62,15 @@ pub fn router(state: AppState) -> Router {
             post(token_requests::cancel),
         )
         .route("/v1/token-requests/{id}/refresh", post(refresh::refresh))
+        .route(
+            "/v1/token-requests/{id}/revoke",
+            post(admin_actions::revoke),
+        )
+        .route(
+            "/v1/token-requests/{id}/code",
+            post(admin_actions::submit_code),
+        )
+        .route("/v1/audit", get(admin_actions::audit))
         .route(&callback_path, get(callback::callback))
         .route("/healthz", get(health::healthz))
         .fallback(|| async { Error::RouteNotFound })

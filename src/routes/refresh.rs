@@ -9,10 +9,11 @@
 use axum::extract::State;
 
 use super::extract::{Bearer, RequestId};
+use super::login::current_status;
 use super::token_requests::TokenView;
 use super::AppState;
 use crate::db;
-use crate::domain::{secret, time, Status};
+use crate::domain::{secret, time, Actor, Audit, Status};
 use crate::error::{Error, Result};
 use crate::oauth::ExchangeError;
 
@@ -49,7 +50,10 @@ pub async fn refresh(
     };
     match app.oauth.refresh(&refresh_token, &current.scope).await {
         Ok(bundle) => {
-            if !db::tokens::store_refreshed(&app.db, id, current.generation, &bundle).await? {
+            let audit = Audit::new(Actor::Client(stored.request.hostname.clone()), "refresh");
+            if !db::tokens::store_refreshed(&app.db, id, current.generation, &bundle, &audit)
+                .await?
+            {
                 return Err(Error::invalid_status(
                     current_status(&app, id).await?,
                     "approved",
@@ -59,7 +63,16 @@ pub async fn refresh(
             current_token(&app, id).await
         }
         Err(ExchangeError::Rejected(reason)) => {
-            db::tokens::mark_refresh_rejected(&app.db, id, current.generation, &reason).await?;
+            let audit = Audit::new(Actor::Provider, "refresh_rejected").with_detail(reason.clone());
+            db::tokens::mark_refresh_rejected(
+                &app.db,
+                id,
+                current.generation,
+                &reason,
+                time::now(),
+                &audit,
+            )
+            .await?;
             tracing::warn!(request_id = %id, %reason, "provider rejected the refresh token");
             Err(Error::RefreshRejected(reason))
         }
@@ -89,11 +102,4 @@ async fn current_token(app: &AppState, id: uuid::Uuid) -> Result<axum::Json<Toke
             "approved",
         )),
     }
-}
-
-async fn current_status(app: &AppState, id: uuid::Uuid) -> Result<Status> {
-    let stored = db::requests::find(&app.db, id)
-        .await?
-        .ok_or(Error::RequestNotFound)?;
-    Ok(stored.request.effective_status(time::now()))
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::extract::{Admin, Json, RequestId};
 use super::AppState;
 use crate::db;
-use crate::domain::{secret, time, Status, Transition};
+use crate::domain::{secret, time, Actor, Audit, Status, Transition};
 use crate::error::{Error, Result};
 
 /// Another writer can move the row between our read and our write. Each lost race means
@@ -50,22 +50,35 @@ pub async fn select_account(
         let login = app.oauth.start_login(&before.scopes);
         let state_hash = secret::hash(login.state.expose_secret());
         let verifier = login.pkce_verifier.expose_secret();
+        let audit =
+            Audit::new(Actor::Admin, "select_account").with_detail(format!("account {account_id}"));
         let started = db::requests::start_login(
             &app.db,
             id,
-            before.version,
+            &before,
             account_id,
             &state_hash,
             verifier,
             now,
+            &audit,
         )
         .await?;
         let Some(version) = started else { continue };
         tracing::info!(request_id = %id, account_id, "login started; asking the control browser");
 
         if let Err(reason) = app.control_browser.open_auth(account_id, &login.url).await {
-            let restored =
-                db::requests::restore(&app.db, id, version, &state_hash, &before).await?;
+            let audit = Audit::new(Actor::Admin, "restore")
+                .with_detail(format!("control browser failed: {reason}"));
+            let restored = db::requests::restore(
+                &app.db,
+                id,
+                version,
+                &state_hash,
+                &before,
+                time::now(),
+                &audit,
+            )
+            .await?;
             tracing::warn!(request_id = %id, account_id, %reason, restored, "control browser failed");
             return Err(Error::ControlBrowserFailed(reason));
         }

@@ -12,7 +12,9 @@ use super::extract::{Admin, Bearer, Json, RequestId};
 use super::AppState;
 use crate::db;
 use crate::domain::request::CreateBody;
-use crate::domain::{secret, time, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition};
+use crate::domain::{
+    secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition,
+};
 use crate::error::{Error, Result};
 
 /// Listings return this many requests unless told otherwise.
@@ -39,7 +41,8 @@ pub async fn create(
     let now = time::now();
     let expires_at = now + app.config.requests.ttl();
     let poll_hash = secret::hash(poll_token.expose_secret());
-    db::requests::insert(&app.db, id, &new, &poll_hash, now, expires_at).await?;
+    let audit = Audit::new(Actor::Client(new.hostname.clone()), "create");
+    db::requests::insert(&app.db, id, &new, &poll_hash, now, expires_at, &audit).await?;
     tracing::info!(
         request_id = %id, client_name = %new.client_name, hostname = %new.hostname,
         scopes = %new.scopes, "token request created"
@@ -186,7 +189,7 @@ pub async fn deny(
     _: Admin,
     RequestId(id): RequestId,
 ) -> Result<axum::Json<Value>> {
-    finish(&app, id, Transition::Deny, "admin").await
+    finish(&app, id, Transition::Deny, Audit::new(Actor::Admin, "deny")).await
 }
 
 /// Cancel takes the request's own poll token, or the admin token.
@@ -200,13 +203,13 @@ pub async fn cancel(
         .await?
         .ok_or(Error::RequestNotFound)?;
     let actor = if secret::verify(token, &stored.poll_token_hash) {
-        "client"
+        Actor::Client(stored.request.hostname)
     } else if bearer.is_admin(&app.admin_token_hash) {
-        "admin"
+        Actor::Admin
     } else {
         return Err(Error::Unauthorized);
     };
-    finish(&app, id, Transition::Cancel, actor).await
+    finish(&app, id, Transition::Cancel, Audit::new(actor, "cancel")).await
 }
 
 /// Applies a terminal transition by id; on a lost race, says what the request is now.
@@ -214,11 +217,11 @@ async fn finish(
     app: &AppState,
     id: Uuid,
     transition: Transition,
-    actor: &str,
+    audit: Audit,
 ) -> Result<axum::Json<Value>> {
     let to = transition.to().expect("deny and cancel end in a status");
-    if db::requests::transition(&app.db, id, transition, time::now()).await? {
-        tracing::info!(request_id = %id, status = %to, actor, "token request finished");
+    if db::requests::transition(&app.db, id, transition, time::now(), &audit).await? {
+        tracing::info!(request_id = %id, status = %to, actor = %audit.actor, "token request finished");
         return Ok(axum::Json(json!({ "request_id": id, "status": to })));
     }
     let stored = db::requests::find(&app.db, id)

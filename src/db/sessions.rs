@@ -1,0 +1,61 @@
+//! `admin_sessions`: operator console sign-ins. Only the hash of the cookie is stored.
+
+use chrono::{DateTime, Utc};
+
+use super::Db;
+use crate::domain::time::to_db;
+
+pub async fn create(
+    db: &Db,
+    token_hash: &[u8],
+    csrf_token: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let (now, expires_at) = (to_db(now), to_db(expires_at));
+    sqlx::query!(
+        "INSERT INTO admin_sessions (token_hash, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        token_hash,
+        csrf_token,
+        now,
+        expires_at,
+    )
+    .execute(&db.write)
+    .await?;
+    Ok(())
+}
+
+/// The session's CSRF token, if the session exists and has not expired.
+pub async fn find(
+    db: &Db,
+    token_hash: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Option<String>, sqlx::Error> {
+    let now = to_db(now);
+    sqlx::query_scalar!(
+        "SELECT csrf_token FROM admin_sessions WHERE token_hash = ? AND expires_at > ?",
+        token_hash,
+        now,
+    )
+    .fetch_optional(&db.read)
+    .await
+}
+
+pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM admin_sessions WHERE token_hash = ?",
+        token_hash
+    )
+    .execute(&db.write)
+    .await?;
+    Ok(())
+}
+
+/// Drops expired sessions; the reaper calls it on every pass.
+pub async fn delete_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let now = to_db(now);
+    let done = sqlx::query!("DELETE FROM admin_sessions WHERE expires_at <= ?", now)
+        .execute(&db.write)
+        .await?;
+    Ok(done.rows_affected())
+}

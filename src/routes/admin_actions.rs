@@ -1,0 +1,107 @@
+//! Admin actions beyond the core flow: revoke, a pasted authorization code, and the audit
+//! trail.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::{Admin, Json, RequestId};
+use super::login::{complete, current_status};
+use super::AppState;
+use crate::db;
+use crate::domain::{secret, time, Actor, Audit, Status};
+use crate::error::{Error, Result};
+
+/// Audit listings return this many rows unless told otherwise.
+const DEFAULT_AUDIT_LIMIT: u32 = 100;
+const MAX_AUDIT_LIMIT: u32 = 1000;
+
+/// `POST /v1/token-requests/{id}/revoke`: an approved request becomes `revoked` and its
+/// stored tokens are deleted in the same transaction.
+pub async fn revoke(
+    State(app): State<AppState>,
+    _: Admin,
+    RequestId(id): RequestId,
+) -> Result<axum::Json<Value>> {
+    let audit = Audit::new(Actor::Admin, "revoke");
+    if db::requests::revoke(&app.db, id, time::now(), &audit).await? {
+        tracing::info!(request_id = %id, "token request revoked; tokens deleted");
+        return Ok(axum::Json(
+            json!({ "request_id": id, "status": Status::Revoked }),
+        ));
+    }
+    Err(Error::invalid_status(
+        current_status(&app, id).await?,
+        "approved",
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    code: String,
+}
+
+/// `POST /v1/token-requests/{id}/code`: for providers that show the code to the person
+/// instead of redirecting. Some show `code#state`; the state part, when present, must be
+/// the request's current one. The same single-use rules as the callback apply.
+pub async fn submit_code(
+    State(app): State<AppState>,
+    _: Admin,
+    RequestId(id): RequestId,
+    Json(body): Json<CodeBody>,
+) -> Result<axum::Json<Value>> {
+    let pasted = body.code.trim();
+    let (code, state) = match pasted.split_once('#') {
+        Some((code, state)) => (code.trim(), Some(state.trim()).filter(|s| !s.is_empty())),
+        None => (pasted, None),
+    };
+    if code.is_empty() || code.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::InvalidRequest(
+            "code must be the provider's code, optionally followed by #state".into(),
+        ));
+    }
+    let status = current_status(&app, id).await?;
+    if status != Status::InProgress {
+        return Err(Error::invalid_status(status, "in_progress"));
+    }
+    let state_hash = state.map(secret::hash);
+    let claim = db::requests::claim_for_code(&app.db, id, state_hash.as_deref(), time::now())
+        .await?
+        .ok_or(Error::InvalidCode(
+            "the code's state is not the current login's, or this login was already used",
+        ))?;
+    let status = complete(&app, claim, code, Actor::Admin).await?;
+    Ok(axum::Json(json!({ "request_id": id, "status": status })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    request_id: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/audit?request_id=&limit=`: one request's trail oldest first, or everyone's
+/// newest first.
+pub async fn audit(
+    State(app): State<AppState>,
+    _: Admin,
+    params: std::result::Result<Query<AuditParams>, QueryRejection>,
+) -> Result<axum::Json<Value>> {
+    let Query(params) = params.map_err(|e| Error::InvalidRequest(e.body_text()))?;
+    let request_id = params
+        .request_id
+        .map(|r| Uuid::parse_str(&r).map_err(|_| Error::InvalidRequestId))
+        .transpose()?;
+    let limit = params.limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
+    if !(1..=MAX_AUDIT_LIMIT).contains(&limit) {
+        return Err(Error::InvalidRequest(format!(
+            "limit must be 1 to {MAX_AUDIT_LIMIT}"
+        )));
+    }
+    let events = db::audit::list(&app.db, request_id, limit).await?;
+    Ok(axum::Json(json!({ "events": events })))
+}
