@@ -200,15 +200,20 @@ pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::
     .transpose()
 }
 
+/// A login about to be opened, as stored: the account and the callback's secrets.
+pub struct NewLogin<'a> {
+    pub account_id: u32,
+    pub state_hash: &'a [u8],
+    pub pkce_verifier: &'a str,
+}
+
 /// Starts a login with a new state and verifier, if the row is still at `before.version`
 /// and open. Returns the new version.
 pub async fn start_login(
     db: &Db,
     id: Uuid,
     before: &FlowSnapshot,
-    account_id: u32,
-    state_hash: &[u8],
-    pkce_verifier: &str,
+    login: &NewLogin<'_>,
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -223,9 +228,9 @@ pub async fn start_login(
            WHERE id = ?5 AND version = ?6 AND expires_at > ?4
              AND status IN (SELECT value FROM json_each(?7))
            RETURNING version AS "version!: i64""#,
-        account_id,
-        state_hash,
-        pkce_verifier,
+        login.account_id,
+        login.state_hash,
+        login.pkce_verifier,
         at,
         hyphenated,
         before.version,

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::extract::{Admin, Json, RequestId};
 use super::AppState;
 use crate::db;
+use crate::db::requests::NewLogin;
 use crate::domain::{secret, time, Actor, Audit, Status, Transition};
 use crate::error::{Error, Result};
 
@@ -52,17 +53,13 @@ pub async fn select_account(
         let verifier = login.pkce_verifier.expose_secret();
         let audit =
             Audit::new(Actor::Admin, "select_account").with_detail(format!("account {account_id}"));
-        let started = db::requests::start_login(
-            &app.db,
-            id,
-            &before,
+        let new_login = NewLogin {
             account_id,
-            &state_hash,
-            verifier,
-            now,
-            &audit,
-        )
-        .await?;
+            state_hash: &state_hash,
+            pkce_verifier: verifier,
+        };
+        let started =
+            db::requests::start_login(&app.db, id, &before, &new_login, now, &audit).await?;
         let Some(version) = started else { continue };
         tracing::info!(request_id = %id, account_id, "login started; asking the control browser");
 
