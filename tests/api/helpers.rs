@@ -185,6 +185,11 @@ impl TestApp {
             .await
     }
 
+    pub async fn revoke(&self, id: &str) -> Response {
+        self.admin_post(&format!("/v1/token-requests/{id}/revoke"), json!({}))
+            .await
+    }
+
     pub async fn cancel(&self, id: &str, token: &str) -> Response {
         self.http
             .post(self.url(&format!("/v1/token-requests/{id}/cancel")))

@@ -1,6 +1,7 @@
 //! API and CLI tests: the real app on a loopback port, a fresh SQLite file and the fake
 //! upstream; the CLI tests run the real `token` command against it.
 
+mod admin_actions;
 mod busy;
 mod callback;
 mod cli;
@@ -8,6 +9,7 @@ mod create;
 mod flow;
 mod helpers;
 mod load;
+mod migrations;
 mod races;
 mod reaper;
 mod refresh;
