@@ -231,10 +231,14 @@ impl Config {
         http_url("oauth.token_url", &self.oauth.token_url)?;
         let redirect = http_url("oauth.redirect_uri", &self.oauth.redirect_uri)?;
         let path = redirect.path();
-        if path == "/" || path.starts_with("/v1/") || path == "/healthz" {
+        if path == "/"
+            || path.starts_with("/v1/")
+            || path == "/healthz"
+            || path.starts_with("/admin")
+        {
             return Err(invalid(
                 "oauth.redirect_uri",
-                "needs a path of its own, such as /oauth/callback (not /, /v1/… or /healthz)",
+                "needs a path of its own, such as /oauth/callback (not /, /v1/…, /admin… or /healthz)",
             ));
         }
         let plain = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);

@@ -12,9 +12,12 @@ use tokio::time::MissedTickBehavior;
 use crate::db::{self, Db};
 use crate::domain::time;
 
-/// Marks every open request whose deadline is at or before `now` as expired.
+/// Marks every open request whose deadline is at or before `now` as expired, and drops
+/// expired console sessions. Returns how many requests expired.
 pub async fn reap_once(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    db::requests::expire_due(db, now).await
+    let expired = db::requests::expire_due(db, now).await?;
+    db::sessions::delete_expired(db, now).await?;
+    Ok(expired)
 }
 
 /// Runs a pass every `interval` until `stop` turns true. A failed pass is logged and the

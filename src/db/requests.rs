@@ -175,6 +175,52 @@ pub async fn list(
         .collect()
 }
 
+/// Open requests (pending, in progress), oldest first: what waits for an operator.
+pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<TokenRequest>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        RequestRow,
+        r#"SELECT id AS "id: uuid::fmt::Hyphenated", client_name, hostname, scopes, status,
+                  account_id AS "account_id: u32", error,
+                  created_at AS "created_at: DateTime<Utc>",
+                  updated_at AS "updated_at: DateTime<Utc>",
+                  expires_at AS "expires_at: DateTime<Utc>",
+                  poll_token_hash
+           FROM auth_requests
+           WHERE status IN ('pending', 'in_progress')
+           ORDER BY created_at ASC, id ASC
+           LIMIT ?"#,
+        limit,
+    )
+    .fetch_all(&db.read)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok(StoredRequest::try_from(r)?.request))
+        .collect()
+}
+
+/// Finished requests, most recently changed first: the console's history.
+pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<TokenRequest>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        RequestRow,
+        r#"SELECT id AS "id: uuid::fmt::Hyphenated", client_name, hostname, scopes, status,
+                  account_id AS "account_id: u32", error,
+                  created_at AS "created_at: DateTime<Utc>",
+                  updated_at AS "updated_at: DateTime<Utc>",
+                  expires_at AS "expires_at: DateTime<Utc>",
+                  poll_token_hash
+           FROM auth_requests
+           WHERE status NOT IN ('pending', 'in_progress')
+           ORDER BY updated_at DESC, id DESC
+           LIMIT ?"#,
+        limit,
+    )
+    .fetch_all(&db.read)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok(StoredRequest::try_from(r)?.request))
+        .collect()
+}
+
 pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::Error> {
     let id = id.hyphenated();
     let row = sqlx::query!(

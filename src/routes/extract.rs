@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::AppState;
-use crate::domain::secret;
+use crate::db;
+use crate::domain::{secret, time};
 use crate::error::Error;
 
 /// `axum::Json`, with malformed bodies as 400, a wrong content type as 415 and an oversized
@@ -78,7 +79,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     }
 }
 
-/// Proof that the caller presented the admin token.
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "car_session";
+/// The header that carries the session's CSRF token on every change the console makes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Proof that the caller is an admin: the admin token as a bearer, or a console session
+/// (cookie) that also sends its CSRF token with anything but a read.
 pub struct Admin;
 
 impl<S: Send + Sync> FromRequestParts<S> for Admin
@@ -90,10 +97,42 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let app = AppState::from_ref(state);
         let bearer = Bearer::from_request_parts(parts, state).await?;
-        if bearer.is_admin(&app.admin_token_hash) {
-            Ok(Admin)
-        } else {
-            Err(Error::Unauthorized)
+        if bearer.0.is_some() {
+            return if bearer.is_admin(&app.admin_token_hash) {
+                Ok(Admin)
+            } else {
+                Err(Error::Unauthorized)
+            };
         }
+        let cookie = session_cookie(&parts.headers).ok_or(Error::Unauthorized)?;
+        let csrf = db::sessions::find(&app.db, &secret::hash(&cookie), time::now())
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        if !parts.method.is_safe() {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !secret::verify(sent, &secret::hash(&csrf)) {
+                return Err(Error::Forbidden(
+                    "this change needs the session's X-CSRF-Token header",
+                ));
+            }
+        }
+        Ok(Admin)
     }
+}
+
+/// The value of the console's session cookie, if the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty())
 }

@@ -2,6 +2,7 @@
 
 mod admin_actions;
 mod callback;
+mod console;
 mod extract;
 mod health;
 mod login;
@@ -71,6 +72,16 @@ pub fn router(state: AppState) -> Router {
             post(admin_actions::submit_code),
         )
         .route("/v1/audit", get(admin_actions::audit))
+        .route("/admin", get(console::index))
+        .route("/admin/app.js", get(console::script))
+        .route("/admin/app.css", get(console::style))
+        .route(
+            "/admin/session",
+            get(console::session)
+                .post(console::sign_in)
+                .delete(console::sign_out),
+        )
+        .route("/admin/overview", get(console::overview))
         .route(&callback_path, get(callback::callback))
         .route("/healthz", get(health::healthz))
         .fallback(|| async { Error::RouteNotFound })

@@ -127,8 +127,9 @@ pub struct ListParams {
     limit: Option<u32>,
 }
 
+/// A request as listings show it: never a token or a secret.
 #[derive(Serialize)]
-struct ListItem {
+pub struct ListItem {
     request_id: Uuid,
     client_name: String,
     hostname: String,
@@ -142,7 +143,7 @@ struct ListItem {
 }
 
 impl ListItem {
-    fn new(r: TokenRequest, now: DateTime<Utc>) -> Self {
+    pub fn new(r: TokenRequest, now: DateTime<Utc>) -> Self {
         ListItem {
             request_id: r.id,
             status: r.effective_status(now),

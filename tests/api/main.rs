@@ -5,6 +5,7 @@ mod admin_actions;
 mod busy;
 mod callback;
 mod cli;
+mod console;
 mod create;
 mod flow;
 mod helpers;

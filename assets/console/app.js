@@ -1,0 +1,322 @@
+// The operator console. Talks to the router's JSON API with the session cookie; every change
+// carries the session's CSRF token. All text from requests is set with textContent, never
+// as HTML. Rows are kept by request id across refreshes, so a half-typed account or code
+// survives the live updates.
+'use strict';
+
+const REFRESH_MS = 1500;
+const state = { csrf: null, accounts: [], skew: 0, timer: null, busy: new Set() };
+const $ = (selector) => document.querySelector(selector);
+
+function say(text, kind) {
+  const el = $('#status');
+  el.textContent = text;
+  el.className = kind || '';
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && state.csrf) headers['X-CSRF-Token'] = state.csrf;
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    const error = new Error(data && data.message ? data.message : `HTTP ${response.status}`);
+    error.status = response.status;
+    error.code = data && data.error;
+    throw error;
+  }
+  return data;
+}
+
+function showSignIn() {
+  clearInterval(state.timer);
+  state.timer = null;
+  state.csrf = null;
+  $('#console').hidden = true;
+  $('#sign-out').hidden = true;
+  $('#sign-in').hidden = false;
+  $('#token').focus();
+}
+
+function signedIn(session) {
+  state.csrf = session.csrf_token;
+  state.accounts = session.accounts || [];
+  $('#sign-in').hidden = true;
+  $('#console').hidden = false;
+  $('#sign-out').hidden = false;
+  refresh();
+  clearInterval(state.timer);
+  state.timer = setInterval(refresh, REFRESH_MS);
+}
+
+function duration(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, '0')}m`;
+}
+
+function now() { return Date.now() + state.skew; }
+
+function cell(label, text, className) {
+  const td = document.createElement('td');
+  td.dataset.label = label;
+  if (text !== undefined) td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function button(text, className, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = text;
+  b.className = className;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function accountLabel(id) {
+  if (id === null || id === undefined) return '—';
+  const a = state.accounts.find((x) => x.id === id);
+  return a && a.label ? `${a.label} (${id})` : String(id);
+}
+
+function accountChooser() {
+  if (state.accounts.length) {
+    const select = document.createElement('select');
+    select.className = 'account';
+    select.setAttribute('aria-label', 'Account');
+    for (const a of state.accounts) {
+      const option = document.createElement('option');
+      option.value = String(a.id);
+      option.textContent = a.label ? `${a.label} (${a.id})` : String(a.id);
+      select.appendChild(option);
+    }
+    return select;
+  }
+  const input = document.createElement('input');
+  input.className = 'account';
+  input.type = 'number';
+  input.min = '0';
+  input.placeholder = 'account';
+  input.setAttribute('aria-label', 'Account number');
+  return input;
+}
+
+// Runs one action for a request, keeping the operator informed and the row usable.
+async function act(id, label, run) {
+  if (state.busy.has(id)) return;
+  state.busy.add(id);
+  document.querySelectorAll(`tr[data-id="${id}"] button`).forEach((b) => { b.disabled = true; });
+  say(`${label}…`);
+  try {
+    const result = await run();
+    say(`${label}: done${result && result.status ? ` (now ${result.status})` : ''}.`, 'ok');
+  } catch (error) {
+    if (error.status === 401) { say('Your session ended; sign in again.', 'error'); showSignIn(); return; }
+    say(`${label} failed: ${error.message}`, 'error');
+  } finally {
+    state.busy.delete(id);
+    document.querySelectorAll(`tr[data-id="${id}"] button`).forEach((b) => { b.disabled = false; });
+    refresh();
+  }
+}
+
+function openRow(r) {
+  const tr = document.createElement('tr');
+  tr.dataset.id = r.request_id;
+  tr.append(
+    cell('Client', r.client_name, 'client'),
+    cell('Host', r.hostname),
+    cell('Scopes', r.scopes.join(' ') || '(default)'),
+    cell('Age', '', 'age'),
+    cell('Expires in', '', 'left'),
+    cell('Status', '', 'status'),
+    cell('Account', '', 'chosen'),
+  );
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  const chooser = accountChooser();
+  const short = r.request_id.slice(0, 8);
+  actions.append(
+    chooser,
+    button('Approve', 'primary approve', () => {
+      const account = Number(chooser.value);
+      if (chooser.value === '' || !Number.isInteger(account) || account < 0) {
+        say('Choose an account number first.', 'error');
+        chooser.focus();
+        return;
+      }
+      act(r.request_id, `Approve ${short} with account ${accountLabel(account)}`, () =>
+        api('POST', `/v1/token-requests/${r.request_id}/select-account`, { account_id: account }));
+    }),
+    button('Deny', 'danger deny', () =>
+      act(r.request_id, `Deny ${short}`, () => api('POST', `/v1/token-requests/${r.request_id}/deny`))),
+  );
+  const code = document.createElement('input');
+  code.className = 'code';
+  code.placeholder = 'paste code';
+  code.setAttribute('aria-label', 'Authorization code');
+  const useCode = button('Use code', 'use-code', () => {
+    if (!code.value.trim()) { say('Paste the code the provider showed first.', 'error'); code.focus(); return; }
+    act(r.request_id, `Use code for ${short}`, () =>
+      api('POST', `/v1/token-requests/${r.request_id}/code`, { code: code.value.trim() }));
+  });
+  const codeBox = document.createElement('span');
+  codeBox.className = 'code-box';
+  codeBox.append(code, useCode);
+  actions.append(codeBox);
+  const td = cell('Actions');
+  td.append(actions);
+  tr.append(td);
+  return tr;
+}
+
+function updateOpenRow(tr, r) {
+  const t = now();
+  tr.querySelector('.age').textContent = duration(t - Date.parse(r.created_at));
+  tr.querySelector('.left').textContent = duration(Date.parse(r.expires_at) - t);
+  const status = tr.querySelector('.status');
+  status.textContent = r.status.replace('_', ' ');
+  status.className = `status status-${r.status}`;
+  tr.querySelector('.chosen').textContent = accountLabel(r.account_id);
+  tr.querySelector('.code-box').hidden = r.status !== 'in_progress';
+}
+
+function recentRow(r) {
+  const tr = document.createElement('tr');
+  tr.dataset.id = r.request_id;
+  tr.append(
+    cell('Client', r.client_name, 'client'),
+    cell('Host', r.hostname),
+    cell('Status', '', 'status'),
+    cell('Account', accountLabel(r.account_id)),
+    cell('Finished', '', 'finished'),
+  );
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  actions.append(button('Audit', 'audit', () => toggleAudit(tr, r.request_id)));
+  const td = cell('Actions');
+  td.append(actions);
+  tr.append(td);
+  return tr;
+}
+
+function updateRecentRow(tr, r) {
+  const status = tr.querySelector('.status');
+  status.textContent = r.error ? `${r.status}: ${r.error}` : r.status;
+  status.className = `status status-${r.status}`;
+  tr.querySelector('.finished').textContent = `${duration(now() - Date.parse(r.updated_at))} ago`;
+  const actions = tr.querySelector('.actions');
+  const revoke = actions.querySelector('.revoke');
+  if (r.status === 'approved' && !revoke) {
+    const short = r.request_id.slice(0, 8);
+    actions.prepend(button('Revoke', 'danger revoke', () =>
+      act(r.request_id, `Revoke ${short}`, () => api('POST', `/v1/token-requests/${r.request_id}/revoke`))));
+  } else if (r.status !== 'approved' && revoke) {
+    revoke.remove();
+  }
+}
+
+async function toggleAudit(tr, id) {
+  const next = tr.nextElementSibling;
+  if (next && next.classList.contains('audit')) { next.remove(); return; }
+  try {
+    const data = await api('GET', `/v1/audit?request_id=${id}`);
+    const row = document.createElement('tr');
+    row.className = 'audit';
+    row.dataset.auditFor = id;
+    const td = document.createElement('td');
+    td.colSpan = 6;
+    const list = document.createElement('ol');
+    for (const e of data.events) {
+      const li = document.createElement('li');
+      const from = e.from_status ? `${e.from_status} → ` : '';
+      const detail = e.detail ? ` (${e.detail})` : '';
+      li.textContent = `${new Date(e.at).toLocaleString()}: ${e.actor} ${e.action}, ${from}${e.to_status}${detail}`;
+      list.appendChild(li);
+    }
+    td.appendChild(list);
+    row.appendChild(td);
+    tr.after(row);
+  } catch (error) {
+    say(`Audit trail failed: ${error.message}`, 'error');
+  }
+}
+
+// Keeps one <tr> per request: gone ones are removed, new ones inserted in place, the rest
+// updated where they stand. A row moves only when the order changed, so the row being typed
+// in keeps its focus across refreshes.
+function sync(tbody, list, make, update) {
+  const wanted = new Set(list.map((r) => r.request_id));
+  for (const tr of [...tbody.children]) {
+    if (!wanted.has(tr.dataset.id || tr.dataset.auditFor)) tr.remove();
+  }
+  let cursor = tbody.firstElementChild;
+  for (const r of list) {
+    let tr = tbody.querySelector(`tr[data-id="${r.request_id}"]`);
+    if (!tr) {
+      tr = make(r);
+      tbody.insertBefore(tr, cursor);
+    } else if (tr !== cursor) {
+      const audit = tbody.querySelector(`tr[data-audit-for="${r.request_id}"]`);
+      tbody.insertBefore(tr, cursor);
+      if (audit) tr.after(audit);
+    }
+    update(tr, r);
+    cursor = tr.nextElementSibling;
+    if (cursor && cursor.dataset.auditFor === r.request_id) cursor = cursor.nextElementSibling;
+  }
+}
+
+async function refresh() {
+  if (!state.csrf) return;
+  try {
+    const o = await api('GET', '/admin/overview');
+    state.skew = Date.parse(o.now) - Date.now();
+    sync($('#open tbody'), o.open, openRow, updateOpenRow);
+    sync($('#recent tbody'), o.recent, recentRow, updateRecentRow);
+    $('#open-empty').hidden = o.open.length > 0;
+    $('#open').hidden = o.open.length === 0;
+    $('#recent-empty').hidden = o.recent.length > 0;
+    $('#recent').hidden = o.recent.length === 0;
+    $('#open-count').textContent = o.open.length ? `(${o.open.length})` : '';
+  } catch (error) {
+    if (error.status === 401) { say('Your session ended; sign in again.', 'error'); showSignIn(); return; }
+    say(`Cannot refresh (will keep trying): ${error.message}`, 'error');
+  }
+}
+
+document.addEventListener('DOMContentLoaded', async () => {
+  $('#sign-in-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      const session = await api('POST', '/admin/session', { token: $('#token').value });
+      $('#token').value = '';
+      say('Signed in.', 'ok');
+      signedIn(session);
+    } catch (error) {
+      say(error.status === 401 ? 'That admin token is not right.' : `Sign-in failed: ${error.message}`, 'error');
+      $('#token').select();
+    }
+  });
+  $('#sign-out').addEventListener('click', async () => {
+    try { await api('DELETE', '/admin/session'); } catch (_) { /* signed out anyway */ }
+    say('Signed out.', 'ok');
+    showSignIn();
+  });
+  try {
+    signedIn(await api('GET', '/admin/session'));
+  } catch (error) {
+    if (error.status !== 401) say(`Cannot reach the router: ${error.message}`, 'error');
+    showSignIn();
+  }
+});

@@ -1,0 +1,154 @@
+//! The operator console at `/admin`: a page served by the router itself, every asset
+//! embedded in the binary (no CDN, no external font, works offline), on top of the same
+//! JSON API as everything else.
+//!
+//! Signing in with the admin token creates a server-side session: the browser gets a random
+//! cookie (HttpOnly, SameSite=Strict), the database keeps its hash, and the page keeps the
+//! admin token nowhere. Every change the page makes also sends the session's CSRF token in
+//! `X-CSRF-Token` (checked by the [`Admin`] extractor).
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{session_cookie, Admin, Json, SESSION_COOKIE};
+use super::token_requests::ListItem;
+use super::AppState;
+use crate::db;
+use crate::domain::{secret, time};
+use crate::error::{Error, Result};
+
+/// How long a console session lasts.
+const SESSION_SECS: i64 = 12 * 3600;
+/// The console shows at most this many open requests, and this many finished ones.
+const MAX_OPEN: u32 = 200;
+const MAX_RECENT: u32 = 50;
+
+/// The page may load only its own script and style, and no other site may frame it.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+const INDEX_HTML: &str = include_str!("../../assets/console/index.html");
+const APP_JS: &str = include_str!("../../assets/console/app.js");
+const APP_CSS: &str = include_str!("../../assets/console/app.css");
+
+pub async fn index() -> Response {
+    asset(INDEX_HTML, "text/html; charset=utf-8")
+}
+
+pub async fn script() -> Response {
+    asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+pub async fn style() -> Response {
+    asset(APP_CSS, "text/css; charset=utf-8")
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    token: String,
+}
+
+/// `POST /admin/session`: exchanges the admin token for a session cookie.
+pub async fn sign_in(State(app): State<AppState>, Json(body): Json<SignIn>) -> Result<Response> {
+    if !secret::verify(&body.token, &app.admin_token_hash) {
+        tracing::warn!("console sign-in refused: wrong admin token");
+        return Err(Error::Unauthorized);
+    }
+    let session = secret::generate();
+    let csrf = secret::generate();
+    let now = time::now();
+    let expires_at = now + chrono::Duration::seconds(SESSION_SECS);
+    use secrecy::ExposeSecret;
+    db::sessions::create(
+        &app.db,
+        &secret::hash(session.expose_secret()),
+        csrf.expose_secret(),
+        now,
+        expires_at,
+    )
+    .await?;
+    tracing::info!("console session started");
+    // Secure only where the router is reached over https: a Secure cookie is never sent
+    // back over plain http, which would lock operators out of a loopback deployment.
+    let secure = if app.config.oauth.redirect_uri.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}{secure}",
+        session.expose_secret()
+    );
+    let body = session_body(&app, csrf.expose_secret());
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| Error::Internal(e.into()))?,
+    );
+    Ok(response)
+}
+
+/// `GET /admin/session`: what the page needs once signed in, or 401.
+pub async fn session(State(app): State<AppState>, headers: HeaderMap) -> Result<axum::Json<Value>> {
+    let cookie = session_cookie(&headers).ok_or(Error::Unauthorized)?;
+    let csrf = db::sessions::find(&app.db, &secret::hash(&cookie), time::now())
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    Ok(axum::Json(session_body(&app, &csrf)))
+}
+
+/// `DELETE /admin/session`: signs out (CSRF-checked like any change).
+pub async fn sign_out(
+    State(app): State<AppState>,
+    _: Admin,
+    headers: HeaderMap,
+) -> Result<Response> {
+    if let Some(cookie) = session_cookie(&headers) {
+        db::sessions::delete(&app.db, &secret::hash(&cookie)).await?;
+    }
+    let mut response = axum::Json(json!({ "signed_out": true })).into_response();
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&expired).map_err(|e| Error::Internal(e.into()))?,
+    );
+    Ok(response)
+}
+
+fn session_body(app: &AppState, csrf: &str) -> Value {
+    json!({ "csrf_token": csrf, "accounts": app.config.accounts })
+}
+
+/// `GET /admin/overview`: everything the page shows, in one call it can repeat every
+/// second or two.
+pub async fn overview(State(app): State<AppState>, _: Admin) -> Result<axum::Json<Value>> {
+    let now = time::now();
+    let open = db::requests::list_open(&app.db, MAX_OPEN).await?;
+    let recent = db::requests::list_finished(&app.db, MAX_RECENT).await?;
+    let open: Vec<ListItem> = open.into_iter().map(|r| ListItem::new(r, now)).collect();
+    let recent: Vec<ListItem> = recent.into_iter().map(|r| ListItem::new(r, now)).collect();
+    Ok(axum::Json(
+        json!({ "now": now, "open": open, "recent": recent }),
+    ))
+}

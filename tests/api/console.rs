@@ -1,0 +1,230 @@
+//! The console's HTTP side: assets, sessions, CSRF. The browser test drives the page itself.
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, SET_COOKIE, X_FRAME_OPTIONS};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, two_accounts, TestApp, ADMIN_TOKEN};
+
+/// Signs in; returns (cookie header value, csrf token, the Set-Cookie line).
+async fn sign_in(app: &TestApp) -> (String, String, String) {
+    let response = app
+        .http
+        .post(app.url("/admin/session"))
+        .json(&json!({"token": ADMIN_TOKEN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    let pair = set_cookie.split(';').next().unwrap().to_owned();
+    (
+        pair,
+        body["csrf_token"].as_str().unwrap().to_owned(),
+        set_cookie,
+    )
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_from_the_binary_with_a_strict_policy() {
+    let app = spawn_app().await;
+    for (path, kind) in [
+        ("/admin", "text/html"),
+        ("/admin/app.js", "text/javascript"),
+        ("/admin/app.css", "text/css"),
+    ] {
+        let response = app.get(&app.url(path)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+        let csp = response.headers()[CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(response.headers()[X_FRAME_OPTIONS], "DENY");
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path} loads nothing from another host"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_strict_http_only_session_cookie_and_stores_only_its_hash() {
+    let app = spawn_app().await;
+
+    let (cookie, csrf, set_cookie) = sign_in(&app).await;
+
+    assert!(
+        set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Strict")
+            && set_cookie.contains("Path=/")
+    );
+    assert!(!set_cookie.contains("Secure"), "plain http deployment");
+    let value = cookie.split_once('=').unwrap().1;
+    let pool = app.sql_pool().await;
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM admin_sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, claude_auth_router::domain::secret::hash(value));
+    let session: Value = app
+        .http
+        .get(app.url("/admin/session"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["csrf_token"], csrf.as_str());
+}
+
+#[tokio::test]
+async fn a_wrong_admin_token_gets_no_session() {
+    let app = spawn_app().await;
+
+    let response = app
+        .http
+        .post(app.url("/admin/session"))
+        .json(&json!({"token": "guess"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(app.count("admin_sessions").await, 0);
+    let no_session = app.get(&app.url("/admin/session")).await;
+    assert_error(no_session, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn a_session_can_read_but_changes_need_its_csrf_token() {
+    let app = spawn_app().await;
+    let created = app.create_ok().await;
+    let (cookie, csrf, _) = sign_in(&app).await;
+    let deny = format!("/v1/token-requests/{}/deny", created.id);
+
+    let listed = app
+        .http
+        .get(app.url("/v1/token-requests"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let without = app
+        .http
+        .post(app.url(&deny))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let wrong = app
+        .http
+        .post(app.url(&deny))
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", "nope")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(listed.status(), StatusCode::OK);
+    assert_error(without, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_error(wrong, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(app.db_status(&created.id).await, "pending");
+    let right = app
+        .http
+        .post(app.url(&deny))
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let app = spawn_app().await;
+    let (cookie, csrf, _) = sign_in(&app).await;
+
+    let out = app
+        .http
+        .delete(app.url("/admin/session"))
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(out.status(), StatusCode::OK);
+    assert!(out.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let after = app
+        .http
+        .get(app.url("/admin/overview"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_error(after, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(app.count("admin_sessions").await, 0);
+}
+
+#[tokio::test]
+async fn the_overview_lists_open_requests_oldest_first_and_recent_ones_newest_first() {
+    let app = spawn_app_with(|c| c.accounts = two_accounts()).await;
+    let first = app.create_ok().await;
+    let second = app.create_ok().await;
+    let done = app.create_ok().await;
+    app.deny(&done.id).await;
+    let (cookie, _, _) = sign_in(&app).await;
+
+    let overview: Value = app
+        .http
+        .get(app.url("/admin/overview"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session: Value = app
+        .http
+        .get(app.url("/admin/session"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let open: Vec<&str> = overview["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(open, [first.id.as_str(), second.id.as_str()]);
+    assert_eq!(overview["recent"][0]["request_id"], done.id.as_str());
+    assert_eq!(overview["recent"][0]["status"], "denied");
+    assert_eq!(
+        session["accounts"],
+        json!([{"id": 1, "label": "primary"}, {"id": 2, "label": "backup"}])
+    );
+    assert!(!overview.to_string().contains(&first.poll_token));
+}
