@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use claude_auth_router::client::admin::{self, AdminArgs};
 use claude_auth_router::client::command::{self, TokenArgs};
 use claude_auth_router::{telemetry, Application, Config};
 
@@ -28,6 +29,10 @@ enum Command {
     /// Exit codes: 0 token printed, 1 network or unexpected error, 2 usage error, 3 denied,
     /// 4 expired, 5 cancelled or error on the router, 130 interrupted.
     Token(TokenArgs),
+    /// Operator actions from a terminal: list, approve, deny, revoke, audit.
+    ///
+    /// Needs AUTH_ROUTER_ADMIN_TOKEN. Exit codes: 0 done, 1 error, 2 usage error.
+    Admin(AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,7 +43,13 @@ fn main() -> ExitCode {
             report(serve(config))
         }
         Command::Token(args) => ExitCode::from(token(args)),
+        Command::Admin(args) => ExitCode::from(admin_command(args)),
     }
+}
+
+#[tokio::main]
+async fn admin_command(args: AdminArgs) -> u8 {
+    admin::run(args, std::env::var("AUTH_ROUTER_ADMIN_TOKEN").ok()).await
 }
 
 #[tokio::main]

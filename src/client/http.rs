@@ -114,6 +114,44 @@ impl RouterClient {
         parse::<Value>(response, StatusCode::OK).await.map(|_| ())
     }
 
+    /// `GET path` with the admin token; the answer's JSON.
+    pub async fn admin_get(
+        &self,
+        path_and_query: &str,
+        admin_token: &str,
+    ) -> Result<Value, ClientError> {
+        let url = self.url_with_query(path_and_query);
+        let response = self
+            .send(self.http.get(url).bearer_auth(admin_token))
+            .await?;
+        parse(response, StatusCode::OK).await
+    }
+
+    /// `POST path` with the admin token and a JSON body; the answer's JSON.
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        admin_token: &str,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        let request = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(admin_token)
+            .json(body);
+        let response = self.send(request).await?;
+        parse(response, StatusCode::OK).await
+    }
+
+    fn url_with_query(&self, path_and_query: &str) -> Url {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let mut url = self.url(path);
+        url.set_query(Some(query).filter(|q| !q.is_empty()));
+        url
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, ClientError> {
         request.send().await.map_err(|e| ClientError::Unreachable {
             router: self.router().to_owned(),

@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 mod cache;
 pub mod command;
 mod error;

@@ -2,6 +2,7 @@
 //! upstream; the CLI tests run the real `token` command against it.
 
 mod admin_actions;
+mod admin_cli;
 mod busy;
 mod callback;
 mod cli;

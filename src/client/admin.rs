@@ -1,0 +1,241 @@
+//! `claude-auth-router admin`: the operator's actions from a terminal, against the same API
+//! as the console. Readable tables by default, `--json` for scripts.
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{ClientError, RouterClient};
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The router's URL.
+    #[arg(
+        long,
+        env = "AUTH_ROUTER_URL",
+        default_value = "http://127.0.0.1:7777",
+        global = true
+    )]
+    pub router: String,
+    /// Print the router's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// List requests, newest first.
+    List {
+        /// Only this status (pending, in_progress, approved, …).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Approve: open the login in the control browser with this account.
+    Approve {
+        id: Uuid,
+        #[arg(long)]
+        account: u32,
+    },
+    /// Deny a pending or in-progress request.
+    Deny { id: Uuid },
+    /// Revoke an approved request: its stored tokens are deleted.
+    Revoke { id: Uuid },
+    /// Show a request's audit trail, oldest first.
+    Audit { id: Uuid },
+}
+
+/// Runs the command with the admin token; returns the exit code (0 done, 1 error, 2 usage).
+pub async fn run(args: AdminArgs, admin_token: Option<String>) -> u8 {
+    let result = async {
+        let token = admin_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+            ClientError::Usage("set AUTH_ROUTER_ADMIN_TOKEN to the router's admin token".into())
+        })?;
+        let client = RouterClient::new(&args.router)?;
+        execute(&client, &token, &args.action).await
+    }
+    .await;
+    match result {
+        Ok(answer) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&answer).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render(&args.action, &answer));
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("claude-auth-router: {e}");
+            match e {
+                ClientError::Usage(_) => 2,
+                _ => 1,
+            }
+        }
+    }
+}
+
+async fn execute(
+    client: &RouterClient,
+    token: &str,
+    action: &AdminAction,
+) -> Result<Value, ClientError> {
+    match action {
+        AdminAction::List { status, limit } => {
+            let mut query = format!("/v1/token-requests?limit={limit}");
+            if let Some(status) = status {
+                query.push_str(&format!(
+                    "&status={}",
+                    url::form_urlencoded::byte_serialize(status.as_bytes()).collect::<String>()
+                ));
+            }
+            client.admin_get(&query, token).await
+        }
+        AdminAction::Approve { id, account } => {
+            let body = json!({ "account_id": account });
+            client
+                .admin_post(
+                    &format!("/v1/token-requests/{id}/select-account"),
+                    token,
+                    &body,
+                )
+                .await
+        }
+        AdminAction::Deny { id } => {
+            client
+                .admin_post(&format!("/v1/token-requests/{id}/deny"), token, &json!({}))
+                .await
+        }
+        AdminAction::Revoke { id } => {
+            client
+                .admin_post(
+                    &format!("/v1/token-requests/{id}/revoke"),
+                    token,
+                    &json!({}),
+                )
+                .await
+        }
+        AdminAction::Audit { id } => {
+            client
+                .admin_get(&format!("/v1/audit?request_id={id}&limit=1000"), token)
+                .await
+        }
+    }
+}
+
+fn render(action: &AdminAction, answer: &Value) -> String {
+    let text = |v: &Value, k: &str| match &v[k] {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match action {
+        AdminAction::List { .. } => {
+            let rows: Vec<Vec<String>> = items(answer, "requests")
+                .iter()
+                .map(|r| {
+                    [
+                        "request_id",
+                        "status",
+                        "client_name",
+                        "hostname",
+                        "account_id",
+                        "created_at",
+                        "expires_at",
+                    ]
+                    .iter()
+                    .map(|k| text(r, k))
+                    .collect()
+                })
+                .collect();
+            table(
+                &[
+                    "ID", "STATUS", "CLIENT", "HOST", "ACCOUNT", "CREATED", "EXPIRES",
+                ],
+                &rows,
+            )
+        }
+        AdminAction::Audit { .. } => {
+            let rows: Vec<Vec<String>> = items(answer, "events")
+                .iter()
+                .map(|e| {
+                    let change = format!("{} -> {}", text(e, "from_status"), text(e, "to_status"));
+                    vec![
+                        text(e, "at"),
+                        text(e, "actor"),
+                        text(e, "action"),
+                        change,
+                        text(e, "detail"),
+                    ]
+                })
+                .collect();
+            table(&["AT", "ACTOR", "ACTION", "STATUS", "DETAIL"], &rows)
+        }
+        AdminAction::Approve { .. } => format!(
+            "request {} is {} with account {}: the control browser opened the login\n",
+            text(answer, "request_id"),
+            text(answer, "status"),
+            text(answer, "account_id"),
+        ),
+        AdminAction::Deny { .. } | AdminAction::Revoke { .. } => {
+            format!(
+                "request {} is {}\n",
+                text(answer, "request_id"),
+                text(answer, "status")
+            )
+        }
+    }
+}
+
+fn items<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
+    answer[key].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Left-aligned columns, two spaces apart; "(none)" for an empty list.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    if rows.is_empty() {
+        return "(none)\n".to_owned();
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_say_when_empty() {
+        let rows = vec![
+            vec!["a".to_owned(), "long value".to_owned()],
+            vec!["bbb".to_owned(), "x".to_owned()],
+        ];
+        assert_eq!(
+            table(&["H1", "H2"], &rows),
+            "H1   H2\na    long value\nbbb  x\n"
+        );
+        assert_eq!(table(&["H1"], &[]), "(none)\n");
+    }
+}

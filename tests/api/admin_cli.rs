@@ -1,0 +1,110 @@
+//! `claude-auth-router admin` as a subprocess against the real router.
+
+use std::process::{Output, Stdio};
+
+use fake_upstream::BrowserMode;
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::helpers::{spawn_app, TestApp, ADMIN_TOKEN};
+
+async fn admin(app: &TestApp, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-auth-router"));
+    cmd.arg("admin").args(["--router", &app.base]).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AUTH_ROUTER_") {
+            cmd.env_remove(key);
+        }
+    }
+    if let Some(token) = token {
+        cmd.env("AUTH_ROUTER_ADMIN_TOKEN", token);
+    }
+    cmd.stdin(Stdio::null()).output().await.unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_can_run_the_day_from_the_admin_command() {
+    let app = spawn_app().await;
+    app.fake.set_browser_mode(BrowserMode::AutoApprove);
+    let approved = app.create_ok().await;
+    let denied = app.create_ok().await;
+
+    let list = admin(&app, Some(ADMIN_TOKEN), &["list", "--status", "pending"]).await;
+    let approve = admin(
+        &app,
+        Some(ADMIN_TOKEN),
+        &["approve", &approved.id, "--account", "4"],
+    )
+    .await;
+    let deny = admin(&app, Some(ADMIN_TOKEN), &["deny", &denied.id]).await;
+    let revoke = admin(&app, Some(ADMIN_TOKEN), &["revoke", &approved.id]).await;
+    let audit = admin(&app, Some(ADMIN_TOKEN), &["audit", &approved.id]).await;
+
+    assert_eq!(list.status.code(), Some(0), "{}", err(&list));
+    let table = out(&list);
+    assert!(table.starts_with("ID  "), "{table}");
+    assert!(
+        table.contains(&approved.id) && table.contains(&denied.id) && table.contains("laptop"),
+        "{table}"
+    );
+    assert!(
+        out(&approve).contains("in_progress with account 4"),
+        "{}",
+        out(&approve)
+    );
+    assert!(out(&deny).contains("denied"));
+    assert!(out(&revoke).contains("revoked"));
+    let trail = out(&audit);
+    for line in ["create", "select_account", "approve", "revoke"] {
+        assert!(trail.contains(line), "{trail}");
+    }
+    assert_eq!(app.db_status(&approved.id).await, "revoked");
+    assert_eq!(app.db_status(&denied.id).await, "denied");
+}
+
+#[tokio::test]
+async fn json_output_is_the_routers_answer_for_scripts() {
+    let app = spawn_app().await;
+    let created = app.create_ok().await;
+
+    let list = admin(&app, Some(ADMIN_TOKEN), &["list", "--json"]).await;
+
+    let body: Value = serde_json::from_slice(&list.stdout).expect("JSON on stdout");
+    assert_eq!(body["requests"][0]["request_id"], created.id.as_str());
+}
+
+#[tokio::test]
+async fn a_missing_token_is_a_usage_error_and_a_wrong_one_an_error_that_says_so() {
+    let app = spawn_app().await;
+    let created = app.create_ok().await;
+
+    let missing = admin(&app, None, &["list"]).await;
+    let wrong = admin(&app, Some("wrong"), &["deny", &created.id]).await;
+    let conflict = admin(&app, Some(ADMIN_TOKEN), &["revoke", &created.id]).await;
+    let bad_id = admin(&app, Some(ADMIN_TOKEN), &["deny", "not-a-uuid"]).await;
+
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(err(&missing).contains("AUTH_ROUTER_ADMIN_TOKEN"));
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        err(&wrong).contains("401") && err(&wrong).contains("unauthorized"),
+        "{}",
+        err(&wrong)
+    );
+    assert_eq!(conflict.status.code(), Some(1));
+    assert!(
+        err(&conflict).contains("invalid_status"),
+        "{}",
+        err(&conflict)
+    );
+    assert_eq!(bad_id.status.code(), Some(2));
+    assert_eq!(app.db_status(&created.id).await, "pending");
+}
