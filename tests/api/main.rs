@@ -7,6 +7,7 @@ mod busy;
 mod callback;
 mod cli;
 mod console;
+mod console_browser;
 mod create;
 mod flow;
 mod helpers;
