@@ -37,6 +37,9 @@ pub struct Config {
     pub oauth: OAuthConfig,
     pub control_browser: ControlBrowserConfig,
     pub admin: AdminConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
     /// The team's provider accounts. When non-empty, select-account refuses other ids.
     pub accounts: Vec<Account>,
 }
@@ -54,6 +57,47 @@ pub struct RequestsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ReaperConfig {
     pub interval_secs: u64,
+    /// Finished requests (and their tokens) older than this are deleted.
+    pub retain_terminal_secs: u64,
+    /// Audit rows older than this are deleted.
+    pub retain_audit_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Base64 of 32 random bytes; empty means tokens are stored in plaintext.
+    pub encryption_key: SecretString,
+    /// A file holding the key, as an alternative to `encryption_key`.
+    pub encryption_key_file: Option<PathBuf>,
+    /// Keys that may still open older rows after a rotation.
+    pub previous_keys: Vec<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Token requests one client IP may create per minute; 0 turns the limit off.
+    pub creates_per_minute_per_ip: u32,
+    /// Open requests one hostname may have at once; 0 turns the limit off.
+    pub max_open_requests_per_hostname: u32,
+    /// The longest any HTTP request may take before the router answers 503.
+    pub request_timeout_secs: u64,
+    /// HTTP requests served at once; more are refused with 503 at once.
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +161,9 @@ impl Default for Config {
             oauth: OAuthConfig::default(),
             control_browser: ControlBrowserConfig::default(),
             admin: AdminConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
             accounts: Vec::new(),
         }
     }
@@ -133,7 +180,30 @@ impl Default for RequestsConfig {
 
 impl Default for ReaperConfig {
     fn default() -> Self {
-        Self { interval_secs: 30 }
+        Self {
+            interval_secs: 30,
+            retain_terminal_secs: 30 * 24 * 3600,
+            retain_audit_secs: 365 * 24 * 3600,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            creates_per_minute_per_ip: 60,
+            max_open_requests_per_hostname: 10,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 512,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -274,6 +344,28 @@ impl Config {
         if self.control_browser.timeout_secs == 0 {
             return Err(invalid(
                 "control_browser.timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.reaper.retain_terminal_secs == 0 {
+            return Err(invalid("reaper.retain_terminal_secs", "must be at least 1"));
+        }
+        if self.reaper.retain_audit_secs == 0 {
+            return Err(invalid("reaper.retain_audit_secs", "must be at least 1"));
+        }
+        let slowest_upstream = self
+            .oauth
+            .timeout_secs
+            .max(self.control_browser.timeout_secs);
+        if self.limits.request_timeout_secs <= slowest_upstream {
+            return Err(invalid(
+                "limits.request_timeout_secs",
+                "must exceed oauth.timeout_secs and control_browser.timeout_secs, or a slow upstream call would be cut off mid-flow",
+            ));
+        }
+        if self.limits.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "limits.max_concurrent_requests",
                 "must be at least 1",
             ));
         }

@@ -12,6 +12,7 @@
 //!   validated before anything binds.
 //! - [`domain`]: what a token request is: statuses and the allowed transitions, input
 //!   validation, token bundles, and how secrets are generated, hashed and compared.
+//! - [`crypto`]: encryption at rest of the tokens and verifiers the router keeps.
 //! - [`db`]: the SQLite pools and one small function per statement.
 //! - [`oauth`]: the `oauth2` client: authorize URLs with PKCE, and the code exchange.
 //! - [`control_browser`]: the client for the Electron app that opens logins per account.
@@ -26,6 +27,7 @@
 pub mod client;
 pub mod config;
 pub mod control_browser;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -29,6 +29,15 @@ enum Command {
     /// Exit codes: 0 token printed, 1 network or unexpected error, 2 usage error, 3 denied,
     /// 4 expired, 5 cancelled or error on the router, 130 interrupted.
     Token(TokenArgs),
+    /// Re-seal every stored token and verifier with the current storage.encryption_key.
+    ///
+    /// Safe while the service runs. Run it after setting a first key or rotating keys; then
+    /// the old key can leave storage.previous_keys.
+    Rekey {
+        /// Configuration file (default: ./config.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Operator actions from a terminal: list, approve, deny, revoke, audit.
     ///
     /// Needs AUTH_ROUTER_ADMIN_TOKEN. Exit codes: 0 done, 1 error, 2 usage error.
@@ -41,6 +50,10 @@ fn main() -> ExitCode {
         Command::Serve { config } => {
             telemetry::init();
             report(serve(config))
+        }
+        Command::Rekey { config } => {
+            telemetry::init();
+            report(rekey(config))
         }
         Command::Token(args) => ExitCode::from(token(args)),
         Command::Admin(args) => ExitCode::from(admin_command(args)),
@@ -61,6 +74,12 @@ async fn token(args: TokenArgs) -> u8 {
 async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref())?;
     Application::build(config).await?.run_until_stopped().await
+}
+
+#[tokio::main]
+async fn rekey(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    claude_auth_router::startup::rekey(&config).await
 }
 
 /// One clear line on stderr and a non-zero exit, never a backtrace.

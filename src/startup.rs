@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::control_browser::ControlBrowser;
-use crate::db::Db;
+use crate::crypto::Sealer;
+use crate::db::{keys, Db};
 use crate::domain::secret;
 use crate::oauth::OAuthClient;
 use crate::reaper;
@@ -116,10 +117,54 @@ impl Application {
     }
 }
 
-async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    Db::connect(&config.database_url)
+/// Opens the database with the configured keys and checks that they open what is stored.
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let sealer = Sealer::from_config(&config.storage)?;
+    let db = Db::connect_sealed(&config.database_url, sealer)
         .await
-        .with_context(|| format!("cannot open database_url {}", config.database_url))
+        .with_context(|| format!("cannot open database_url {}", config.database_url))?;
+    let report = match keys::check(&db).await {
+        Ok(report) => report,
+        Err(e) => {
+            db.close().await;
+            return Err(e.into());
+        }
+    };
+    match db.sealer().current_id() {
+        None => tracing::warn!(
+            "no storage.encryption_key: tokens and PKCE verifiers are stored in plaintext; \
+             set one (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)"
+        ),
+        Some(current) => {
+            tracing::info!(key_id = current, in_use = ?report.key_ids, "tokens are encrypted at rest");
+            if report.plaintext > 0 || report.key_ids.iter().any(|k| k != current) {
+                tracing::warn!(
+                    plaintext = report.plaintext,
+                    "some stored values are not sealed with the current key; run `claude-auth-router rekey`"
+                );
+            }
+        }
+    }
+    Ok(db)
+}
+
+/// `claude-auth-router rekey`: re-seals every stored secret with the current key.
+pub async fn rekey(config: &Config) -> anyhow::Result<()> {
+    if config.storage.encryption_key.expose_secret().is_empty()
+        && config.storage.encryption_key_file.is_none()
+    {
+        anyhow::bail!("rekey needs storage.encryption_key (or storage.encryption_key_file): the key to seal with");
+    }
+    let db = open_db(config).await?;
+    let key_id = db.sealer().current_id().unwrap_or_default().to_owned();
+    let report = keys::rekey(&db).await;
+    db.close().await;
+    let report = report.context("re-sealing")?;
+    println!(
+        "re-sealed {} values with key id {key_id}; {} already current; {} changed by the running service meanwhile",
+        report.resealed, report.already_current, report.changed_meanwhile
+    );
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

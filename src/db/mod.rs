@@ -7,15 +7,22 @@
 //! the process: an admin's `sqlite3` shell or a backup.
 
 pub mod audit;
+pub mod keys;
 pub mod requests;
 pub mod sessions;
 pub mod tokens;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use secrecy::SecretString;
+use uuid::Uuid;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+
+use crate::crypto::{aad, Sealer};
 
 /// How long a statement waits for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,15 +31,29 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readers: enough for the 2-core machines this runs on, where SQLite reads are CPU-bound.
 const READ_CONNECTIONS: u32 = 8;
 
+/// Where each sealed secret lives, for the associated data that binds it to its place.
+pub const ACCESS_TOKEN: &str = "token_bundles.access_token";
+pub const REFRESH_TOKEN: &str = "token_bundles.refresh_token";
+pub const PKCE_VERIFIER: &str = "auth_requests.pkce_verifier";
+
 #[derive(Debug, Clone)]
 pub struct Db {
     read: SqlitePool,
     write: SqlitePool,
+    /// Seals tokens and verifiers on the way in and opens them on the way out.
+    sealer: Arc<Sealer>,
 }
 
 impl Db {
-    /// Opens (creating when missing) and migrates the database at `url`.
+    /// Opens (creating when missing) and migrates the database at `url`, storing secrets in
+    /// plaintext. See [`Db::connect_sealed`].
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        Self::connect_sealed(url, Sealer::plaintext()).await
+    }
+
+    /// Opens and migrates the database, sealing secrets with `sealer`. Call
+    /// [`keys::check`] next, before serving anything.
+    pub async fn connect_sealed(url: &str, sealer: Sealer) -> Result<Self, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?;
         create_owner_only(options.get_filename())?;
         let options = options
@@ -53,7 +74,27 @@ impl Db {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            sealer: Arc::new(sealer),
+        })
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// A secret as it is stored in `column` of request `id`.
+    fn seal(&self, column: &str, id: Uuid, value: &str) -> String {
+        self.sealer.seal(value, &aad(column, id))
+    }
+
+    /// A stored secret, opened; a failure is a decode error of that column.
+    fn open(&self, column: &str, id: Uuid, stored: &str) -> Result<SecretString, sqlx::Error> {
+        self.sealer
+            .open(stored, &aad(column, id))
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 
     /// Whether the database answers a query.

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{audit, begin, decode, tokens, Db};
+use super::{audit, begin, decode, tokens, Db, PKCE_VERIFIER};
 use crate::domain::time::to_db;
 use crate::domain::{
     Audit, NewTokenRequest, Scopes, Status, TokenBundle, TokenRequest, Transition,
@@ -222,6 +222,7 @@ pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<TokenRequest>, sql
 }
 
 pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::Error> {
+    let id_uuid = id;
     let id = id.hyphenated();
     let row = sqlx::query!(
         r#"SELECT status, account_id AS "account_id: u32", state_hash, pkce_verifier,
@@ -236,7 +237,10 @@ pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::
             status: decode("status", &r.status)?,
             account_id: r.account_id,
             state_hash: r.state_hash,
-            pkce_verifier: r.pkce_verifier.map(SecretString::from),
+            pkce_verifier: r
+                .pkce_verifier
+                .map(|v| db.open(PKCE_VERIFIER, id_uuid, &v))
+                .transpose()?,
             updated_at: r.updated_at,
             expires_at: r.expires_at,
             scopes: Scopes::from_db(&r.scopes),
@@ -267,6 +271,7 @@ pub async fn start_login(
     let hyphenated = id.hyphenated();
     let at = to_db(now);
     let from = Transition::SelectAccount.from_json();
+    let verifier = db.seal(PKCE_VERIFIER, id, login.pkce_verifier);
     let version = sqlx::query_scalar!(
         r#"UPDATE auth_requests
            SET status = 'in_progress', account_id = ?1, state_hash = ?2, pkce_verifier = ?3,
@@ -276,7 +281,7 @@ pub async fn start_login(
            RETURNING version AS "version!: i64""#,
         login.account_id,
         login.state_hash,
-        login.pkce_verifier,
+        verifier,
         at,
         hyphenated,
         before.version,
@@ -314,7 +319,10 @@ pub async fn restore(
     let mut tx = begin(db).await?;
     let hyphenated = id.hyphenated();
     let status = before.status.as_str();
-    let verifier = before.pkce_verifier.as_ref().map(|v| v.expose_secret());
+    let verifier = before
+        .pkce_verifier
+        .as_ref()
+        .map(|v| db.seal(PKCE_VERIFIER, id, v.expose_secret()));
     let from = Transition::Restore.from_json();
     let done = sqlx::query!(
         "UPDATE auth_requests
@@ -373,11 +381,13 @@ pub async fn claim_state(
     )
     .fetch_optional(&db.write)
     .await?;
-    Ok(row.map(|r| Claim {
-        id: r.id.into_uuid(),
+    let Some(r) = row else { return Ok(None) };
+    let id = r.id.into_uuid();
+    Ok(Some(Claim {
+        id,
         version: r.version,
         account_id: r.account_id,
-        pkce_verifier: SecretString::from(r.pkce_verifier),
+        pkce_verifier: db.open(PKCE_VERIFIER, id, &r.pkce_verifier)?,
         scopes: Scopes::from_db(&r.scopes),
     }))
 }
@@ -408,11 +418,12 @@ pub async fn claim_for_code(
     )
     .fetch_optional(&db.write)
     .await?;
-    Ok(row.map(|r| Claim {
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(Claim {
         id,
         version: r.version,
         account_id: r.account_id,
-        pkce_verifier: SecretString::from(r.pkce_verifier),
+        pkce_verifier: db.open(PKCE_VERIFIER, id, &r.pkce_verifier)?,
         scopes: Scopes::from_db(&r.scopes),
     }))
 }
@@ -447,7 +458,7 @@ pub async fn approve(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    tokens::insert(&mut tx, id, bundle).await?;
+    tokens::insert(db, &mut tx, id, bundle).await?;
     audit::record(
         &mut tx,
         id,

@@ -5,19 +5,27 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{audit, begin, Db};
+use super::{audit, begin, Db, ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::domain::time::to_db;
 use crate::domain::{Audit, Status, TokenBundle};
 
 /// Stores the bundle of a request; called inside the transaction that approves it.
 pub async fn insert(
+    db: &Db,
     conn: &mut SqliteConnection,
     request_id: Uuid,
     bundle: &TokenBundle,
 ) -> Result<(), sqlx::Error> {
     let id = request_id.hyphenated();
-    let access = bundle.access_token.expose_secret();
-    let refresh = bundle.refresh_token.as_ref().map(|t| t.expose_secret());
+    let access = db.seal(
+        ACCESS_TOKEN,
+        request_id,
+        bundle.access_token.expose_secret(),
+    );
+    let refresh = bundle
+        .refresh_token
+        .as_ref()
+        .map(|t| db.seal(REFRESH_TOKEN, request_id, t.expose_secret()));
     let expires_at = bundle.expires_at.map(to_db);
     let obtained_at = to_db(bundle.obtained_at);
     sqlx::query!(
@@ -48,9 +56,13 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, sqlx
     )
     .fetch_optional(&db.read)
     .await?;
-    Ok(row.map(|r| TokenBundle {
-        access_token: SecretString::from(r.access_token),
-        refresh_token: r.refresh_token.map(SecretString::from),
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(TokenBundle {
+        access_token: db.open(ACCESS_TOKEN, request_id, &r.access_token)?,
+        refresh_token: r
+            .refresh_token
+            .map(|t| db.open(REFRESH_TOKEN, request_id, &t))
+            .transpose()?,
         token_type: r.token_type,
         scope: r.scope,
         expires_at: r.expires_at,
@@ -76,9 +88,13 @@ pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshSt
     )
     .fetch_optional(&db.read)
     .await?;
-    Ok(row.map(|r| RefreshState {
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(RefreshState {
         generation: r.generation,
-        refresh_token: r.refresh_token.map(SecretString::from),
+        refresh_token: r
+            .refresh_token
+            .map(|t| db.open(REFRESH_TOKEN, request_id, &t))
+            .transpose()?,
         refresh_error: r.refresh_error,
         scope: r.scope,
     }))
@@ -95,8 +111,15 @@ pub async fn store_refreshed(
 ) -> Result<bool, sqlx::Error> {
     let mut tx = begin(db).await?;
     let id = request_id.hyphenated();
-    let access = bundle.access_token.expose_secret();
-    let refresh = bundle.refresh_token.as_ref().map(|t| t.expose_secret());
+    let access = db.seal(
+        ACCESS_TOKEN,
+        request_id,
+        bundle.access_token.expose_secret(),
+    );
+    let refresh = bundle
+        .refresh_token
+        .as_ref()
+        .map(|t| db.seal(REFRESH_TOKEN, request_id, t.expose_secret()));
     let expires_at = bundle.expires_at.map(to_db);
     let obtained_at = to_db(bundle.obtained_at);
     let done = sqlx::query!(
