@@ -276,7 +276,7 @@ mod tests {
         let (old, new) = (key(), key());
         let before = sealer(&old, &[]);
         let sealed = before.seal("v", "a");
-        let rotated = sealer(&new, &[old.clone()]);
+        let rotated = sealer(&new, std::slice::from_ref(&old));
         assert_eq!(rotated.open(&sealed, "a").unwrap().expose_secret(), "v");
         assert!(!rotated.is_current(&sealed));
         assert!(rotated.is_current(&rotated.seal("v", "a")));
