@@ -83,20 +83,19 @@ pub async fn spawn_app_with_options(
         stop: None,
         task: None,
     };
-    app.start(listener).await;
+    app.start(listener).await.expect("the app builds");
     app
 }
 
 impl TestApp {
-    async fn start(&mut self, listener: TcpListener) {
-        let app = Application::build_with_listener(self.config.clone(), listener)
-            .await
-            .expect("app builds");
+    async fn start(&mut self, listener: TcpListener) -> anyhow::Result<()> {
+        let app = Application::build_with_listener(self.config.clone(), listener).await?;
         let (tx, rx) = oneshot::channel::<()>();
         self.stop = Some(tx);
         self.task = Some(tokio::spawn(app.run_until(async {
             let _ = rx.await;
         })));
+        Ok(())
     }
 
     /// Stops the app as SIGTERM would, and waits until it has closed the database.
@@ -111,11 +110,29 @@ impl TestApp {
 
     /// Stops (if running) and starts the app again on the same port and database file.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await.expect("the app restarts");
+    }
+
+    /// Restarts with a changed configuration; the error when the app refuses to start.
+    pub async fn restart_with(&mut self, change: impl FnOnce(&mut Config)) -> anyhow::Result<()> {
         self.stop().await;
+        change(&mut self.config);
         let listener = TcpListener::bind(self.addr)
             .await
             .expect("rebind the same port");
-        self.start(listener).await;
+        self.start(listener).await
+    }
+
+    /// The raw bytes of the database file and its WAL, as a thief would copy them.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let path = self
+            .config
+            .database_url
+            .trim_start_matches("sqlite://")
+            .to_owned();
+        let mut bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+        bytes
     }
 
     /// A second handle on the database file, as an admin's tool would have.
@@ -123,6 +140,13 @@ impl TestApp {
         Db::connect(&self.config.database_url)
             .await
             .expect("open db")
+    }
+
+    /// A second handle with the app's keys, for maintenance commands such as rekey.
+    pub async fn db_sealed(&self) -> Db {
+        claude_auth_router::startup::open_db(&self.config)
+            .await
+            .expect("open db with keys")
     }
 
     pub async fn sql_pool(&self) -> sqlx::SqlitePool {

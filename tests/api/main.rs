@@ -9,6 +9,7 @@ mod cli;
 mod console;
 mod console_browser;
 mod create;
+mod encryption;
 mod flow;
 mod helpers;
 mod load;
