@@ -52,6 +52,17 @@ pub enum Error {
     MethodNotAllowed,
     #[error("the database is busy; retry in a moment")]
     Busy,
+    #[error("polling too fast: wait the poll interval between status polls")]
+    SlowDown { retry_after: std::time::Duration },
+    #[error("{message}")]
+    RateLimited {
+        retry_after: std::time::Duration,
+        message: String,
+    },
+    #[error("the router took too long to answer this request")]
+    Timeout,
+    #[error("the router is handling too many requests; retry in a moment")]
+    Overloaded,
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("internal error")]
@@ -76,7 +87,8 @@ impl Error {
             Error::ControlBrowserFailed(_)
             | Error::ExchangeFailed(_)
             | Error::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Busy | Error::Timeout | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Error::SlowDown { .. } | Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +114,10 @@ impl Error {
             Error::RouteNotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Busy => "busy",
+            Error::SlowDown { .. } => "slow_down",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Timeout => "timeout",
+            Error::Overloaded => "overloaded",
             Error::Database(_) | Error::Internal(_) => "internal_error",
         }
     }
@@ -142,14 +158,23 @@ impl IntoResponse for Error {
             Error::Database(e) => tracing::error!(error = %e, "database error"),
             Error::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
             Error::Busy => tracing::warn!("database busy; answered 503"),
+            Error::Timeout => tracing::warn!("request timed out; answered 503"),
+            Error::Overloaded => tracing::warn!("too many requests in flight; answered 503"),
             _ => {}
         }
+        let retry_after = match &self {
+            Error::SlowDown { retry_after } | Error::RateLimited { retry_after, .. } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
         let body = Json(json!({ "error": self.code(), "message": self.to_string() }));
         let mut response = (status, body).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

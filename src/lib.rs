@@ -19,6 +19,7 @@
 //! - [`routes`]: the HTTP API, one file per resource.
 //! - [`reaper`]: the background task that expires stale requests.
 //! - [`single_flight`]: per-request locks so one refresh at a time reaches the provider.
+//! - [`throttle`]: `slow_down` pacing of polls and the per-IP budget for creating requests.
 //! - [`error`]: the one error type, and how it maps to HTTP.
 //! - [`client`]: the other side: `RouterClient` and the `token` command that employees run.
 //! - [`startup`]: wiring it together, serving, and shutting down cleanly.
@@ -37,6 +38,7 @@ pub mod routes;
 pub mod single_flight;
 pub mod startup;
 pub mod telemetry;
+pub mod throttle;
 
 pub use config::Config;
 pub use error::{Error, Result};

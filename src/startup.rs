@@ -18,6 +18,7 @@ use crate::domain::secret;
 use crate::oauth::OAuthClient;
 use crate::reaper;
 use crate::routes::{self, AppState};
+use crate::throttle::{CreateLimiter, PollPacer};
 
 /// How long an outgoing connection may take to open; each call sets its own total timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,6 +72,8 @@ impl Application {
                 token
             }
         };
+        let poll_pacer = PollPacer::new(Duration::from_secs(config.requests.poll_interval_secs));
+        let create_limiter = CreateLimiter::new(config.limits.creates_per_minute_per_ip);
         let state = AppState {
             db,
             config: Arc::new(config),
@@ -78,6 +81,8 @@ impl Application {
             control_browser: Arc::new(control_browser),
             admin_token_hash: Arc::new(secret::hash(&admin_token)),
             refresh_locks: Arc::default(),
+            poll_pacer: Arc::new(poll_pacer),
+            create_limiter: Arc::new(create_limiter),
         };
         Ok(Self { listener, state })
     }
@@ -106,7 +111,8 @@ impl Application {
         let reaper = tokio::spawn(reaper::run(db.clone(), interval, reaper_stop));
         tracing::info!(addr = %listener.local_addr()?, "claude-auth-router listening");
 
-        let served = axum::serve(listener, routes::router(state))
+        let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop_reaper.send(true);

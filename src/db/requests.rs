@@ -59,16 +59,46 @@ async fn status_of(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Statu
     status.map(|s| decode("status", &s)).transpose()
 }
 
+/// The outcome of [`insert`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    /// The hostname already has `max_open_for_host` open requests; the soonest ends then.
+    TooManyOpen {
+        next_expiry: DateTime<Utc>,
+    },
+}
+
+/// Stores a new request, unless its hostname already has `max_open_for_host` open ones
+/// (0: no limit). Counting and inserting share one write transaction, so concurrent
+/// creates cannot both slip under the limit.
 pub async fn insert(
     db: &Db,
     id: Uuid,
     new: &NewTokenRequest,
     poll_token_hash: &[u8],
-    created_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
+    (created_at, expires_at): (DateTime<Utc>, DateTime<Utc>),
+    max_open_for_host: u32,
     audit: &Audit,
-) -> Result<(), sqlx::Error> {
+) -> Result<Inserted, sqlx::Error> {
     let mut tx = begin(db).await?;
+    if max_open_for_host > 0 {
+        let now = to_db(created_at);
+        let open = sqlx::query!(
+            r#"SELECT COUNT(*) AS "open!: i64", MIN(expires_at) AS "next: DateTime<Utc>"
+               FROM auth_requests
+               WHERE hostname = ? AND status IN ('pending', 'in_progress') AND expires_at > ?"#,
+            new.hostname,
+            now,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if open.open >= i64::from(max_open_for_host) {
+            return Ok(Inserted::TooManyOpen {
+                next_expiry: open.next.unwrap_or(expires_at),
+            });
+        }
+    }
     let hyphenated = id.hyphenated();
     let scopes = new.scopes.to_db();
     let (created, expires) = (to_db(created_at), to_db(expires_at));
@@ -88,7 +118,8 @@ pub async fn insert(
     .execute(&mut *tx)
     .await?;
     audit::record(&mut tx, id, created_at, audit, None, Status::Pending).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(Inserted::Created)
 }
 
 /// The columns of a request as stored, before they become domain values.

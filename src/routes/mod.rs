@@ -12,11 +12,17 @@ mod token_requests;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::routing::{get, post};
+use axum::BoxError;
 use axum::Router;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -25,6 +31,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::oauth::OAuthClient;
 use crate::single_flight::KeyedLocks;
+use crate::throttle::{CreateLimiter, PollPacer};
 
 /// The most a request body may hold.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -40,10 +47,15 @@ pub struct AppState {
     pub admin_token_hash: Arc<Vec<u8>>,
     /// One refresh per request at a time.
     pub refresh_locks: Arc<KeyedLocks>,
+    /// RFC 8628 slow_down for status polls.
+    pub poll_pacer: Arc<PollPacer>,
+    /// The per-IP budget for creating requests.
+    pub create_limiter: Arc<CreateLimiter>,
 }
 
 pub fn router(state: AppState) -> Router {
     let callback_path = state.config.callback_path();
+    let limits = state.config.limits.clone();
     Router::new()
         .route(
             "/v1/token-requests",
@@ -87,8 +99,31 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            // Outermost first: turn overload and timeouts into the API's own 503s, refuse at
+            // once beyond the concurrency cap (rather than queue), and bound every request.
+            // The cap is the global kind: `Router::layer` clones layers onto every route, and
+            // a plain concurrency limit would give each route a semaphore of its own.
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overload_or_timeout))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    limits.max_concurrent_requests,
+                ))
+                .timeout(Duration::from_secs(limits.request_timeout_secs)),
+        )
         .layer(TraceLayer::new_for_http().make_span_with(span_without_query))
         .with_state(state)
+}
+
+async fn overload_or_timeout(err: BoxError) -> Error {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        Error::Timeout
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        Error::Overloaded
+    } else {
+        Error::Internal(anyhow::anyhow!("middleware error: {err}"))
+    }
 }
 
 /// The request span names the method and path only: the callback's query carries the code

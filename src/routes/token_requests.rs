@@ -1,6 +1,9 @@
 //! `/v1/token-requests`: create, poll, list, deny and cancel.
 
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -11,6 +14,7 @@ use uuid::Uuid;
 use super::extract::{Admin, Bearer, Json, RequestId};
 use super::AppState;
 use crate::db;
+use crate::db::requests::Inserted;
 use crate::domain::request::CreateBody;
 use crate::domain::{
     secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition,
@@ -33,16 +37,39 @@ pub struct Created {
 
 pub async fn create(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, axum::Json<Created>)> {
     let new = NewTokenRequest::parse(body, &app.config.oauth).map_err(Error::InvalidRequest)?;
+    let per_minute = app.config.limits.creates_per_minute_per_ip;
+    app.create_limiter
+        .check(peer.ip(), Instant::now())
+        .map_err(|retry_after| Error::RateLimited {
+            retry_after,
+            message: format!(
+                "this address may create {per_minute} requests a minute; wait and retry"
+            ),
+        })?;
     let id = Uuid::new_v4();
     let poll_token = secret::generate();
     let now = time::now();
     let expires_at = now + app.config.requests.ttl();
     let poll_hash = secret::hash(poll_token.expose_secret());
     let audit = Audit::new(Actor::Client(new.hostname.clone()), "create");
-    db::requests::insert(&app.db, id, &new, &poll_hash, now, expires_at, &audit).await?;
+    let max_open = app.config.limits.max_open_requests_per_hostname;
+    let times = (now, expires_at);
+    let inserted =
+        db::requests::insert(&app.db, id, &new, &poll_hash, times, max_open, &audit).await?;
+    if let Inserted::TooManyOpen { next_expiry } = inserted {
+        let retry_after = (next_expiry - now).to_std().unwrap_or_default();
+        return Err(Error::RateLimited {
+            retry_after,
+            message: format!(
+                "{} already has {max_open} open requests; finish or cancel one, or wait for one to expire",
+                new.hostname
+            ),
+        });
+    }
     tracing::info!(
         request_id = %id, client_name = %new.client_name, hostname = %new.hostname,
         scopes = %new.scopes, "token request created"
@@ -103,6 +130,10 @@ pub async fn status(
     if !secret::verify(&poll_token, &stored.poll_token_hash) {
         return Err(Error::Unauthorized);
     }
+    // Only a poll with the right token counts, or anyone could throttle a legitimate client.
+    app.poll_pacer
+        .check(id, Instant::now())
+        .map_err(|retry_after| Error::SlowDown { retry_after })?;
     let request = stored.request;
     let status = request.effective_status(time::now());
     let token = match status {

@@ -7,7 +7,7 @@ use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn create_returns_201_and_stores_only_a_hash_of_the_poll_token() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.requests.poll_interval_secs = 5).await;
 
     let response = app
         .create(json!({"client_name": "alice", "hostname": "laptop", "scopes": ["a", "b"]}))

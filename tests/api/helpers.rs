@@ -68,6 +68,10 @@ pub async fn spawn_app_with_options(
     config.control_browser.timeout_secs = 2;
     config.admin.token = SecretString::from(ADMIN_TOKEN);
     config.reaper.interval_secs = 3600;
+    // Pacing and limits are off unless a test is about them: tests poll and create fast.
+    config.requests.poll_interval_secs = 0;
+    config.limits.creates_per_minute_per_ip = 0;
+    config.limits.max_open_requests_per_hostname = 0;
     customize(&mut config);
     config.validate().expect("test config is valid");
     let mut app = TestApp {

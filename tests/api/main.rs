@@ -12,6 +12,7 @@ mod create;
 mod encryption;
 mod flow;
 mod helpers;
+mod limits;
 mod load;
 mod migrations;
 mod races;

@@ -41,7 +41,10 @@ async fn status_requires_the_requests_own_poll_token() {
     assert_eq!(body["token"], Value::Null);
     assert_eq!(body["account_id"], Value::Null);
     assert_eq!(body["error"], Value::Null);
-    assert_eq!(body["poll_interval_secs"], 5);
+    assert_eq!(
+        body["poll_interval_secs"],
+        app.config.requests.poll_interval_secs
+    );
 }
 
 #[tokio::test]
