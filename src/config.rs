@@ -12,7 +12,7 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
 
 use crate::domain::scopes::validate_scope;
@@ -27,7 +27,7 @@ const CLIENT_ENV_KEYS: &[&str] = &["url", "admin_token"];
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub bind_addr: SocketAddr,
@@ -44,7 +44,7 @@ pub struct Config {
     pub accounts: Vec<Account>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequestsConfig {
     /// A request's lifetime from creation.
@@ -53,7 +53,7 @@ pub struct RequestsConfig {
     pub poll_interval_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReaperConfig {
     pub interval_secs: u64,
@@ -63,18 +63,20 @@ pub struct ReaperConfig {
     pub retain_audit_secs: u64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// Base64 of 32 random bytes; empty means tokens are stored in plaintext.
+    #[serde(serialize_with = "redacted")]
     pub encryption_key: SecretString,
     /// A file holding the key, as an alternative to `encryption_key`.
     pub encryption_key_file: Option<PathBuf>,
     /// Keys that may still open older rows after a rotation.
+    #[serde(serialize_with = "redacted_list")]
     pub previous_keys: Vec<SecretString>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Token requests one client IP may create per minute; 0 turns the limit off.
@@ -87,7 +89,7 @@ pub struct LimitsConfig {
     pub max_concurrent_requests: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -100,11 +102,12 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OAuthConfig {
     pub client_id: String,
     /// Empty means a public client: only `client_id` is sent, in the body.
+    #[serde(serialize_with = "redacted")]
     pub client_secret: SecretString,
     pub auth_url: String,
     pub token_url: String,
@@ -120,7 +123,7 @@ pub struct OAuthConfig {
 }
 
 /// How the token endpoint wants its parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenRequestFormat {
     /// `application/x-www-form-urlencoded`, as RFC 6749 says.
@@ -129,21 +132,22 @@ pub enum TokenRequestFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlBrowserConfig {
     pub base_url: String,
     pub timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Empty means: generate one at startup and print it once.
+    #[serde(serialize_with = "redacted")]
     pub token: SecretString,
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub id: u32,
@@ -397,6 +401,26 @@ impl Config {
 impl RequestsConfig {
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.ttl_secs)
+    }
+}
+
+/// Shows whether a secret is set, never what it is.
+fn redacted<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if secret.expose_secret().is_empty() {
+        ""
+    } else {
+        "[redacted]"
+    })
+}
+
+fn redacted_list<S: Serializer>(secrets: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(secrets.iter().map(|_| "[redacted]"))
+}
+
+impl Config {
+    /// The effective configuration as TOML, with every secret replaced by `[redacted]`.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
     }
 }
 

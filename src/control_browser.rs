@@ -1,21 +1,28 @@
 //! The client for the control browser: the Electron app that keeps one logged-in browser
 //! session per provider account and opens an authorize URL in the one it is told.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use url::Url;
 
 use crate::config::ControlBrowserConfig;
+use crate::metrics::{Metrics, Outcome, Upstream};
 use crate::oauth::describe_reqwest;
 
 pub struct ControlBrowser {
     open_auth: Url,
     http: reqwest::Client,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl ControlBrowser {
-    pub fn new(cfg: &ControlBrowserConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+    pub fn new(
+        cfg: &ControlBrowserConfig,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let mut open_auth = Url::parse(&cfg.base_url)?;
         open_auth
             .path_segments_mut()
@@ -26,6 +33,7 @@ impl ControlBrowser {
             open_auth,
             http,
             timeout: Duration::from_secs(cfg.timeout_secs),
+            metrics,
         })
     }
 
@@ -33,6 +41,19 @@ impl ControlBrowser {
     /// (`GET /open-auth?account_id=&auth_url=`). Any non-2xx answer, connection error or
     /// timeout is a failure; the error text never contains the URL, which holds the state.
     pub async fn open_auth(&self, account_id: u32, auth_url: &Url) -> Result<(), String> {
+        let started = Instant::now();
+        let result = self.call(account_id, auth_url).await;
+        let outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
+        self.metrics
+            .upstream(Upstream::ControlBrowser, outcome, started.elapsed());
+        result
+    }
+
+    async fn call(&self, account_id: u32, auth_url: &Url) -> Result<(), String> {
         let mut url = self.open_auth.clone();
         url.query_pairs_mut()
             .append_pair("account_id", &account_id.to_string())

@@ -21,7 +21,9 @@
 //! - [`single_flight`]: per-request locks so one refresh at a time reaches the provider.
 //! - [`throttle`]: `slow_down` pacing of polls and the per-IP budget for creating requests.
 //! - [`error`]: the one error type, and how it maps to HTTP.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`client`]: the other side: `RouterClient` and the `token` command that employees run.
+//! - [`ops`]: the admin's maintenance commands: check-config, backup, rekey.
 //! - [`startup`]: wiring it together, serving, and shutting down cleanly.
 //! - [`telemetry`]: logging set-up.
 
@@ -32,7 +34,9 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod oauth;
+pub mod ops;
 pub mod reaper;
 pub mod routes;
 pub mod single_flight;

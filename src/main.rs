@@ -1,5 +1,5 @@
-//! The `claude-auth-router` command: parse the command line, set up logging, load the
-//! configuration and hand over to the library.
+//! The `claude-auth-router` command: parse the command line, load the configuration, set up
+//! logging and hand over to the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use claude_auth_router::client::admin::{self, AdminArgs};
 use claude_auth_router::client::command::{self, TokenArgs};
-use claude_auth_router::{telemetry, Application, Config};
+use claude_auth_router::{ops, telemetry, Application, Config};
 
 #[derive(Parser)]
 #[command(name = "claude-auth-router", version, about)]
@@ -29,40 +29,54 @@ enum Command {
     /// Exit codes: 0 token printed, 1 network or unexpected error, 2 usage error, 3 denied,
     /// 4 expired, 5 cancelled or error on the router, 130 interrupted.
     Token(TokenArgs),
+    /// Operator actions from a terminal: list, approve, deny, revoke, audit.
+    ///
+    /// Needs AUTH_ROUTER_ADMIN_TOKEN. Exit codes: 0 done, 1 error, 2 usage error.
+    Admin(AdminArgs),
+    /// Validate the configuration and print it as the service would use it, secrets redacted.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Write a consistent copy of the database to OUT while the service runs (VACUUM INTO).
+    Backup {
+        /// The new backup file; it must not exist yet.
+        out: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Re-seal every stored token and verifier with the current storage.encryption_key.
     ///
     /// Safe while the service runs. Run it after setting a first key or rotating keys; then
     /// the old key can leave storage.previous_keys.
     Rekey {
-        /// Configuration file (default: ./config.toml when present).
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Operator actions from a terminal: list, approve, deny, revoke, audit.
-    ///
-    /// Needs AUTH_ROUTER_ADMIN_TOKEN. Exit codes: 0 done, 1 error, 2 usage error.
-    Admin(AdminArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => {
-            telemetry::init();
-            report(serve(config))
-        }
-        Command::Rekey { config } => {
-            telemetry::init();
-            report(rekey(config))
-        }
+    match Cli::parse().command {
+        Command::Serve { config } => report(serve(config)),
         Command::Token(args) => ExitCode::from(token(args)),
         Command::Admin(args) => ExitCode::from(admin_command(args)),
+        Command::CheckConfig { config } => report(load(config).and_then(|c| ops::check_config(&c))),
+        Command::Backup { out, config } => report(load(config).and_then(|c| backup(c, out))),
+        Command::Rekey { config } => report(load(config).and_then(rekey)),
     }
 }
 
+/// The configuration, with logging set up as it says.
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let config = Config::load(path.as_deref())?;
+    telemetry::init(config.log.format);
+    Ok(config)
+}
+
 #[tokio::main]
-async fn admin_command(args: AdminArgs) -> u8 {
-    admin::run(args, std::env::var("AUTH_ROUTER_ADMIN_TOKEN").ok()).await
+async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(path)?;
+    Application::build(config).await?.run_until_stopped().await
 }
 
 #[tokio::main]
@@ -71,15 +85,18 @@ async fn token(args: TokenArgs) -> u8 {
 }
 
 #[tokio::main]
-async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = Config::load(config.as_deref())?;
-    Application::build(config).await?.run_until_stopped().await
+async fn admin_command(args: AdminArgs) -> u8 {
+    admin::run(args, std::env::var("AUTH_ROUTER_ADMIN_TOKEN").ok()).await
 }
 
 #[tokio::main]
-async fn rekey(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = Config::load(config.as_deref())?;
-    claude_auth_router::startup::rekey(&config).await
+async fn backup(config: Config, out: PathBuf) -> anyhow::Result<()> {
+    ops::backup(&config, &out).await
+}
+
+#[tokio::main]
+async fn rekey(config: Config) -> anyhow::Result<()> {
+    ops::rekey(&config).await
 }
 
 /// One clear line on stderr and a non-zero exit, never a backtrace.

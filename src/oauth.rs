@@ -9,7 +9,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
@@ -24,6 +25,7 @@ use url::Url;
 
 use crate::config::{OAuthConfig, TokenRequestFormat};
 use crate::domain::{secret, time, Scopes, TokenBundle};
+use crate::metrics::{Metrics, Outcome, Upstream};
 
 /// The largest token endpoint answer read; real ones are a few KiB.
 const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
@@ -35,6 +37,7 @@ pub struct OAuthClient {
     client: ConfiguredClient,
     transport: Transport,
     extra_params: Vec<(String, String)>,
+    metrics: Arc<Metrics>,
 }
 
 /// How token endpoint requests travel: `oauth2` builds them, this sends them.
@@ -83,7 +86,11 @@ pub enum ExchangeError {
 pub struct TransportError(String);
 
 impl OAuthClient {
-    pub fn new(cfg: &OAuthConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+    pub fn new(
+        cfg: &OAuthConfig,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let mut client = BasicClient::new(ClientId::new(cfg.client_id.clone()))
             .set_auth_uri(AuthUrl::new(cfg.auth_url.clone())?)
             .set_token_uri(TokenUrl::new(cfg.token_url.clone())?)
@@ -100,6 +107,7 @@ impl OAuthClient {
                 timeout: Duration::from_secs(cfg.timeout_secs),
             },
             extra_params: cfg.extra_auth_params.clone().into_iter().collect(),
+            metrics,
         })
     }
 
@@ -129,6 +137,7 @@ impl OAuthClient {
         pkce_verifier: &SecretString,
         requested: &Scopes,
     ) -> Result<TokenBundle, ExchangeError> {
+        let started = Instant::now();
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -137,8 +146,9 @@ impl OAuthClient {
             ))
             .request_async(&self.transport)
             .await
-            .map_err(classify)?;
-        Ok(bundle(&response, requested, time::now()))
+            .map_err(classify);
+        self.record(&response, started);
+        Ok(bundle(&response?, requested, time::now()))
     }
 
     /// Uses the refresh-token grant, with the same client authentication and request format
@@ -150,13 +160,25 @@ impl OAuthClient {
         scope: &str,
     ) -> Result<TokenBundle, ExchangeError> {
         let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
+        let started = Instant::now();
         let response = self
             .client
             .exchange_refresh_token(&refresh_token)
             .request_async(&self.transport)
             .await
-            .map_err(classify)?;
-        Ok(bundle(&response, &Scopes::from_db(scope), time::now()))
+            .map_err(classify);
+        self.record(&response, started);
+        Ok(bundle(&response?, &Scopes::from_db(scope), time::now()))
+    }
+
+    fn record<T>(&self, result: &Result<T, ExchangeError>, started: Instant) {
+        let outcome = match result {
+            Ok(_) => Outcome::Ok,
+            Err(ExchangeError::Rejected(_)) => Outcome::Rejected,
+            Err(_) => Outcome::Failed,
+        };
+        self.metrics
+            .upstream(Upstream::TokenEndpoint, outcome, started.elapsed());
     }
 }
 

@@ -1,16 +1,21 @@
 //! The background task that expires stale requests.
 //!
-//! One pass is [`reap_once`], a public function of an explicit `now` so tests can drive it
-//! deterministically; [`run`] calls it on a timer until shutdown.
+//! One pass is [`reap_once`] (expiry) and [`purge_once`] (retention), public functions of an
+//! explicit `now` so tests can drive them deterministically; [`run`] calls both on a timer
+//! until shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use crate::config::ReaperConfig;
+use crate::db::retention::{self, Purged};
 use crate::db::{self, Db};
 use crate::domain::time;
+use crate::metrics::Metrics;
 
 /// Marks every open request whose deadline is at or before `now` as expired, and drops
 /// expired console sessions. Returns how many requests expired.
@@ -20,20 +25,68 @@ pub async fn reap_once(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> 
     Ok(expired)
 }
 
-/// Runs a pass every `interval` until `stop` turns true. A failed pass is logged and the
-/// next one tries again: a busy database must not end expiry for the life of the process.
-pub async fn run(db: Db, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(interval);
+/// What one retention pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Retained {
+    pub requests: Purged,
+    pub audit: Purged,
+}
+
+/// Deletes finished requests (with their tokens) and audit rows past their retention.
+pub async fn purge_once(
+    db: &Db,
+    now: DateTime<Utc>,
+    cfg: &ReaperConfig,
+) -> Result<Retained, sqlx::Error> {
+    let age =
+        |secs: u64| now - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+    let requests =
+        retention::purge_finished_requests(db, age(cfg.retain_terminal_secs), retention::BATCH)
+            .await?;
+    let audit = retention::purge_audit(db, age(cfg.retain_audit_secs), retention::BATCH).await?;
+    Ok(Retained { requests, audit })
+}
+
+/// Runs a pass every `reaper.interval_secs` until `stop` turns true. A failed pass is logged
+/// and the next one tries again: a busy database must not end expiry for the life of the
+/// process.
+pub async fn run(
+    db: Db,
+    cfg: ReaperConfig,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.interval_secs));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => match reap_once(&db, time::now()).await {
-                Ok(0) => tracing::debug!("reaper pass: nothing expired"),
-                Ok(n) => tracing::info!(expired = n, "reaper pass expired requests"),
-                Err(e) => tracing::warn!(error = %e, "reaper pass failed; retrying next tick"),
-            },
+            _ = tick.tick() => pass(&db, &cfg, &metrics).await,
             _ = stop.changed() => break,
         }
     }
     tracing::info!("reaper stopped");
+}
+
+async fn pass(db: &Db, cfg: &ReaperConfig, metrics: &Metrics) {
+    let now = time::now();
+    let expired = reap_once(db, now).await;
+    let retained = purge_once(db, now, cfg).await;
+    metrics.reaper_pass(
+        expired.as_ref().ok().copied(),
+        retained.as_ref().ok().copied(),
+    );
+    match expired {
+        Ok(0) => tracing::debug!("reaper pass: nothing expired"),
+        Ok(n) => tracing::info!(expired = n, "reaper pass expired requests"),
+        Err(e) => tracing::warn!(error = %e, "reaper pass failed; retrying next tick"),
+    }
+    match retained {
+        Ok(r) if r.requests.rows + r.audit.rows > 0 => tracing::info!(
+            requests = r.requests.rows,
+            audit_events = r.audit.rows,
+            "retention deleted old rows"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "retention pass failed; retrying next tick"),
+    }
 }

@@ -15,6 +15,7 @@ use crate::control_browser::ControlBrowser;
 use crate::crypto::Sealer;
 use crate::db::{keys, Db};
 use crate::domain::secret;
+use crate::metrics::Metrics;
 use crate::oauth::OAuthClient;
 use crate::reaper;
 use crate::routes::{self, AppState};
@@ -57,8 +58,10 @@ impl Application {
             .user_agent(concat!("claude-auth-router/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the HTTP client")?;
-        let oauth = OAuthClient::new(&config.oauth, http.clone()).context("oauth settings")?;
-        let control_browser = ControlBrowser::new(&config.control_browser, http)
+        let metrics = Arc::new(Metrics::default());
+        let oauth = OAuthClient::new(&config.oauth, http.clone(), metrics.clone())
+            .context("oauth settings")?;
+        let control_browser = ControlBrowser::new(&config.control_browser, http, metrics.clone())
             .context("control_browser settings")?;
         let admin_token = match config.admin_token() {
             Some(token) => token.to_owned(),
@@ -83,6 +86,7 @@ impl Application {
             refresh_locks: Arc::default(),
             poll_pacer: Arc::new(poll_pacer),
             create_limiter: Arc::new(create_limiter),
+            metrics,
         };
         Ok(Self { listener, state })
     }
@@ -107,8 +111,13 @@ impl Application {
         let Application { listener, state } = self;
         let db = state.db.clone();
         let (stop_reaper, reaper_stop) = watch::channel(false);
-        let interval = Duration::from_secs(state.config.reaper.interval_secs);
-        let reaper = tokio::spawn(reaper::run(db.clone(), interval, reaper_stop));
+        let reaper_cfg = state.config.reaper.clone();
+        let reaper = tokio::spawn(reaper::run(
+            db.clone(),
+            reaper_cfg,
+            state.metrics.clone(),
+            reaper_stop,
+        ));
         tracing::info!(addr = %listener.local_addr()?, "claude-auth-router listening");
 
         let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -152,25 +161,6 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
         }
     }
     Ok(db)
-}
-
-/// `claude-auth-router rekey`: re-seals every stored secret with the current key.
-pub async fn rekey(config: &Config) -> anyhow::Result<()> {
-    if config.storage.encryption_key.expose_secret().is_empty()
-        && config.storage.encryption_key_file.is_none()
-    {
-        anyhow::bail!("rekey needs storage.encryption_key (or storage.encryption_key_file): the key to seal with");
-    }
-    let db = open_db(config).await?;
-    let key_id = db.sealer().current_id().unwrap_or_default().to_owned();
-    let report = keys::rekey(&db).await;
-    db.close().await;
-    let report = report.context("re-sealing")?;
-    println!(
-        "re-sealed {} values with key id {key_id}; {} already current; {} changed by the running service meanwhile",
-        report.resealed, report.already_current, report.changed_meanwhile
-    );
-    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

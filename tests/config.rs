@@ -47,6 +47,25 @@ fn the_committed_config_toml_is_valid_and_matches_the_documented_defaults() {
         assert_eq!(config.control_browser.timeout_secs, 10);
         assert!(config.admin_token().is_none());
         assert!(config.accounts.is_empty());
+        assert_eq!(
+            config.reaper.retain_terminal_secs,
+            defaults.reaper.retain_terminal_secs
+        );
+        assert_eq!(
+            config.reaper.retain_audit_secs,
+            defaults.reaper.retain_audit_secs
+        );
+        assert_eq!(config.limits.creates_per_minute_per_ip, 60);
+        assert_eq!(config.limits.max_open_requests_per_hostname, 10);
+        assert_eq!(
+            config.limits.request_timeout_secs,
+            defaults.limits.request_timeout_secs
+        );
+        assert_eq!(
+            config.limits.max_concurrent_requests,
+            defaults.limits.max_concurrent_requests
+        );
+        assert_eq!(config.log.format, defaults.log.format);
         Ok(())
     });
 }

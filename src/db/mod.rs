@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod keys;
 pub mod requests;
+pub mod retention;
 pub mod sessions;
 pub mod tokens;
 
@@ -103,6 +104,11 @@ impl Db {
             .fetch_one(&self.read)
             .await?;
         Ok(())
+    }
+
+    /// Whether the database accepts a write now: takes the write lock and lets it go.
+    pub async fn ready(&self) -> Result<(), sqlx::Error> {
+        begin(self).await?.rollback().await
     }
 
     /// Waits for in-flight statements and closes every connection (and so the WAL).

@@ -252,6 +252,15 @@ pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<TokenRequest>, sql
         .collect()
 }
 
+/// How many requests the database holds in each status (for `/metrics`).
+pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows =
+        sqlx::query!(r#"SELECT status, COUNT(*) AS "n!: i64" FROM auth_requests GROUP BY status"#)
+            .fetch_all(&db.read)
+            .await?;
+    Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
+}
+
 pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::Error> {
     let id_uuid = id;
     let id = id.hyphenated();

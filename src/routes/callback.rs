@@ -68,9 +68,10 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
+/// A page with no style, script or outside resource, so the strict default policy holds.
 fn page(message: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>claude-auth-router</title></head>\
-         <body style=\"font-family:sans-serif;margin:3em\"><h1>claude-auth-router</h1><p>{message}</p></body></html>"
+         <body><h1>claude-auth-router</h1><p>{message}</p></body></html>"
     ))
 }

@@ -15,6 +15,7 @@ mod helpers;
 mod limits;
 mod load;
 mod migrations;
+mod operations;
 mod races;
 mod reaper;
 mod refresh;

@@ -1,0 +1,234 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//!
+//! One registry per [`Metrics`], owned by the application rather than a process-global
+//! recorder, so that several routers in one process (the tests) keep their numbers apart.
+//! Counts of requests by status are read from the database at scrape time, so they are
+//! right after a restart and agree with what admins see in SQLite.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::db::retention::Purged;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    target: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 0.25 ms to about 8 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Where an upstream call went, for [`Metrics::upstream`].
+#[derive(Debug, Clone, Copy)]
+pub enum Upstream {
+    TokenEndpoint,
+    ControlBrowser,
+}
+
+/// How an upstream call ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    Ok,
+    /// The provider answered with an OAuth error (a refusal, not an outage).
+    Rejected,
+    /// Transport error, timeout, 5xx or an unusable answer.
+    Failed,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_latency: Histograms<RouteLabels>,
+    requests_by_status: Family<StatusLabels, Gauge>,
+    reaper_runs: Counter,
+    reaper_failures: Counter,
+    reaper_expired: Counter,
+    retention_deleted: Family<TableLabels, Counter>,
+    upstream_calls: Family<UpstreamLabels, Counter>,
+    upstream_latency: Histograms<TargetLabels>,
+    /// Serialises scrapes: the status gauges are reset and refilled on each.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("auth_router");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status code",
+            http_requests.clone(),
+        );
+        let http_latency =
+            Histograms::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_latency.clone(),
+        );
+        let requests_by_status = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "token_requests",
+            "Token requests in the database by status",
+            requests_by_status.clone(),
+        );
+        let reaper_runs = Counter::default();
+        registry.register("reaper_runs", "Reaper passes", reaper_runs.clone());
+        let reaper_failures = Counter::default();
+        registry.register(
+            "reaper_failures",
+            "Reaper passes that failed",
+            reaper_failures.clone(),
+        );
+        let reaper_expired = Counter::default();
+        registry.register(
+            "reaper_expired",
+            "Requests the reaper marked expired",
+            reaper_expired.clone(),
+        );
+        let retention_deleted = Family::<TableLabels, Counter>::default();
+        registry.register(
+            "retention_deleted_rows",
+            "Rows deleted by retention, by table",
+            retention_deleted.clone(),
+        );
+        let upstream_calls = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_calls",
+            "Calls to the token endpoint and the control browser by outcome",
+            upstream_calls.clone(),
+        );
+        let upstream_latency = Histograms::<TargetLabels>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "upstream_call_duration_seconds",
+            "Upstream call latency",
+            upstream_latency.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            requests_by_status,
+            reaper_runs,
+            reaper_failures,
+            reaper_expired,
+            retention_deleted,
+            upstream_calls,
+            upstream_latency,
+            scrape: Mutex::new(()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let (method, route) = (method.to_owned(), route.to_owned());
+        self.http_latency
+            .get_or_create(&RouteLabels {
+                method: method.clone(),
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
+
+    pub fn upstream(&self, target: Upstream, outcome: Outcome, elapsed: Duration) {
+        let target = match target {
+            Upstream::TokenEndpoint => "token_endpoint",
+            Upstream::ControlBrowser => "control_browser",
+        };
+        let outcome = match outcome {
+            Outcome::Ok => "ok",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+        };
+        self.upstream_latency
+            .get_or_create(&TargetLabels { target })
+            .observe(elapsed.as_secs_f64());
+        self.upstream_calls
+            .get_or_create(&UpstreamLabels { target, outcome })
+            .inc();
+    }
+
+    /// Records one reaper pass; `None` where that part of the pass failed.
+    pub fn reaper_pass(&self, expired: Option<u64>, retained: Option<crate::reaper::Retained>) {
+        self.reaper_runs.inc();
+        if expired.is_none() || retained.is_none() {
+            self.reaper_failures.inc();
+        }
+        self.reaper_expired.inc_by(expired.unwrap_or(0));
+        let retained = retained.unwrap_or_default();
+        let deleted = |table, purged: Purged| {
+            self.retention_deleted
+                .get_or_create(&TableLabels { table })
+                .inc_by(purged.rows);
+        };
+        deleted("auth_requests", retained.requests);
+        deleted("audit_events", retained.audit);
+    }
+
+    /// The exposition text, with the per-status counts read just now.
+    pub fn render(&self, by_status: &[(String, i64)]) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.requests_by_status.clear();
+        for (status, count) in by_status {
+            self.requests_by_status
+                .get_or_create(&StatusLabels {
+                    status: status.clone(),
+                })
+                .set(*count);
+        }
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String does not fail");
+        out
+    }
+}
