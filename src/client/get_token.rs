@@ -115,9 +115,8 @@ impl RouterClient {
     ) -> Result<Token, ClientError> {
         let id = created.request_id;
         let started = Instant::now();
-        let mut interval = Duration::from_secs(created.poll_interval_secs).max(MIN_INTERVAL);
-        let mut delay = interval;
-        let mut backoff: Option<Duration> = None;
+        let mut pacing = Pacing::new(created.poll_interval_secs);
+        let mut delay = pacing.interval;
         loop {
             if let Some(timeout) = options.timeout {
                 let left = timeout.saturating_sub(started.elapsed());
@@ -135,8 +134,7 @@ impl RouterClient {
                 created.expires_at + chrono::Duration::from_std(EXPIRY_GRACE).unwrap_or_default();
             match self.status(id, &created.poll_token).await {
                 Ok(Poll::Status(reply)) => {
-                    backoff = None;
-                    delay = interval;
+                    delay = pacing.answered();
                     match reply.status {
                         Status::Approved => {
                             progress.event(&Event::Approved {
@@ -179,17 +177,16 @@ impl RouterClient {
                     }
                 }
                 Ok(Poll::SlowDown { retry_after }) => {
-                    interval += SLOW_DOWN_STEP;
-                    delay = retry_after.unwrap_or(interval).max(interval);
-                    progress.event(&Event::SlowDown { interval });
+                    delay = pacing.slow_down(retry_after);
+                    progress.event(&Event::SlowDown {
+                        interval: pacing.interval,
+                    });
                 }
                 Err(e) if e.is_transient() => {
-                    let next = backoff.map_or(interval * 2, |b| b * 2).min(MAX_BACKOFF);
-                    backoff = Some(next);
-                    delay = next;
+                    delay = pacing.unreachable();
                     progress.event(&Event::Retrying {
                         reason: e.to_string(),
-                        retry_in: next,
+                        retry_in: delay,
                     });
                 }
                 Err(e) => return Err(e),
@@ -198,5 +195,85 @@ impl RouterClient {
                 return Err(ClientError::Expired { request_id: id });
             }
         }
+    }
+}
+
+/// When to poll next: the router's interval, grown by 5 s on every slow_down, and a doubling
+/// backoff (up to a minute) while the router cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pacing {
+    interval: Duration,
+    backoff: Option<Duration>,
+}
+
+impl Pacing {
+    fn new(poll_interval_secs: u64) -> Self {
+        Self {
+            interval: Duration::from_secs(poll_interval_secs).max(MIN_INTERVAL),
+            backoff: None,
+        }
+    }
+
+    /// The router answered: back to the plain interval.
+    fn answered(&mut self) -> Duration {
+        self.backoff = None;
+        self.interval
+    }
+
+    /// A 429: poll less often from now on, and not before the router's Retry-After.
+    fn slow_down(&mut self, retry_after: Option<Duration>) -> Duration {
+        self.interval += SLOW_DOWN_STEP;
+        retry_after.unwrap_or(self.interval).max(self.interval)
+    }
+
+    /// No answer: wait twice as long as last time, at most [`MAX_BACKOFF`].
+    fn unreachable(&mut self) -> Duration {
+        let next = self
+            .backoff
+            .map_or(self.interval * 2, |b| b * 2)
+            .min(MAX_BACKOFF);
+        self.backoff = Some(next);
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn slow_down_adds_five_seconds_for_good_and_honours_a_longer_retry_after() {
+        let mut p = Pacing::new(5);
+        assert_eq!(
+            p.slow_down(Some(S(2))),
+            S(10),
+            "never sooner than the grown interval"
+        );
+        assert_eq!(
+            p.slow_down(Some(S(30))),
+            S(30),
+            "Retry-After when it is longer"
+        );
+        assert_eq!(p.answered(), S(15), "the interval stays grown");
+    }
+
+    #[test]
+    fn an_unreachable_router_is_retried_with_doubling_waits_up_to_a_minute() {
+        let mut p = Pacing::new(5);
+        let waits: Vec<Duration> = (0..5).map(|_| p.unreachable()).collect();
+        assert_eq!(waits, [S(10), S(20), S(40), S(60), S(60)]);
+        assert_eq!(p.answered(), S(5));
+        assert_eq!(
+            p.unreachable(),
+            S(10),
+            "the backoff starts over after an answer"
+        );
+    }
+
+    #[test]
+    fn a_zero_interval_from_the_router_still_waits_a_second() {
+        assert_eq!(Pacing::new(0).answered(), S(1));
     }
 }
