@@ -16,6 +16,7 @@ mod limits;
 mod load;
 mod migrations;
 mod operations;
+mod properties;
 mod races;
 mod reaper;
 mod refresh;
