@@ -91,6 +91,11 @@ impl Application {
         Ok(Self { listener, state })
     }
 
+    /// The router this application serves, for driving it without a socket (fuzzing).
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
