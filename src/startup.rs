@@ -18,7 +18,7 @@ use crate::domain::secret;
 use crate::metrics::Metrics;
 use crate::oauth::OAuthClient;
 use crate::reaper;
-use crate::routes::{self, AppState};
+use crate::routes::{self, AppState, Shared};
 use crate::throttle::{CreateLimiter, PollPacer};
 
 /// How long an outgoing connection may take to open; each call sets its own total timeout.
@@ -77,7 +77,7 @@ impl Application {
         };
         let poll_pacer = PollPacer::new(Duration::from_secs(config.requests.poll_interval_secs));
         let create_limiter = CreateLimiter::new(config.limits.creates_per_minute_per_ip);
-        let state = AppState {
+        let state = AppState::new(Shared {
             db,
             config: Arc::new(config),
             oauth: Arc::new(oauth),
@@ -87,8 +87,14 @@ impl Application {
             poll_pacer: Arc::new(poll_pacer),
             create_limiter: Arc::new(create_limiter),
             metrics,
-        };
+        });
         Ok(Self { listener, state })
+    }
+
+    /// The application's own database handle (and so its cache), for tests that drive the
+    /// reaper as the running service would.
+    pub fn db(&self) -> Db {
+        self.state.db.clone()
     }
 
     /// The router this application serves, for driving it without a socket (fuzzing).

@@ -7,6 +7,7 @@
 //! the process: an admin's `sqlite3` shell or a backup.
 
 pub mod audit;
+pub mod cache;
 pub mod keys;
 pub mod requests;
 pub mod retention;
@@ -43,6 +44,8 @@ pub struct Db {
     write: SqlitePool,
     /// Seals tokens and verifiers on the way in and opens them on the way out.
     sealer: Arc<Sealer>,
+    /// Request rows for the status poll; see [`cache`].
+    cache: Arc<cache::RequestCache>,
 }
 
 impl Db {
@@ -79,6 +82,7 @@ impl Db {
             read,
             write,
             sealer: Arc::new(sealer),
+            cache: Arc::default(),
         })
     }
 

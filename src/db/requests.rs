@@ -7,6 +7,9 @@
 //! the `version` it read. Whoever's statement matches first wins; the others see zero rows
 //! affected and report a conflict. Every change bumps `version`.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
@@ -19,7 +22,7 @@ use crate::domain::{
 };
 
 /// A request as the poll endpoints need it: the public fields and the poll token's hash.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StoredRequest {
     pub request: TokenRequest,
     pub poll_token_hash: Vec<u8>,
@@ -175,6 +178,20 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, sqlx::Erro
     .fetch_optional(&db.read)
     .await?;
     row.map(StoredRequest::try_from).transpose()
+}
+
+/// Like [`find`], through the process's read-through cache; for the status poll.
+pub async fn find_cached(db: &Db, id: Uuid) -> Result<Option<Arc<StoredRequest>>, sqlx::Error> {
+    let read_started = Instant::now();
+    if let Some(hit) = db.cache.get(id, read_started) {
+        return Ok(Some(hit));
+    }
+    let Some(row) = find(db, id).await? else {
+        return Ok(None);
+    };
+    let row = Arc::new(row);
+    db.cache.put(id, row.clone(), read_started);
+    Ok(Some(row))
 }
 
 /// Newest first, optionally of one status.
@@ -342,6 +359,7 @@ pub async fn start_login(
     )
     .await?;
     tx.commit().await?;
+    db.cache.forget(id);
     Ok(Some(version))
 }
 
@@ -395,6 +413,7 @@ pub async fn restore(
     )
     .await?;
     tx.commit().await?;
+    db.cache.forget(id);
     Ok(true)
 }
 
@@ -423,6 +442,7 @@ pub async fn claim_state(
     .await?;
     let Some(r) = row else { return Ok(None) };
     let id = r.id.into_uuid();
+    db.cache.forget(id);
     Ok(Some(Claim {
         id,
         version: r.version,
@@ -459,6 +479,7 @@ pub async fn claim_for_code(
     .fetch_optional(&db.write)
     .await?;
     let Some(r) = row else { return Ok(None) };
+    db.cache.forget(id);
     Ok(Some(Claim {
         id,
         version: r.version,
@@ -509,6 +530,7 @@ pub async fn approve(
     )
     .await?;
     tx.commit().await?;
+    db.cache.forget(id);
     Ok(true)
 }
 
@@ -551,6 +573,7 @@ pub async fn fail_claimed(
     )
     .await?;
     tx.commit().await?;
+    db.cache.forget(id);
     Ok(true)
 }
 
@@ -590,6 +613,7 @@ pub async fn finish_by_state(
     // Only `in_progress` requests hold a state, so that is where this one came from.
     audit::record(&mut tx, id, now, audit, Some(Status::InProgress), to).await?;
     tx.commit().await?;
+    db.cache.forget(id);
     Ok(Some(id))
 }
 
@@ -627,6 +651,7 @@ pub async fn transition(
     }
     audit::record(&mut tx, id, now, audit, Some(before), to).await?;
     tx.commit().await?;
+    db.cache.forget(id);
     Ok(true)
 }
 
@@ -666,6 +691,7 @@ pub async fn revoke(
     )
     .await?;
     tx.commit().await?;
+    db.cache.forget(id);
     Ok(true)
 }
 
@@ -697,6 +723,9 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error>
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    if done.rows_affected() > 0 {
+        db.cache.forget_all();
+    }
     Ok(done.rows_affected())
 }
 

@@ -42,9 +42,27 @@ use crate::throttle::{CreateLimiter, PollPacer};
 /// The most a request body may hold.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Built once at startup; cloning is cheap.
+/// Built once at startup. Handlers and middleware clone it on every request, so it is one
+/// `Arc` (a single reference count) rather than a struct of many.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler can reach.
+pub struct Shared {
     pub db: Db,
     pub config: Arc<Config>,
     pub oauth: Arc<OAuthClient>,

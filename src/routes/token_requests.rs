@@ -124,7 +124,8 @@ pub async fn status(
     bearer: Bearer,
 ) -> Result<axum::Json<StatusBody>> {
     let poll_token = bearer.0.ok_or(Error::Unauthorized)?;
-    let stored = db::requests::find(&app.db, id)
+    // The hot path: most polls are answered from the process's read-through cache.
+    let stored = db::requests::find_cached(&app.db, id)
         .await?
         .ok_or(Error::RequestNotFound)?;
     if !secret::verify(&poll_token, &stored.poll_token_hash) {
@@ -134,7 +135,7 @@ pub async fn status(
     app.poll_pacer
         .check(id, Instant::now())
         .map_err(|retry_after| Error::SlowDown { retry_after })?;
-    let request = stored.request;
+    let request = &stored.request;
     let status = request.effective_status(time::now());
     let token = match status {
         Status::Approved => db::tokens::find(&app.db, id).await?.map(TokenView::from),
@@ -145,7 +146,7 @@ pub async fn status(
         status,
         account_id: request.account_id,
         token,
-        error: request.error,
+        error: request.error.clone(),
         expires_at: request.expires_at,
         poll_interval_secs: app.config.requests.poll_interval_secs,
     }))

@@ -27,6 +27,8 @@ pub struct TestApp {
     _dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The running app's own database handle (its cache included).
+    app_db: Option<Db>,
 }
 
 /// A created request, as the client sees it.
@@ -86,6 +88,7 @@ pub async fn spawn_app_with_options(
         _dir: Arc::new(dir),
         stop: None,
         task: None,
+        app_db: None,
     };
     app.start(listener).await.expect("the app builds");
     app
@@ -94,6 +97,7 @@ pub async fn spawn_app_with_options(
 impl TestApp {
     async fn start(&mut self, listener: TcpListener) -> anyhow::Result<()> {
         let app = Application::build_with_listener(self.config.clone(), listener).await?;
+        self.app_db = Some(app.db());
         let (tx, rx) = oneshot::channel::<()>();
         self.stop = Some(tx);
         self.task = Some(tokio::spawn(app.run_until(async {
@@ -137,6 +141,12 @@ impl TestApp {
         let mut bytes = std::fs::read(&path).unwrap_or_default();
         bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
         bytes
+    }
+
+    /// The running app's own database handle: the reaper through it behaves as the
+    /// service's own reaper does.
+    pub fn app_db(&self) -> Db {
+        self.app_db.clone().expect("the app is running")
     }
 
     /// A second handle on the database file, as an admin's tool would have.

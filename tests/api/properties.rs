@@ -120,12 +120,11 @@ async fn step(
             }
         }
         Op::Expire => {
-            let db = app.db().await;
+            // The app's own handle, as its reaper uses; the clock jumps past the deadline.
             let later = chrono::Utc::now() + ChronoDuration::seconds(601);
-            let expired = claude_auth_router::reaper::reap_once(&db, later)
+            let expired = claude_auth_router::reaper::reap_once(&app.app_db(), later)
                 .await
                 .unwrap();
-            db.close().await;
             prop_assert_eq!(expired, u64::from(model.open()));
             if model.open() {
                 model.status = "expired";
