@@ -140,7 +140,7 @@ impl From<sqlx::Error> for Error {
 
 /// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included, or no pooled connection
 /// in time: the database is working, just not for us right now.
-fn is_busy(e: &sqlx::Error) -> bool {
+pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut => true,
         sqlx::Error::Database(db) => db

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::control_browser::ControlBrowser;
 use crate::crypto::Sealer;
+use crate::db::batch::InsertBatcher;
 use crate::db::{keys, Db};
 use crate::domain::secret;
 use crate::metrics::Metrics;
@@ -77,8 +78,10 @@ impl Application {
         };
         let poll_pacer = PollPacer::new(Duration::from_secs(config.requests.poll_interval_secs));
         let create_limiter = CreateLimiter::new(config.limits.creates_per_minute_per_ip);
+        let creates = InsertBatcher::spawn(db.clone());
         let state = AppState::new(Shared {
             db,
+            creates,
             config: Arc::new(config),
             oauth: Arc::new(oauth),
             control_browser: Arc::new(control_browser),

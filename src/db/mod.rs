@@ -7,6 +7,7 @@
 //! the process: an admin's `sqlite3` shell or a backup.
 
 pub mod audit;
+pub mod batch;
 pub mod cache;
 pub mod keys;
 pub mod requests;

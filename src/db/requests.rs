@@ -72,56 +72,67 @@ pub enum Inserted {
     },
 }
 
-/// Stores a new request, unless its hostname already has `max_open_for_host` open ones
-/// (0: no limit). Counting and inserting share one write transaction, so concurrent
-/// creates cannot both slip under the limit.
-pub async fn insert(
-    db: &Db,
-    id: Uuid,
-    new: &NewTokenRequest,
-    poll_token_hash: &[u8],
-    (created_at, expires_at): (DateTime<Utc>, DateTime<Utc>),
-    max_open_for_host: u32,
-    audit: &Audit,
-) -> Result<Inserted, sqlx::Error> {
-    let mut tx = begin(db).await?;
-    if max_open_for_host > 0 {
-        let now = to_db(created_at);
+/// A request to store, as the create handler hands it to the [`super::batch`] writer.
+#[derive(Debug)]
+pub struct NewRow {
+    pub id: Uuid,
+    pub new: NewTokenRequest,
+    pub poll_token_hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The most open requests its hostname may have (0: no limit).
+    pub max_open_for_host: u32,
+    pub audit: Audit,
+}
+
+/// Stores a new request inside the caller's write transaction, unless its hostname already
+/// has `max_open_for_host` open ones. Counting and inserting share the transaction, so
+/// concurrent creates (even in one batch) cannot slip under the limit together.
+pub async fn insert_in(conn: &mut SqliteConnection, row: &NewRow) -> Result<Inserted, sqlx::Error> {
+    if row.max_open_for_host > 0 {
+        let now = to_db(row.created_at);
         let open = sqlx::query!(
             r#"SELECT COUNT(*) AS "open!: i64", MIN(expires_at) AS "next: DateTime<Utc>"
                FROM auth_requests
                WHERE hostname = ? AND status IN ('pending', 'in_progress') AND expires_at > ?"#,
-            new.hostname,
+            row.new.hostname,
             now,
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
-        if open.open >= i64::from(max_open_for_host) {
+        if open.open >= i64::from(row.max_open_for_host) {
             return Ok(Inserted::TooManyOpen {
-                next_expiry: open.next.unwrap_or(expires_at),
+                next_expiry: open.next.unwrap_or(row.expires_at),
             });
         }
     }
-    let hyphenated = id.hyphenated();
-    let scopes = new.scopes.to_db();
-    let (created, expires) = (to_db(created_at), to_db(expires_at));
+    let hyphenated = row.id.hyphenated();
+    let scopes = row.new.scopes.to_db();
+    let (created, expires) = (to_db(row.created_at), to_db(row.expires_at));
     sqlx::query!(
         "INSERT INTO auth_requests
              (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
               poll_token_hash)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",
         hyphenated,
-        new.client_name,
-        new.hostname,
+        row.new.client_name,
+        row.new.hostname,
         scopes,
         created,
         expires,
-        poll_token_hash,
+        row.poll_token_hash,
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    audit::record(&mut tx, id, created_at, audit, None, Status::Pending).await?;
-    tx.commit().await?;
+    audit::record(
+        conn,
+        row.id,
+        row.created_at,
+        &row.audit,
+        None,
+        Status::Pending,
+    )
+    .await?;
     Ok(Inserted::Created)
 }
 

@@ -32,6 +32,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::control_browser::ControlBrowser;
+use crate::db::batch::InsertBatcher;
 use crate::db::Db;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -76,6 +77,8 @@ pub struct Shared {
     /// The per-IP budget for creating requests.
     pub create_limiter: Arc<CreateLimiter>,
     pub metrics: Arc<Metrics>,
+    /// Creates go through one writer that commits them in groups.
+    pub creates: InsertBatcher,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::extract::{Admin, Bearer, Json, RequestId};
 use super::AppState;
 use crate::db;
-use crate::db::requests::Inserted;
+use crate::db::requests::{Inserted, NewRow};
 use crate::domain::request::CreateBody;
 use crate::domain::{
     secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition,
@@ -54,26 +54,38 @@ pub async fn create(
     let poll_token = secret::generate();
     let now = time::now();
     let expires_at = now + app.config.requests.ttl();
-    let poll_hash = secret::hash(poll_token.expose_secret());
-    let audit = Audit::new(Actor::Client(new.hostname.clone()), "create");
     let max_open = app.config.limits.max_open_requests_per_hostname;
-    let times = (now, expires_at);
-    let inserted =
-        db::requests::insert(&app.db, id, &new, &poll_hash, times, max_open, &audit).await?;
+    let (hostname, client_name, scopes) = (
+        new.hostname.clone(),
+        new.client_name.clone(),
+        new.scopes.to_string(),
+    );
+    let row = NewRow {
+        id,
+        poll_token_hash: secret::hash(poll_token.expose_secret()),
+        created_at: now,
+        expires_at,
+        max_open_for_host: max_open,
+        audit: Audit::new(Actor::Client(hostname.clone()), "create"),
+        new,
+    };
+    let inserted = app.creates.insert(row).await.map_err(|e| {
+        if e.busy {
+            Error::Busy
+        } else {
+            Error::Internal(anyhow::anyhow!("storing a new request: {e}"))
+        }
+    })?;
     if let Inserted::TooManyOpen { next_expiry } = inserted {
         let retry_after = (next_expiry - now).to_std().unwrap_or_default();
         return Err(Error::RateLimited {
             retry_after,
             message: format!(
-                "{} already has {max_open} open requests; finish or cancel one, or wait for one to expire",
-                new.hostname
+                "{hostname} already has {max_open} open requests; finish or cancel one, or wait for one to expire"
             ),
         });
     }
-    tracing::info!(
-        request_id = %id, client_name = %new.client_name, hostname = %new.hostname,
-        scopes = %new.scopes, "token request created"
-    );
+    tracing::info!(request_id = %id, %client_name, %hostname, %scopes, "token request created");
     let created = Created {
         request_id: id,
         status: Status::Pending,
