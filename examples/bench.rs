@@ -255,8 +255,8 @@ async fn create_requests(base: &str, n: usize) -> Vec<(String, String)> {
     out
 }
 
-/// Fills the database with `rows` requests of `status`, expiring at `expires_at`, in one
-/// statement (the router must not be running).
+/// Fills the database with `rows` requests of `status`, changed just now (so retention leaves
+/// them alone) and expiring at `expires_at`, in one statement (the router must not be running).
 async fn fill(db: &Path, rows: u64, status: &str, expires_at: &str) -> Duration {
     let started = Instant::now();
     let url = format!("sqlite://{}", db.display());
@@ -271,11 +271,12 @@ async fn fill(db: &Path, rows: u64, status: &str, expires_at: &str) -> Duration 
          INSERT INTO auth_requests (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at, poll_token_hash)
          SELECT lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2)
                 || '-a' || substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6))),
-                'filler', 'host-' || (x % 5000), 'user:inference', ?2, ?3, ?3, ?3, randomblob(32)
+                'filler', 'host-' || (x % 5000), 'user:inference', ?2, ?3, ?3, ?4, randomblob(32)
          FROM n",
     )
     .bind(rows as i64)
     .bind(status)
+    .bind(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
     .bind(expires_at)
     .execute(&pool)
     .await
