@@ -51,6 +51,15 @@ fn cli(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
     cmd
 }
 
+/// The fake provider and control browser, requiring the client secret the router is given.
+async fn fake() -> FakeUpstream {
+    let options = Options {
+        client_secret: Some(CLIENT_SECRET.into()),
+        ..Options::default()
+    };
+    FakeUpstream::start(options).await
+}
+
 /// The environment for a router on `port` against `fake`, with its database in `dir`.
 fn router_env(port: u16, fake: &FakeUpstream, dir: &Path) -> Vec<(&'static str, String)> {
     vec![
@@ -200,11 +209,7 @@ impl Client {
 #[tokio::test]
 async fn the_binary_runs_the_flow_and_exits_zero_on_sigterm() {
     let dir = TempDir::new().unwrap();
-    let fake = FakeUpstream::start(Options {
-        client_secret: Some(CLIENT_SECRET.into()),
-        ..Options::default()
-    })
-    .await;
+    let fake = fake().await;
     let port = free_port();
     let mut router = Router::start(
         dir.path(),
@@ -239,11 +244,7 @@ async fn the_binary_runs_the_flow_and_exits_zero_on_sigterm() {
 #[tokio::test]
 async fn sigterm_lets_a_request_in_flight_finish_before_the_process_exits() {
     let dir = TempDir::new().unwrap();
-    let fake = FakeUpstream::start(Options {
-        client_secret: Some(CLIENT_SECRET.into()),
-        ..Options::default()
-    })
-    .await;
+    let fake = fake().await;
     fake.set_browser_mode(BrowserMode::Hang(Duration::from_millis(1500)));
     let port = free_port();
     let mut router = Router::start(
@@ -283,11 +284,7 @@ async fn sigterm_lets_a_request_in_flight_finish_before_the_process_exits() {
 #[tokio::test]
 async fn a_router_killed_mid_flow_finishes_the_flow_after_it_restarts() {
     let dir = TempDir::new().unwrap();
-    let fake = FakeUpstream::start(Options {
-        client_secret: Some(CLIENT_SECRET.into()),
-        ..Options::default()
-    })
-    .await;
+    let fake = fake().await;
     fake.set_browser_mode(BrowserMode::Record);
     let port = free_port();
     let env = router_env(port, &fake, dir.path());
@@ -314,11 +311,7 @@ async fn a_router_killed_mid_flow_finishes_the_flow_after_it_restarts() {
 #[tokio::test]
 async fn no_secret_reaches_the_log_even_at_trace_level() {
     let dir = TempDir::new().unwrap();
-    let fake = FakeUpstream::start(Options {
-        client_secret: Some(CLIENT_SECRET.into()),
-        ..Options::default()
-    })
-    .await;
+    let fake = fake().await;
     let port = free_port();
     let mut env = router_env(port, &fake, dir.path());
     env.push(("RUST_LOG", "trace".into()));
@@ -519,11 +512,7 @@ async fn check_config_prints_the_effective_configuration_with_every_secret_redac
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_the_request_id() {
     let dir = TempDir::new().unwrap();
-    let fake = FakeUpstream::start(Options {
-        client_secret: Some(CLIENT_SECRET.into()),
-        ..Options::default()
-    })
-    .await;
+    let fake = fake().await;
     let port = free_port();
     let mut env = router_env(port, &fake, dir.path());
     env.push(("AUTH_ROUTER_LOG__FORMAT", "json".into()));
@@ -555,11 +544,7 @@ async fn json_logs_are_one_object_per_line_with_the_request_id() {
 #[tokio::test]
 async fn the_rekey_command_reseals_plaintext_rows_with_the_new_key() {
     let dir = TempDir::new().unwrap();
-    let fake = FakeUpstream::start(Options {
-        client_secret: Some(CLIENT_SECRET.into()),
-        ..Options::default()
-    })
-    .await;
+    let fake = fake().await;
     let port = free_port();
     let env = router_env(port, &fake, dir.path());
     let mut router = Router::start(dir.path(), port, &env, "first.log").await;

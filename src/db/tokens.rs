@@ -9,6 +9,27 @@ use super::{audit, begin, Db, ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::domain::time::to_db;
 use crate::domain::{Audit, Status, TokenBundle};
 
+/// A bundle's columns as stored: the tokens sealed for their place, the times as text.
+struct Stored {
+    access: String,
+    refresh: Option<String>,
+    expires_at: Option<String>,
+    obtained_at: String,
+}
+
+fn stored(db: &Db, request_id: Uuid, bundle: &TokenBundle) -> Stored {
+    let seal = |column, token: &SecretString| db.seal(column, request_id, token.expose_secret());
+    Stored {
+        access: seal(ACCESS_TOKEN, &bundle.access_token),
+        refresh: bundle
+            .refresh_token
+            .as_ref()
+            .map(|t| seal(REFRESH_TOKEN, t)),
+        expires_at: bundle.expires_at.map(to_db),
+        obtained_at: to_db(bundle.obtained_at),
+    }
+}
+
 /// Stores the bundle of a request; called inside the transaction that approves it.
 pub async fn insert(
     db: &Db,
@@ -17,17 +38,12 @@ pub async fn insert(
     bundle: &TokenBundle,
 ) -> Result<(), sqlx::Error> {
     let id = request_id.hyphenated();
-    let access = db.seal(
-        ACCESS_TOKEN,
-        request_id,
-        bundle.access_token.expose_secret(),
-    );
-    let refresh = bundle
-        .refresh_token
-        .as_ref()
-        .map(|t| db.seal(REFRESH_TOKEN, request_id, t.expose_secret()));
-    let expires_at = bundle.expires_at.map(to_db);
-    let obtained_at = to_db(bundle.obtained_at);
+    let Stored {
+        access,
+        refresh,
+        expires_at,
+        obtained_at,
+    } = stored(db, request_id, bundle);
     sqlx::query!(
         "INSERT INTO token_bundles
              (request_id, access_token, refresh_token, token_type, scope, expires_at, obtained_at)
@@ -111,17 +127,12 @@ pub async fn store_refreshed(
 ) -> Result<bool, sqlx::Error> {
     let mut tx = begin(db).await?;
     let id = request_id.hyphenated();
-    let access = db.seal(
-        ACCESS_TOKEN,
-        request_id,
-        bundle.access_token.expose_secret(),
-    );
-    let refresh = bundle
-        .refresh_token
-        .as_ref()
-        .map(|t| db.seal(REFRESH_TOKEN, request_id, t.expose_secret()));
-    let expires_at = bundle.expires_at.map(to_db);
-    let obtained_at = to_db(bundle.obtained_at);
+    let Stored {
+        access,
+        refresh,
+        expires_at,
+        obtained_at,
+    } = stored(db, request_id, bundle);
     let done = sqlx::query!(
         "UPDATE token_bundles
          SET access_token = ?1, refresh_token = COALESCE(?2, refresh_token), token_type = ?3,

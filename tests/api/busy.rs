@@ -1,7 +1,6 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use sqlx::Connection;
 
 use crate::helpers::{assert_error, spawn_app};
 
@@ -9,13 +8,7 @@ use crate::helpers::{assert_error, spawn_app};
 async fn an_admin_holding_the_write_lock_gets_writers_a_503_and_readers_keep_working() {
     let app = spawn_app().await;
     let created = app.create_ok().await;
-    let mut admin = sqlx::SqliteConnection::connect(&app.config.database_url)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let mut admin = app.hold_write_lock().await;
 
     let started = Instant::now();
     let response = app.deny(&created.id).await;

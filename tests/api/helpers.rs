@@ -163,6 +163,20 @@ impl TestApp {
             .expect("open db with keys")
     }
 
+    /// What an admin's open write transaction in `sqlite3` does: holds SQLite's write lock
+    /// until the returned connection runs `ROLLBACK` (or is dropped).
+    pub async fn hold_write_lock(&self) -> sqlx::SqliteConnection {
+        let mut admin =
+            <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.config.database_url)
+                .await
+                .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin
+    }
+
     pub async fn sql_pool(&self) -> sqlx::SqlitePool {
         sqlx::SqlitePool::connect(&self.config.database_url)
             .await

@@ -154,13 +154,7 @@ async fn a_request_slower_than_the_server_timeout_answers_503_and_the_service_ca
     let created = app.create_ok().await;
     // An admin's write transaction makes the deny wait on SQLite's 5 s busy timeout; the
     // 2 s server timeout must answer first.
-    let mut admin = <sqlx::SqliteConnection as sqlx::Connection>::connect(&app.config.database_url)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let mut admin = app.hold_write_lock().await;
 
     let started = std::time::Instant::now();
     let response = app.deny(&created.id).await;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use chrono::Utc;
 use fake_upstream::BrowserMode;
 use reqwest::StatusCode;
-use sqlx::Connection;
 
 use crate::helpers::{assert_error, spawn_app};
 
@@ -50,13 +49,7 @@ async fn metrics_after_a_flow_count_requests_statuses_and_upstream_calls() {
 async fn readyz_needs_a_writable_database_while_healthz_only_needs_an_answer() {
     let app = spawn_app().await;
     assert_eq!(app.get(&app.url("/readyz")).await.status(), StatusCode::OK);
-    let mut admin = sqlx::SqliteConnection::connect(&app.config.database_url)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let mut admin = app.hold_write_lock().await;
 
     let (readyz, healthz) = (app.url("/readyz"), app.url("/healthz"));
     let (ready, healthy) = tokio::join!(app.get(&readyz), app.get(&healthz));
