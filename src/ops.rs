@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
@@ -86,9 +85,7 @@ async fn vacuum_into(config: &Config, out: &Path) -> anyhow::Result<(i64, i64)> 
 
 /// Re-seals every stored secret with the current key.
 pub async fn rekey(config: &Config) -> anyhow::Result<()> {
-    if config.storage.encryption_key.expose_secret().is_empty()
-        && config.storage.encryption_key_file.is_none()
-    {
+    if !Sealer::from_config(&config.storage)?.is_enabled() {
         anyhow::bail!("rekey needs storage.encryption_key (or storage.encryption_key_file): the key to seal with");
     }
     let db = open_db(config).await?;

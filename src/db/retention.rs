@@ -24,8 +24,7 @@ pub async fn purge_finished_requests(
     batch: i64,
 ) -> Result<Purged, sqlx::Error> {
     let before = to_db(before);
-    let mut purged = Purged::default();
-    loop {
+    in_batches(batch, || async {
         let done = sqlx::query!(
             "DELETE FROM auth_requests WHERE id IN (
                  SELECT id FROM auth_requests
@@ -36,12 +35,9 @@ pub async fn purge_finished_requests(
         )
         .execute(&db.write)
         .await?;
-        if !purged.add(done.rows_affected(), batch) {
-            return Ok(purged);
-        }
-        // Let waiting writers (a create, an approval) in between batches.
-        tokio::task::yield_now().await;
-    }
+        Ok(done.rows_affected())
+    })
+    .await
 }
 
 /// Deletes audit rows older than `before`, oldest first.
@@ -51,8 +47,7 @@ pub async fn purge_audit(
     batch: i64,
 ) -> Result<Purged, sqlx::Error> {
     let before = to_db(before);
-    let mut purged = Purged::default();
-    loop {
+    in_batches(batch, || async {
         let done = sqlx::query!(
             "DELETE FROM audit_events WHERE id IN (
                  SELECT id FROM audit_events WHERE at < ?1 ORDER BY id LIMIT ?2)",
@@ -61,20 +56,28 @@ pub async fn purge_audit(
         )
         .execute(&db.write)
         .await?;
-        if !purged.add(done.rows_affected(), batch) {
+        Ok(done.rows_affected())
+    })
+    .await
+}
+
+/// Runs `delete` (one statement of at most `batch` rows) until a batch comes back short,
+/// letting waiting writers (a create, an approval) in between batches.
+async fn in_batches<F, Fut>(batch: i64, mut delete: F) -> Result<Purged, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, sqlx::Error>>,
+{
+    let mut purged = Purged::default();
+    loop {
+        let rows = delete().await?;
+        if rows > 0 {
+            purged.rows += rows;
+            purged.batches += 1;
+        }
+        if rows != batch as u64 {
             return Ok(purged);
         }
         tokio::task::yield_now().await;
-    }
-}
-
-impl Purged {
-    /// Counts one statement; whether a full batch suggests there is more.
-    fn add(&mut self, rows: u64, batch: i64) -> bool {
-        if rows > 0 {
-            self.rows += rows;
-            self.batches += 1;
-        }
-        rows == batch as u64
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::extract::{Admin, Bearer, Json, RequestId};
+use super::login::current_status;
 use super::AppState;
 use crate::db;
 use crate::db::requests::{Inserted, NewRow};
@@ -269,9 +270,6 @@ async fn finish(
         tracing::info!(request_id = %id, status = %to, actor = %audit.actor, "token request finished");
         return Ok(axum::Json(json!({ "request_id": id, "status": to })));
     }
-    let stored = db::requests::find(&app.db, id)
-        .await?
-        .ok_or(Error::RequestNotFound)?;
-    let now = stored.request.effective_status(time::now());
+    let now = current_status(app, id).await?;
     Err(Error::invalid_status(now, "pending or in_progress"))
 }
