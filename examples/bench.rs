@@ -98,7 +98,10 @@ impl Router {
                 format!("http://127.0.0.1:{port}/oauth/callback"),
             )
             .env("AUTH_ROUTER_CONTROL_BROWSER__BASE_URL", fake.base_url())
-            .env("AUTH_ROUTER_ADMIN__TOKEN", "bench-admin")
+            .env(
+                "AUTH_ROUTER_ADMIN__TOKEN",
+                "bench-admin-token-0123456789abcdefghij",
+            )
             .env(
                 "AUTH_ROUTER_STORAGE__ENCRYPTION_KEY",
                 "dGhpcyBpcyAzMiBieXRlcyBvZiB0ZXN0IGtleSEhISE=",
@@ -311,7 +314,7 @@ async fn approvals(base: &str, secs: u64, concurrency: usize) -> (f64, f64, f64)
                 let poll = created["poll_token"].as_str().unwrap();
                 let selected = http
                     .post(format!("{base}/v1/token-requests/{id}/select-account"))
-                    .bearer_auth("bench-admin")
+                    .bearer_auth("bench-admin-token-0123456789abcdefghij")
                     .json(&json!({"account_id": 1}))
                     .send()
                     .await

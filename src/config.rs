@@ -24,6 +24,13 @@ pub const ENV_PREFIX: &str = "AUTH_ROUTER_";
 /// loader skips them so that one shell can run the service and the CLI side by side.
 const CLIENT_ENV_KEYS: &[&str] = &["url", "admin_token"];
 
+/// The longest retention a key may ask for: 100 years, far inside what dates can hold.
+pub const MAX_RETENTION_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// The shortest configured admin token: it guards every token the router holds, and the
+/// console sign-in is reachable by anyone who reaches the port.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 
@@ -74,6 +81,9 @@ pub struct StorageConfig {
     /// Keys that may still open older rows after a rotation.
     #[serde(serialize_with = "redacted_list")]
     pub previous_keys: Vec<SecretString>,
+    /// Refuse stored values that are not sealed. Unset means: on whenever a key is set, so
+    /// that someone who can write the file cannot plant a plaintext token.
+    pub require_sealed: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -87,6 +97,9 @@ pub struct LimitsConfig {
     pub request_timeout_secs: u64,
     /// HTTP requests served at once; more are refused with 503 at once.
     pub max_concurrent_requests: usize,
+    /// Failed console sign-ins one client IP may make per minute; past it, sign-ins from
+    /// that address answer 429 until the budget refills. 0 turns the limit off.
+    pub failed_sign_ins_per_minute_per_ip: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -120,6 +133,11 @@ pub struct OAuthConfig {
     pub extra_auth_params: BTreeMap<String, String>,
     pub token_request_format: TokenRequestFormat,
     pub timeout_secs: u64,
+    /// RFC 7009 revocation endpoint; when set, revoke also withdraws the tokens there.
+    pub revocation_url: String,
+    /// Accept a pasted code without its `#state` part. Weaker: without the state, a code
+    /// from any login of the right account (or a planted one) is taken for this request's.
+    pub allow_code_without_state: bool,
 }
 
 /// How the token endpoint wants its parameters.
@@ -199,6 +217,7 @@ impl Default for LimitsConfig {
             max_open_requests_per_hostname: 10,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
+            failed_sign_ins_per_minute_per_ip: 10,
         }
     }
 }
@@ -224,6 +243,8 @@ impl Default for OAuthConfig {
             extra_auth_params: BTreeMap::new(),
             token_request_format: TokenRequestFormat::Form,
             timeout_secs: 10,
+            revocation_url: String::new(),
+            allow_code_without_state: false,
         }
     }
 }
@@ -286,33 +307,35 @@ impl Config {
         if !self.database_url.starts_with("sqlite:") {
             return Err(invalid("database_url", "must start with `sqlite:`"));
         }
-        if self.requests.ttl_secs == 0 || self.requests.ttl_secs > 7 * 24 * 3600 {
-            return Err(invalid("requests.ttl_secs", "must be between 1 and 604800"));
-        }
-        if self.requests.poll_interval_secs > self.requests.ttl_secs {
-            return Err(invalid(
-                "requests.poll_interval_secs",
-                "must not exceed requests.ttl_secs",
-            ));
-        }
-        if self.reaper.interval_secs == 0 {
-            return Err(invalid("reaper.interval_secs", "must be at least 1"));
-        }
+        self.validate_durations()?;
         if self.oauth.client_id.trim().is_empty() {
             return Err(invalid("oauth.client_id", "must be set"));
         }
         http_url("oauth.auth_url", &self.oauth.auth_url)?;
         http_url("oauth.token_url", &self.oauth.token_url)?;
+        if !self.oauth.revocation_url.is_empty() {
+            let url = http_url("oauth.revocation_url", &self.oauth.revocation_url)?;
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if url.scheme() != "https" && !loopback {
+                return Err(invalid(
+                    "oauth.revocation_url",
+                    "must be https (RFC 7009), except on a loopback host",
+                ));
+            }
+        }
         let redirect = http_url("oauth.redirect_uri", &self.oauth.redirect_uri)?;
         let path = redirect.path();
-        if path == "/"
-            || path.starts_with("/v1/")
-            || path == "/healthz"
-            || path.starts_with("/admin")
-        {
+        if crate::routes::is_reserved_path(path) {
             return Err(invalid(
                 "oauth.redirect_uri",
-                "needs a path of its own, such as /oauth/callback (not /, /v1/…, /admin… or /healthz)",
+                &format!(
+                    "has the path {path}, which the router already serves; give the callback a path of its own, such as /oauth/callback"
+                ),
             ));
         }
         let plain = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);
@@ -341,22 +364,7 @@ impl Config {
         for scope in &self.oauth.allowed_scopes {
             validate_scope(scope).map_err(|m| invalid("oauth.allowed_scopes", &m))?;
         }
-        if self.oauth.timeout_secs == 0 {
-            return Err(invalid("oauth.timeout_secs", "must be at least 1"));
-        }
         http_url("control_browser.base_url", &self.control_browser.base_url)?;
-        if self.control_browser.timeout_secs == 0 {
-            return Err(invalid(
-                "control_browser.timeout_secs",
-                "must be at least 1",
-            ));
-        }
-        if self.reaper.retain_terminal_secs == 0 {
-            return Err(invalid("reaper.retain_terminal_secs", "must be at least 1"));
-        }
-        if self.reaper.retain_audit_secs == 0 {
-            return Err(invalid("reaper.retain_audit_secs", "must be at least 1"));
-        }
         let slowest_upstream = self
             .oauth
             .timeout_secs
@@ -373,9 +381,75 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if let Some(token) = self.admin_token() {
+            if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+                return Err(invalid(
+                    "admin.token",
+                    &format!(
+                        "must be at least {MIN_ADMIN_TOKEN_CHARS} characters (for example: openssl rand -hex 32), or empty to generate one per start"
+                    ),
+                ));
+            }
+        }
         let mut ids = HashSet::new();
         if let Some(dup) = self.accounts.iter().find(|a| !ids.insert(a.id)) {
             return Err(invalid("accounts", &format!("lists id {} twice", dup.id)));
+        }
+        Ok(())
+    }
+
+    /// Every duration key within a range that is sane for the service and that the date and
+    /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        const DAY: u64 = 24 * 3600;
+        let ranges: [(&'static str, u64, u64, u64); 8] = [
+            ("requests.ttl_secs", self.requests.ttl_secs, 1, 7 * DAY),
+            (
+                "requests.poll_interval_secs",
+                self.requests.poll_interval_secs,
+                0,
+                3600,
+            ),
+            ("reaper.interval_secs", self.reaper.interval_secs, 1, DAY),
+            (
+                "reaper.retain_terminal_secs",
+                self.reaper.retain_terminal_secs,
+                1,
+                MAX_RETENTION_SECS,
+            ),
+            (
+                "reaper.retain_audit_secs",
+                self.reaper.retain_audit_secs,
+                1,
+                MAX_RETENTION_SECS,
+            ),
+            ("oauth.timeout_secs", self.oauth.timeout_secs, 1, 300),
+            (
+                "control_browser.timeout_secs",
+                self.control_browser.timeout_secs,
+                1,
+                300,
+            ),
+            (
+                "limits.request_timeout_secs",
+                self.limits.request_timeout_secs,
+                1,
+                3600,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("must be between {min} and {max} (seconds), not {value}"),
+                });
+            }
+        }
+        if self.requests.poll_interval_secs > self.requests.ttl_secs {
+            return Err(ConfigError::Invalid {
+                key: "requests.poll_interval_secs",
+                message: "must not exceed requests.ttl_secs".into(),
+            });
         }
         Ok(())
     }

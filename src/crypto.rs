@@ -8,7 +8,9 @@
 //! anything about it, and `previous_keys` can open old rows while new rows use the current
 //! key. The associated data binds each value to its table, column and request, so a sealed
 //! value copied into another row or column does not open. Values without the prefix are
-//! plaintext from before a key was set; they are read as they are, and `rekey` seals them.
+//! plaintext from before a key was set. With `storage.require_sealed` (on by default once
+//! a key is set) they are refused, so that someone who can write the file cannot plant a
+//! token; `rekey` is the way to seal them.
 
 use std::fmt;
 
@@ -36,6 +38,8 @@ struct Key {
 pub struct Sealer {
     current: Option<Key>,
     previous: Vec<Key>,
+    /// Refuse values stored without the prefix.
+    require_sealed: bool,
 }
 
 impl fmt::Debug for Sealer {
@@ -46,6 +50,7 @@ impl fmt::Debug for Sealer {
                 "previous",
                 &self.previous.iter().map(|k| &k.id).collect::<Vec<_>>(),
             )
+            .field("require_sealed", &self.require_sealed)
             .finish()
     }
 }
@@ -57,6 +62,8 @@ pub enum OpenError {
     UnknownKey(String),
     #[error("a sealed value failed authentication (wrong key, or the row was tampered with)")]
     Corrupt,
+    #[error("a value is stored unsealed and storage.require_sealed is on; run `claude-auth-router rekey` to seal it")]
+    Unsealed,
 }
 
 impl Sealer {
@@ -65,6 +72,7 @@ impl Sealer {
         Self {
             current: None,
             previous: Vec::new(),
+            require_sealed: false,
         }
     }
 
@@ -99,7 +107,18 @@ impl Sealer {
                 "needs storage.encryption_key (the current key) as well",
             ));
         }
-        Ok(Self { current, previous })
+        if current.is_none() && cfg.require_sealed == Some(true) {
+            return Err(invalid(
+                "storage.require_sealed",
+                "needs storage.encryption_key: without a key nothing is sealed",
+            ));
+        }
+        let require_sealed = cfg.require_sealed.unwrap_or(current.is_some());
+        Ok(Self {
+            current,
+            previous,
+            require_sealed,
+        })
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -138,8 +157,22 @@ impl Sealer {
         format!("{PREFIX}{}:{}", key.id, URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    /// Opens a stored value; plaintext (no prefix) comes back as it is.
+    /// Whether unsealed values are refused (`storage.require_sealed`).
+    pub fn requires_sealed(&self) -> bool {
+        self.require_sealed
+    }
+
+    /// Opens a stored value. Plaintext (no prefix) comes back as it is, unless
+    /// `require_sealed` refuses it.
     pub fn open(&self, stored: &str, aad: &str) -> Result<SecretString, OpenError> {
+        if self.require_sealed && !stored.starts_with(PREFIX) {
+            return Err(OpenError::Unsealed);
+        }
+        self.open_any(stored, aad)
+    }
+
+    /// Opens a stored value, plaintext included: for `rekey`, which seals what it reads.
+    pub fn open_any(&self, stored: &str, aad: &str) -> Result<SecretString, OpenError> {
         let Some(rest) = stored.strip_prefix(PREFIX) else {
             return Ok(SecretString::from(stored.to_owned()));
         };
@@ -243,8 +276,8 @@ mod tests {
     fn sealer(current: &SecretString, previous: &[SecretString]) -> Sealer {
         let cfg = StorageConfig {
             encryption_key: current.clone(),
-            encryption_key_file: None,
             previous_keys: previous.to_vec(),
+            ..StorageConfig::default()
         };
         Sealer::from_config(&cfg).unwrap()
     }
@@ -291,12 +324,46 @@ mod tests {
         let s = Sealer::plaintext();
         assert_eq!(s.seal("v", "a"), "v");
         assert_eq!(
-            sealer(&key(), &[])
-                .open("legacy-plain", "a")
-                .unwrap()
-                .expose_secret(),
+            s.open("legacy-plain", "a").unwrap().expose_secret(),
             "legacy-plain"
         );
+    }
+
+    #[test]
+    fn with_a_key_plaintext_is_refused_unless_require_sealed_is_turned_off() {
+        let k = key();
+        let strict = sealer(&k, &[]);
+        assert!(strict.requires_sealed(), "on by default with a key");
+        assert!(matches!(
+            strict.open("planted", "a"),
+            Err(OpenError::Unsealed)
+        ));
+        assert_eq!(
+            strict.open_any("planted", "a").unwrap().expose_secret(),
+            "planted"
+        );
+
+        let lenient = Sealer::from_config(&StorageConfig {
+            encryption_key: k,
+            require_sealed: Some(false),
+            ..StorageConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            lenient.open("legacy", "a").unwrap().expose_secret(),
+            "legacy"
+        );
+    }
+
+    #[test]
+    fn require_sealed_without_a_key_is_refused_with_the_config_key() {
+        let err = Sealer::from_config(&StorageConfig {
+            require_sealed: Some(true),
+            ..StorageConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("storage.require_sealed"), "{err}");
     }
 
     #[test]

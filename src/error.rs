@@ -63,6 +63,8 @@ pub enum Error {
     Timeout,
     #[error("the router is handling too many requests; retry in a moment")]
     Overloaded,
+    #[error("{0}")]
+    NotReady(String),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("internal error")]
@@ -87,7 +89,9 @@ impl Error {
             Error::ControlBrowserFailed(_)
             | Error::ExchangeFailed(_)
             | Error::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Error::Busy | Error::Timeout | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Busy | Error::Timeout | Error::Overloaded | Error::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::SlowDown { .. } | Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -118,6 +122,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::Timeout => "timeout",
             Error::Overloaded => "overloaded",
+            Error::NotReady(_) => "not_ready",
             Error::Database(_) | Error::Internal(_) => "internal_error",
         }
     }

@@ -25,6 +25,7 @@
 //! - [`client`]: the other side: `RouterClient` and the `token` command that employees run.
 //! - [`ops`]: the admin's maintenance commands: check-config, backup, rekey.
 //! - [`startup`]: wiring it together, serving, and shutting down cleanly.
+//! - [`tasks`]: supervision of the background tasks, so a panic restarts them.
 //! - [`telemetry`]: logging set-up.
 
 pub mod client;
@@ -41,6 +42,7 @@ pub mod reaper;
 pub mod routes;
 pub mod single_flight;
 pub mod startup;
+pub mod tasks;
 pub mod telemetry;
 pub mod throttle;
 

@@ -18,16 +18,19 @@ use prometheus_client::registry::Registry;
 
 use crate::db::retention::Purged;
 
+// Every label value is bounded by the code, never by what the network sends: the method is
+// one of the standard ones or `other`, the route is a pattern from the router's own table
+// (or `unmatched`), and the status is one the router itself chose.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
 }
 
@@ -63,6 +66,7 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug, Clone, Copy)]
 pub enum Upstream {
     TokenEndpoint,
+    RevocationEndpoint,
     ControlBrowser,
 }
 
@@ -163,12 +167,33 @@ impl Default for Metrics {
     }
 }
 
+/// The label for an HTTP method. hyper accepts any token as a method, so anything but the
+/// standard ones is `other`: a label per invented method would grow `/metrics` (and memory)
+/// without bound for anyone who can reach the port.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 impl Metrics {
-    pub fn http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let (method, route) = (method.to_owned(), route.to_owned());
+    /// Records one HTTP answer. `route` must be a route pattern (or `unmatched`), never a
+    /// raw path, and `method` comes from [`method_label`].
+    pub fn http(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
+        let route = route.to_owned();
         self.http_latency
             .get_or_create(&RouteLabels {
-                method: method.clone(),
+                method,
                 route: route.clone(),
             })
             .observe(elapsed.as_secs_f64());
@@ -184,6 +209,7 @@ impl Metrics {
     pub fn upstream(&self, target: Upstream, outcome: Outcome, elapsed: Duration) {
         let target = match target {
             Upstream::TokenEndpoint => "token_endpoint",
+            Upstream::RevocationEndpoint => "revocation_endpoint",
             Upstream::ControlBrowser => "control_browser",
         };
         let outcome = match outcome {

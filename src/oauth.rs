@@ -35,6 +35,9 @@ type ConfiguredClient =
 
 pub struct OAuthClient {
     client: ConfiguredClient,
+    /// For RFC 7009 revocation, which the `oauth2` crate refuses over plain http; see
+    /// [`OAuthClient::revoke`].
+    revocation: Option<Revocation>,
     transport: Transport,
     extra_params: Vec<(String, String)>,
     metrics: Arc<Metrics>,
@@ -57,12 +60,24 @@ impl<'c> AsyncHttpClient<'c> for Transport {
 }
 
 /// A login about to be opened: the URL for the control browser, and the two secrets the
-/// callback will need. `Debug` shows neither secret.
-#[derive(Debug)]
+/// callback will need. `Debug` shows neither secret, nor the URL's query, which carries the
+/// state.
 pub struct LoginStart {
     pub url: Url,
     pub state: SecretString,
     pub pkce_verifier: SecretString,
+}
+
+impl std::fmt::Debug for LoginStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut url = self.url.clone();
+        url.set_query(Some("[redacted]"));
+        f.debug_struct("LoginStart")
+            .field("url", &url.as_str())
+            .field("state", &self.state)
+            .field("pkce_verifier", &self.pkce_verifier)
+            .finish()
+    }
 }
 
 /// Why a token request failed. The texts are safe to store and show: they never carry the
@@ -80,6 +95,75 @@ pub enum ExchangeError {
     Invalid(String),
 }
 
+/// Where and how to revoke. RFC 7009 asks clients to insist on https, and `oauth2` enforces
+/// that; the router builds the (small) request itself instead, so that it can revoke at a
+/// loopback provider in tests and development, as it exchanges codes there. The client
+/// authentication is the one `oauth2` uses at the token endpoint: HTTP Basic with the
+/// URL-encoded id and secret when there is a secret, else `client_id` in the body. The
+/// request then goes through the same [`Transport`], so `token_request_format` applies.
+struct Revocation {
+    url: Url,
+    client_id: String,
+    client_secret: Option<SecretString>,
+}
+
+impl Revocation {
+    fn request(&self, hint: &str, token: &SecretString) -> HttpRequest {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token.expose_secret())
+            .append_pair("token_type_hint", hint);
+        let mut request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(self.url.as_str())
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        match &self.client_secret {
+            Some(secret) => {
+                use base64::Engine;
+                let encode = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                let credentials = format!(
+                    "{}:{}",
+                    encode(&self.client_id),
+                    encode(secret.expose_secret())
+                );
+                let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
+                request = request.header(header::AUTHORIZATION, format!("Basic {basic}"));
+            }
+            None => {
+                form.append_pair("client_id", &self.client_id);
+            }
+        }
+        request
+            .body(form.finish().into_bytes())
+            .expect("a request built from a parsed URL and text headers is valid")
+    }
+}
+
+/// RFC 7009 §2.2: 200 means revoked (or unknown, which is as good); anything else carries
+/// an OAuth error, or at least a status.
+fn revocation_outcome(response: HttpResponse) -> Result<(), ExchangeError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let error = serde_json::from_slice::<serde_json::Value>(response.body())
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("answered {status}"));
+    Err(ExchangeError::Rejected(error))
+}
+
+/// The outcome of [`OAuthClient::revoke`].
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    /// Every token was revoked.
+    pub ok: bool,
+    /// What happened, for the audit trail.
+    pub detail: String,
+}
+
 /// A failure of the HTTP exchange itself, as `oauth2` sees it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -95,12 +179,24 @@ impl OAuthClient {
             .set_auth_uri(AuthUrl::new(cfg.auth_url.clone())?)
             .set_token_uri(TokenUrl::new(cfg.token_url.clone())?)
             .set_redirect_uri(RedirectUrl::new(cfg.redirect_uri.clone())?);
+        let revocation = Some(cfg.revocation_url.as_str())
+            .filter(|u| !u.is_empty())
+            .map(|u| -> anyhow::Result<Revocation> {
+                Ok(Revocation {
+                    url: Url::parse(u)?,
+                    client_id: cfg.client_id.clone(),
+                    client_secret: Some(cfg.client_secret.clone())
+                        .filter(|s| !s.expose_secret().is_empty()),
+                })
+            })
+            .transpose()?;
         let client_secret = cfg.client_secret.expose_secret();
         if !client_secret.is_empty() {
             client = client.set_client_secret(ClientSecret::new(client_secret.to_owned()));
         }
         Ok(Self {
             client,
+            revocation,
             transport: Transport {
                 http,
                 format: cfg.token_request_format,
@@ -171,14 +267,54 @@ impl OAuthClient {
         Ok(bundle(&response?, &Scopes::from_db(scope), time::now()))
     }
 
+    /// Withdraws a bundle's tokens at the provider (RFC 7009), the refresh token first as the
+    /// RFC advises. `None` when no `oauth.revocation_url` is configured; otherwise what
+    /// happened, in words fit for the audit trail (never a token).
+    pub async fn revoke(&self, bundle: &TokenBundle) -> Option<Revoked> {
+        let revocation = self.revocation.as_ref()?;
+        let mut tokens = Vec::new();
+        if let Some(refresh) = &bundle.refresh_token {
+            tokens.push(("refresh_token", refresh));
+        }
+        tokens.push(("access_token", &bundle.access_token));
+        let mut failures = Vec::new();
+        for (hint, token) in tokens {
+            let started = Instant::now();
+            let result = self
+                .transport
+                .send(revocation.request(hint, token))
+                .await
+                .map_err(|e| ExchangeError::Unavailable(e.0))
+                .and_then(revocation_outcome);
+            self.record_at(Upstream::RevocationEndpoint, &result, started);
+            if let Err(e) = result {
+                failures.push(format!("{hint}: {e}"));
+            }
+        }
+        Some(if failures.is_empty() {
+            Revoked {
+                ok: true,
+                detail: "the provider revoked the refresh and access tokens".into(),
+            }
+        } else {
+            Revoked {
+                ok: false,
+                detail: format!("the provider did not revoke: {}", failures.join("; ")),
+            }
+        })
+    }
+
     fn record<T>(&self, result: &Result<T, ExchangeError>, started: Instant) {
+        self.record_at(Upstream::TokenEndpoint, result, started);
+    }
+
+    fn record_at<T>(&self, target: Upstream, result: &Result<T, ExchangeError>, started: Instant) {
         let outcome = match result {
             Ok(_) => Outcome::Ok,
             Err(ExchangeError::Rejected(_)) => Outcome::Rejected,
             Err(_) => Outcome::Failed,
         };
-        self.metrics
-            .upstream(Upstream::TokenEndpoint, outcome, started.elapsed());
+        self.metrics.upstream(target, outcome, started.elapsed());
     }
 }
 
@@ -290,5 +426,36 @@ fn bundle(response: &BasicTokenResponse, requested: &Scopes, now: DateTime<Utc>)
         scope,
         expires_at,
         obtained_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> OAuthClient {
+        let cfg = OAuthConfig {
+            client_id: "c".into(),
+            auth_url: "https://provider.example/authorize".into(),
+            token_url: "https://provider.example/token".into(),
+            ..OAuthConfig::default()
+        };
+        OAuthClient::new(&cfg, reqwest::Client::new(), Arc::default()).unwrap()
+    }
+
+    #[test]
+    fn a_login_starts_debug_output_shows_neither_the_state_nor_the_verifier() {
+        let login = client().start_login(&Scopes::default());
+        let debug = format!("{login:?}");
+        assert!(login.url.as_str().contains(login.state.expose_secret()));
+        assert!(!debug.contains(login.state.expose_secret()), "{debug}");
+        assert!(
+            !debug.contains(login.pkce_verifier.expose_secret()),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("https://provider.example/authorize"),
+            "{debug}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use sqlx::{ConnectOptions, Connection};
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::db::keys;
-use crate::startup::open_db;
+use crate::startup::open_db_to_reseal;
 
 /// Validates everything the service would check before binding (the keys included) and
 /// prints the effective configuration as TOML, secrets redacted.
@@ -88,7 +88,7 @@ pub async fn rekey(config: &Config) -> anyhow::Result<()> {
     if !Sealer::from_config(&config.storage)?.is_enabled() {
         anyhow::bail!("rekey needs storage.encryption_key (or storage.encryption_key_file): the key to seal with");
     }
-    let db = open_db(config).await?;
+    let db = open_db_to_reseal(config).await?;
     let key_id = db.sealer().current_id().unwrap_or_default().to_owned();
     let report = keys::rekey(&db).await;
     db.close().await;

@@ -4,8 +4,8 @@
 //! explicit `now` so tests can drive them deterministically; [`run`] calls both on a timer
 //! until shutdown.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -38,8 +38,15 @@ pub async fn purge_once(
     now: DateTime<Utc>,
     cfg: &ReaperConfig,
 ) -> Result<Retained, sqlx::Error> {
-    let age =
-        |secs: u64| now - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+    // The configuration bounds every retention, but the date arithmetic saturates anyway:
+    // an overflow here once panicked the reaper for good.
+    let age = |secs: u64| {
+        i64::try_from(secs)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
     let requests =
         retention::purge_finished_requests(db, age(cfg.retain_terminal_secs), retention::BATCH)
             .await?;
@@ -47,27 +54,66 @@ pub async fn purge_once(
     Ok(Retained { requests, audit })
 }
 
+/// When the reaper last completed a whole pass, so that `/readyz` can tell a reaper that
+/// stopped working (dead, or failing every pass) from one that is merely between passes.
+#[derive(Debug)]
+pub struct Health {
+    last_pass: Mutex<Instant>,
+    /// Past this long without a completed pass, the reaper counts as stalled.
+    allowed: Duration,
+}
+
+/// How many intervals may pass without a completed pass before `/readyz` says so.
+const STALLED_AFTER_INTERVALS: u32 = 3;
+
+impl Health {
+    /// The clock starts now: the first pass runs at once.
+    pub fn new(cfg: &ReaperConfig) -> Self {
+        Self {
+            last_pass: Mutex::new(Instant::now()),
+            allowed: Duration::from_secs(cfg.interval_secs) * STALLED_AFTER_INTERVALS,
+        }
+    }
+
+    fn passed(&self) {
+        *self.last_pass.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// How long since the last completed pass, when that is longer than allowed.
+    pub fn stalled(&self, now: Instant) -> Option<Duration> {
+        let last = *self.last_pass.lock().unwrap_or_else(|e| e.into_inner());
+        let since = now.saturating_duration_since(last);
+        (since > self.allowed).then_some(since)
+    }
+}
+
 /// Runs a pass every `reaper.interval_secs` until `stop` turns true. A failed pass is logged
 /// and the next one tries again: a busy database must not end expiry for the life of the
-/// process.
+/// process. Each completed pass is noted in `health`.
 pub async fn run(
     db: Db,
     cfg: ReaperConfig,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.interval_secs));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => pass(&db, &cfg, &metrics).await,
+            _ = tick.tick() => {
+                if pass(&db, &cfg, &metrics).await {
+                    health.passed();
+                }
+            }
             _ = stop.changed() => break,
         }
     }
     tracing::info!("reaper stopped");
 }
 
-async fn pass(db: &Db, cfg: &ReaperConfig, metrics: &Metrics) {
+/// One pass of expiry and retention; whether both parts completed.
+async fn pass(db: &Db, cfg: &ReaperConfig, metrics: &Metrics) -> bool {
     let now = time::now();
     let expired = reap_once(db, now).await;
     let retained = purge_once(db, now, cfg).await;
@@ -75,6 +121,7 @@ async fn pass(db: &Db, cfg: &ReaperConfig, metrics: &Metrics) {
         expired.as_ref().ok().copied(),
         retained.as_ref().ok().copied(),
     );
+    let completed = expired.is_ok() && retained.is_ok();
     match expired {
         Ok(0) => tracing::debug!("reaper pass: nothing expired"),
         Ok(n) => tracing::info!(expired = n, "reaper pass expired requests"),
@@ -89,4 +136,5 @@ async fn pass(db: &Db, cfg: &ReaperConfig, metrics: &Metrics) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "retention pass failed; retrying next tick"),
     }
+    completed
 }

@@ -14,13 +14,14 @@ use crate::config::Config;
 use crate::control_browser::ControlBrowser;
 use crate::crypto::Sealer;
 use crate::db::batch::InsertBatcher;
+use crate::db::lock::DbLock;
 use crate::db::{keys, Db};
 use crate::domain::secret;
 use crate::metrics::Metrics;
 use crate::oauth::OAuthClient;
-use crate::reaper;
 use crate::routes::{self, AppState, Shared};
-use crate::throttle::{CreateLimiter, PollPacer};
+use crate::throttle::{CreateLimiter, PollPacer, SignInLimiter};
+use crate::{reaper, tasks};
 
 /// How long an outgoing connection may take to open; each call sets its own total timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,16 +29,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// This process's claim on the database file, held until the service has stopped.
+    lock: Option<DbLock>,
 }
 
 impl Application {
-    /// Opens and migrates the database, then binds `bind_addr`.
+    /// Locks, opens and migrates the database, then binds `bind_addr`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let lock = DbLock::acquire(&config.database_url)?;
         let db = open_db(&config).await?;
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on bind_addr {}", config.bind_addr))?;
-        Self::assemble(config, db, listener)
+        Self::assemble(config, db, listener, lock)
     }
 
     /// Like [`build`](Self::build) on a listener the caller bound, so tests can know the
@@ -46,11 +50,17 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        let lock = DbLock::acquire(&config.database_url)?;
         let db = open_db(&config).await?;
-        Self::assemble(config, db, listener)
+        Self::assemble(config, db, listener, lock)
     }
 
-    fn assemble(config: Config, db: Db, listener: TcpListener) -> anyhow::Result<Self> {
+    fn assemble(
+        config: Config,
+        db: Db,
+        listener: TcpListener,
+        lock: Option<DbLock>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             // Following redirects would let a provider or a control browser point the router
             // at any host (the oauth2 crate's SSRF warning).
@@ -66,19 +76,13 @@ impl Application {
             .context("control_browser settings")?;
         let admin_token = match config.admin_token() {
             Some(token) => token.to_owned(),
-            None => {
-                let token = secret::generate().expose_secret().to_owned();
-                tracing::warn!(
-                    admin_token = %token,
-                    "no [admin] token configured; generated one for this run only. \
-                     Set admin.token (or AUTH_ROUTER_ADMIN__TOKEN) to keep one across restarts"
-                );
-                token
-            }
+            None => generated_admin_token(),
         };
         let poll_pacer = PollPacer::new(Duration::from_secs(config.requests.poll_interval_secs));
         let create_limiter = CreateLimiter::new(config.limits.creates_per_minute_per_ip);
         let creates = InsertBatcher::spawn(db.clone());
+        let sign_in_limiter = SignInLimiter::new(config.limits.failed_sign_ins_per_minute_per_ip);
+        let reaper_health = reaper::Health::new(&config.reaper);
         let state = AppState::new(Shared {
             db,
             creates,
@@ -89,9 +93,15 @@ impl Application {
             refresh_locks: Arc::default(),
             poll_pacer: Arc::new(poll_pacer),
             create_limiter: Arc::new(create_limiter),
+            sign_in_limiter: Arc::new(sign_in_limiter),
+            reaper_health: Arc::new(reaper_health),
             metrics,
         });
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            lock,
+        })
     }
 
     /// The application's own database handle (and so its cache), for tests that drive the
@@ -122,16 +132,26 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            state,
+            lock,
+        } = self;
         let db = state.db.clone();
         let (stop_reaper, reaper_stop) = watch::channel(false);
-        let reaper_cfg = state.config.reaper.clone();
-        let reaper = tokio::spawn(reaper::run(
-            db.clone(),
-            reaper_cfg,
-            state.metrics.clone(),
-            reaper_stop,
-        ));
+        let reaper = {
+            let (db, cfg) = (db.clone(), state.config.reaper.clone());
+            let (metrics, health) = (state.metrics.clone(), state.reaper_health.clone());
+            tasks::supervise("reaper", move || {
+                reaper::run(
+                    db.clone(),
+                    cfg.clone(),
+                    metrics.clone(),
+                    health.clone(),
+                    reaper_stop.clone(),
+                )
+            })
+        };
         tracing::info!(addr = %listener.local_addr()?, "claude-auth-router listening");
 
         let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -141,18 +161,52 @@ impl Application {
         let _ = stop_reaper.send(true);
         let _ = reaper.await;
         db.close().await;
+        drop(lock);
         tracing::info!("claude-auth-router stopped");
         served.context("serving HTTP")
     }
 }
 
-/// Opens the database with the configured keys and checks that they open what is stored.
+/// A random admin token for this run. It is written once to stderr as a plain line, for the
+/// person who started the service, and never as a log field: JSON logs go to collectors.
+fn generated_admin_token() -> String {
+    let token = secret::generate().expose_secret().to_owned();
+    eprintln!("{GENERATED_ADMIN_TOKEN_LINE}{token}");
+    tracing::warn!(
+        "no [admin] token configured; generated one for this run only (printed once on \
+         stderr, not logged). Set admin.token (or AUTH_ROUTER_ADMIN__TOKEN) to keep one \
+         across restarts"
+    );
+    token
+}
+
+/// The start of the stderr line that shows a generated admin token.
+pub const GENERATED_ADMIN_TOKEN_LINE: &str = "generated admin token for this run: ";
+
+/// Opens the database with the configured keys and checks that they open what is stored,
+/// and, under `storage.require_sealed`, that nothing is stored unsealed.
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    open_db_checked(config, true).await
+}
+
+/// Like [`open_db`], but lets plaintext rows through: for `rekey`, which seals them.
+pub async fn open_db_to_reseal(config: &Config) -> anyhow::Result<Db> {
+    open_db_checked(config, false).await
+}
+
+async fn open_db_checked(config: &Config, refuse_unsealed: bool) -> anyhow::Result<Db> {
     let sealer = Sealer::from_config(&config.storage)?;
     let db = Db::connect_sealed(&config.database_url, sealer)
         .await
         .with_context(|| format!("cannot open database_url {}", config.database_url))?;
-    let report = match keys::check(&db).await {
+    let checked = keys::check(&db).await.and_then(|report| {
+        if refuse_unsealed && db.sealer().requires_sealed() && report.plaintext > 0 {
+            Err(keys::KeyCheckError::Unsealed(report.plaintext))
+        } else {
+            Ok(report)
+        }
+    });
+    let report = match checked {
         Ok(report) => report,
         Err(e) => {
             db.close().await;

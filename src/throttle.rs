@@ -71,6 +71,8 @@ struct Bucket {
 
 /// Creates per client IP.
 pub type CreateLimiter = RateLimiter<IpAddr>;
+/// Failed console sign-ins per client IP.
+pub type SignInLimiter = RateLimiter<IpAddr>;
 
 impl<K: Eq + Hash + Copy> RateLimiter<K> {
     /// `per_minute` zero turns the limit off.
@@ -83,6 +85,16 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
 
     /// Takes one token for `key`, or says how long until one is there.
     pub fn check(&self, key: K, now: Instant) -> Result<(), Duration> {
+        self.bucket(key, now, true)
+    }
+
+    /// Whether `key` has a token left, without taking it: for budgets that only failures
+    /// spend.
+    pub fn allows(&self, key: K, now: Instant) -> Result<(), Duration> {
+        self.bucket(key, now, false)
+    }
+
+    fn bucket(&self, key: K, now: Instant, take: bool) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -103,7 +115,9 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
         bucket.tokens = refilled.min(capacity);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_sec))
@@ -156,5 +170,16 @@ mod tests {
             "per IP"
         );
         assert!(RateLimiter::new(0).check(ip, t0).is_ok(), "0 turns it off");
+    }
+
+    #[test]
+    fn asking_whether_a_token_is_left_does_not_spend_it() {
+        let limiter = RateLimiter::new(2);
+        let (ip, t0): (IpAddr, Instant) = ("10.0.0.1".parse().unwrap(), Instant::now());
+        for _ in 0..5 {
+            assert!(limiter.allows(ip, t0).is_ok());
+        }
+        assert!(limiter.check(ip, t0).is_ok() && limiter.check(ip, t0).is_ok());
+        assert!(limiter.allows(ip, t0).is_err(), "spent by two checks");
     }
 }

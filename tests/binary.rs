@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use claude_auth_router::startup::GENERATED_ADMIN_TOKEN_LINE;
 use fake_upstream::{BrowserMode, FakeUpstream, Options};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-const ADMIN: &str = "binary-test-admin-token-4242";
+const ADMIN: &str = "binary-test-admin-token-4242-abcdefghij";
 const CLIENT_SECRET: &str = "binary-test-client-secret-77";
 
 /// A free loopback port. Another process could take it before the router binds it; on a
@@ -309,6 +310,40 @@ async fn a_router_killed_mid_flow_finishes_the_flow_after_it_restarts() {
 }
 
 #[tokio::test]
+async fn a_second_serve_on_one_database_is_refused_and_a_kill_9_frees_the_database_at_once() {
+    let dir = TempDir::new().unwrap();
+    let fake = fake().await;
+    let port = free_port();
+    let env = router_env(port, &fake, dir.path());
+    let mut first = Router::start(dir.path(), port, &env, "first.log").await;
+    let mut second_env = env.clone();
+    second_env[0] = (
+        "AUTH_ROUTER_BIND_ADDR",
+        format!("127.0.0.1:{}", free_port()),
+    );
+
+    let second = command(dir.path(), &second_env).output().unwrap();
+
+    assert!(!second.status.success(), "a second serve must not start");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("router.db") && stderr.contains(&format!("pid {}", first.child.id())),
+        "names the database and the holder: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    first.signal(libc::SIGKILL);
+    first.wait_exit().await;
+    let restarted = Router::start(dir.path(), port, &env, "third.log").await;
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", restarted.base))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn no_secret_reaches_the_log_even_at_trace_level() {
     let dir = TempDir::new().unwrap();
     let fake = fake().await;
@@ -378,6 +413,18 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     }
 }
 
+/// The admin token a router printed on its own line of stderr, and that line's log.
+fn generated_admin_token(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with(GENERATED_ADMIN_TOKEN_LINE))
+        .collect();
+    assert_eq!(lines.len(), 1, "printed once, as a plain line: {log}");
+    lines[0][GENERATED_ADMIN_TOKEN_LINE.len()..]
+        .trim()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn the_committed_config_starts_the_service_and_prints_a_generated_admin_token() {
     let dir = TempDir::new().unwrap();
@@ -396,19 +443,45 @@ async fn the_committed_config_starts_the_service_and_prints_a_generated_admin_to
         "the default database file was created"
     );
     let log = router.log();
-    let token = log
-        .split("admin_token=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("a generated admin token is printed");
+    let token = generated_admin_token(&log);
+    assert_eq!(log.matches(token.as_str()).count(), 1, "{log}");
     assert!(log.contains("WARN"), "{log}");
     let list = reqwest::Client::new()
         .get(format!("{}/v1/token-requests", router.base))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
     assert_eq!(list.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_json_logs_the_generated_admin_token_is_a_plain_stderr_line_and_in_no_log_record() {
+    let dir = TempDir::new().unwrap();
+    let fake = fake().await;
+    let port = free_port();
+    let mut env: Vec<_> = router_env(port, &fake, dir.path())
+        .into_iter()
+        .filter(|(k, _)| *k != "AUTH_ROUTER_ADMIN__TOKEN")
+        .collect();
+    env.push(("AUTH_ROUTER_LOG__FORMAT", "json".into()));
+    let mut router = Router::start(dir.path(), port, &env, "router.log").await;
+    router.signal(libc::SIGTERM);
+    router.wait_exit().await;
+
+    let log = router.log();
+    let token = generated_admin_token(&log);
+    for line in log
+        .lines()
+        .filter(|l| !l.starts_with(GENERATED_ADMIN_TOKEN_LINE))
+    {
+        let record: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            !line.contains(token.as_str()),
+            "the token is in a log record: {record}"
+        );
+    }
 }
 
 #[tokio::test]

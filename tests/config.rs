@@ -76,13 +76,19 @@ fn environment_variables_override_nested_keys() {
         jail.create_file("config.toml", "[oauth]\nclient_id = \"from-file\"\nauth_url = \"http://a.example/auth\"\ntoken_url = \"http://a.example/token\"\n")?;
         jail.set_env("AUTH_ROUTER_OAUTH__CLIENT_ID", "from-env");
         jail.set_env("AUTH_ROUTER_REQUESTS__TTL_SECS", "120");
-        jail.set_env("AUTH_ROUTER_ADMIN__TOKEN", "admin-from-env");
+        jail.set_env(
+            "AUTH_ROUTER_ADMIN__TOKEN",
+            "admin-from-env-0123456789abcdefghijkl",
+        );
 
         let config = Config::load(None).expect("loads");
 
         assert_eq!(config.oauth.client_id, "from-env");
         assert_eq!(config.requests.ttl_secs, 120);
-        assert_eq!(config.admin_token(), Some("admin-from-env"));
+        assert_eq!(
+            config.admin_token(),
+            Some("admin-from-env-0123456789abcdefghijkl")
+        );
         Ok(())
     });
 }
@@ -221,4 +227,84 @@ fn a_missing_config_file_named_on_the_command_line_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("does not exist"), "{message}");
+}
+
+const BASE: &str = "[oauth]\nclient_id = \"c\"\nauth_url = \"http://p.example/a\"\ntoken_url = \"http://p.example/t\"\n";
+
+fn error_with_env(key: &str, value: &str) -> String {
+    load_error(|jail| {
+        jail.create_file("config.toml", BASE)?;
+        jail.set_env(key, value);
+        Ok(())
+    })
+}
+
+#[test]
+fn a_callback_path_the_router_already_serves_is_a_configuration_error_not_a_panic() {
+    for path in [
+        "/readyz",
+        "/healthz",
+        "/metrics",
+        "/admin",
+        "/admin/session",
+        "/v1",
+        "/v1/token-requests",
+        "/v1/audit",
+    ] {
+        let message = error_with_env(
+            "AUTH_ROUTER_OAUTH__REDIRECT_URI",
+            &format!("http://127.0.0.1:7777{path}"),
+        );
+        assert!(
+            message.contains("oauth.redirect_uri") && message.contains(path),
+            "{path}: {message}"
+        );
+    }
+}
+
+#[test]
+fn every_duration_key_out_of_range_is_refused_with_its_name() {
+    let huge = u64::MAX.to_string();
+    for key in [
+        "requests.ttl_secs",
+        "requests.poll_interval_secs",
+        "reaper.interval_secs",
+        "reaper.retain_terminal_secs",
+        "reaper.retain_audit_secs",
+        "oauth.timeout_secs",
+        "control_browser.timeout_secs",
+        "limits.request_timeout_secs",
+    ] {
+        let var = format!("AUTH_ROUTER_{}", key.to_uppercase().replace('.', "__"));
+        let message = error_with_env(&var, &huge);
+        assert!(
+            message.contains(key) && message.contains("between"),
+            "{key}: {message}"
+        );
+    }
+    // The value that once overflowed the reaper's date arithmetic.
+    let message = error_with_env(
+        "AUTH_ROUTER_REAPER__RETAIN_TERMINAL_SECS",
+        "9223372036854775",
+    );
+    assert!(message.contains("reaper.retain_terminal_secs"), "{message}");
+}
+
+#[test]
+fn a_configured_admin_token_shorter_than_32_characters_is_refused() {
+    let message = error_with_env(
+        "AUTH_ROUTER_ADMIN__TOKEN",
+        "short-admin-token-31-characters",
+    );
+    assert!(message.contains("admin.token"), "{message}");
+
+    Jail::expect_with(|jail| {
+        jail.create_file("config.toml", BASE)?;
+        jail.set_env(
+            "AUTH_ROUTER_ADMIN__TOKEN",
+            "a-long-enough-admin-token-of-32-c",
+        );
+        Config::load(None).expect("32 characters or more is accepted");
+        Ok(())
+    });
 }

@@ -21,7 +21,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::{ConnectOptions, Connection};
 
-const ADMIN: &str = "crash-test-admin-token";
+const ADMIN: &str = "crash-test-admin-token-0123456789abcdef";
 const KILLS: usize = 12;
 const CLIENTS: usize = 6;
 

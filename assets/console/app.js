@@ -163,7 +163,7 @@ function openRow(r) {
   );
   const code = document.createElement('input');
   code.className = 'code';
-  code.placeholder = 'paste code';
+  code.placeholder = 'paste code#state';
   code.setAttribute('aria-label', 'Authorization code');
   const useCode = button('Use code', 'use-code', () => {
     if (!code.value.trim()) { say('Paste the code the provider showed first.', 'error'); code.focus(); return; }

@@ -7,6 +7,7 @@
 //!   (or `error=access_denied` when the control browser was told to deny).
 //! - `POST /token`: `authorization_code` and `refresh_token` grants, form or JSON bodies,
 //!   client authentication by Basic header or body.
+//! - `POST /revoke`: RFC 7009 token revocation, with the token endpoint's client checks.
 //! - `GET /open-auth?account_id=&auth_url=`: the control browser. It records the call and,
 //!   in the default [`BrowserMode::AutoApprove`], follows the authorize URL to the router's
 //!   callback *before* answering, like a provider that remembers consent.
@@ -103,6 +104,11 @@ pub(crate) struct State {
     opened: Vec<OpenAuth>,
     token_calls: usize,
     secrets: Secrets,
+    /// Tokens the revocation endpoint was asked to revoke, in order.
+    revoked: Vec<String>,
+    revocation_calls: usize,
+    /// The revocation endpoint answers 503.
+    revocation_fails: bool,
 }
 
 #[derive(Clone)]
@@ -124,11 +130,15 @@ impl FakeUpstream {
             opened: Vec::new(),
             token_calls: 0,
             secrets: Secrets::default(),
+            revoked: Vec::new(),
+            revocation_calls: 0,
+            revocation_fails: false,
         }));
         let fake = FakeUpstream { addr, state };
         let app = Router::new()
             .route("/authorize", get(provider::authorize))
             .route("/token", post(provider::token))
+            .route("/revoke", post(provider::revoke))
             .route("/open-auth", get(provider::open_auth))
             .with_state(fake.clone());
         tokio::spawn(async move {
@@ -160,6 +170,25 @@ impl FakeUpstream {
 
     pub fn token_url(&self) -> String {
         format!("{}/token", self.base_url())
+    }
+
+    pub fn revocation_url(&self) -> String {
+        format!("{}/revoke", self.base_url())
+    }
+
+    /// Tokens revoked through the revocation endpoint so far, oldest first.
+    pub fn revoked(&self) -> Vec<String> {
+        self.lock().revoked.clone()
+    }
+
+    /// How many requests reached the revocation endpoint.
+    pub fn revocation_calls(&self) -> usize {
+        self.lock().revocation_calls
+    }
+
+    /// Makes the revocation endpoint answer 503 (or work again).
+    pub fn set_revocation_fails(&self, fails: bool) {
+        self.lock().revocation_fails = fails;
     }
 
     pub fn set_browser_mode(&self, mode: BrowserMode) {

@@ -277,6 +277,54 @@ pub async fn token(
     Json(body).into_response()
 }
 
+/// RFC 7009 revocation: `token` and `token_type_hint`, with the same client
+/// authentication and body formats as the token endpoint. Answers 200 for any token, known
+/// or not, as the RFC says; a known refresh token stops working.
+pub async fn revoke(
+    AxumState(fake): AxumState<FakeUpstream>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(f) = fields(&headers, &body) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "unsupported content type",
+        );
+    };
+    let (_, client_secret) = client_credentials(&headers, &f);
+    let mut s = fake.lock();
+    s.revocation_calls += 1;
+    if s.revocation_fails {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "injected",
+        );
+    }
+    if let Some(expected) = &s.options.client_secret {
+        if client_secret.as_deref() != Some(expected.as_str()) {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "bad client secret",
+            );
+        }
+    }
+    let Some(token) = f.get("token").cloned() else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is missing",
+        );
+    };
+    if let Some(grant) = s.refresh.get_mut(&token) {
+        grant.revoked = true;
+    }
+    s.revoked.push(token);
+    StatusCode::OK.into_response()
+}
+
 pub async fn open_auth(
     AxumState(fake): AxumState<FakeUpstream>,
     Query(q): Query<HashMap<String, String>>,

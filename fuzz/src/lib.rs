@@ -35,7 +35,7 @@ pub fn harness() -> &'static Harness {
             config.oauth.client_id = "fuzz".into();
             config.oauth.auth_url = "http://127.0.0.1:9/authorize".into();
             config.oauth.token_url = "http://127.0.0.1:9/token".into();
-            config.admin.token = secrecy::SecretString::from("fuzz-admin");
+            config.admin.token = secrecy::SecretString::from("fuzz-admin-token-0123456789abcdefghij");
             config.requests.poll_interval_secs = 0;
             config.limits.creates_per_minute_per_ip = 0;
             config.limits.max_open_requests_per_hostname = 0;

@@ -6,7 +6,9 @@
 //! in one transaction and commits once: they share the fsync. Each handler answers only
 //! after that commit, so an acknowledged create is exactly as durable as before.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::requests::{insert_in, Inserted, NewRow};
 use super::{begin, Db};
@@ -33,10 +35,13 @@ pub struct InsertBatcher {
 }
 
 impl InsertBatcher {
-    /// Starts the writer task; it ends when the last `InsertBatcher` is dropped.
+    /// Starts the writer task, supervised: a panic restarts it on the same queue (the
+    /// creates of the batch that panicked fail). It ends when the last `InsertBatcher` is
+    /// dropped.
     pub fn spawn(db: Db) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(db, jobs));
+        let jobs = Arc::new(Mutex::new(jobs));
+        crate::tasks::supervise("create writer", move || writer(db.clone(), jobs.clone()));
         Self { queue }
     }
 
@@ -52,7 +57,8 @@ impl InsertBatcher {
     }
 }
 
-async fn writer(db: Db, mut jobs: mpsc::Receiver<(NewRow, Reply)>) {
+async fn writer(db: Db, jobs: Arc<Mutex<mpsc::Receiver<(NewRow, Reply)>>>) {
+    let mut jobs = jobs.lock().await;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match write(&db, &batch).await {

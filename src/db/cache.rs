@@ -53,14 +53,11 @@ impl RequestCache {
     }
 
     /// Caches `row`, read from a database read that started at `read_started`, unless a
-    /// write to it committed since then.
+    /// write to it (or a bulk write to every row) committed since then.
     pub fn put(&self, id: Uuid, row: Arc<StoredRequest>, read_started: Instant) {
         let mut inner = self.lock();
-        if inner
-            .tombstones
-            .get(&id)
-            .is_some_and(|t| *t >= read_started)
-        {
+        let written_since = |t: Option<&Instant>| t.is_some_and(|t| *t >= read_started);
+        if written_since(inner.tombstones.get(&id)) || written_since(inner.cleared_at.as_ref()) {
             return;
         }
         if inner.entries.len() >= MAX_ENTRIES {
@@ -87,7 +84,9 @@ impl RequestCache {
         inner.tombstones.insert(id, now);
     }
 
-    /// Called after a write that changed many rows at once (the reaper's expiry).
+    /// Called after a write that changed many rows at once (the reaper's expiry, retention):
+    /// drops every entry and leaves a tombstone for every id, so a read that started before
+    /// it cannot cache what it read.
     pub fn forget_all(&self) {
         let mut inner = self.lock();
         inner.entries.clear();
@@ -149,6 +148,22 @@ mod tests {
         assert_eq!(
             cache.get(id, Instant::now()).unwrap().request.status,
             Status::Denied
+        );
+    }
+
+    #[test]
+    fn a_row_read_before_a_bulk_write_committed_is_never_cached() {
+        let cache = RequestCache::default();
+        let id = Uuid::new_v4();
+        let read_started = Instant::now();
+        cache.forget_all(); // the reaper's bulk expiry commits while the read is in flight
+        cache.put(id, row(Status::Pending), read_started);
+        assert!(cache.get(id, Instant::now()).is_none());
+
+        cache.put(id, row(Status::Expired), Instant::now());
+        assert!(
+            cache.get(id, Instant::now()).is_some(),
+            "a later read caches"
         );
     }
 

@@ -24,6 +24,8 @@ pub enum KeyCheckError {
     UnknownKey(String),
     #[error("a stored value sealed with key id {0} does not open: {1}")]
     DoesNotOpen(String, String),
+    #[error("the database holds {0} values stored in plaintext and storage.require_sealed is on (the default with a key); run `claude-auth-router rekey` to seal them first, or set storage.require_sealed = false")]
+    Unsealed(i64),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -175,7 +177,10 @@ async fn reseal(db: &Db, column: &str, id: Uuid, old: &str) -> Result<Option<boo
     if db.sealer.is_current(old) {
         return Ok(None);
     }
-    let plain = db.open(column, id, old)?;
+    let plain = db
+        .sealer
+        .open_any(old, &crate::crypto::aad(column, id))
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let new = db.seal(column, id, plain.expose_secret());
     let hyphenated = id.hyphenated();
     let done = match column {

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod batch;
 pub mod cache;
 pub mod keys;
+pub mod lock;
 pub mod requests;
 pub mod retention;
 pub mod sessions;
@@ -31,6 +32,9 @@ use crate::crypto::{aad, Sealer};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a handler waits for a pooled connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often, and how far apart, [`Db::scrub`] tries its checkpoint: half a second at most.
+const SCRUB_ATTEMPTS: u32 = 20;
+const SCRUB_RETRY: Duration = Duration::from_millis(25);
 /// Readers: enough for the 2-core machines this runs on, where SQLite reads are CPU-bound.
 const READ_CONNECTIONS: u32 = 8;
 
@@ -67,7 +71,10 @@ impl Db {
             // FULL: a commit the API acknowledged survives a power cut, not only a crash.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // What a delete frees is overwritten with zeros, so a revoked or purged token
+            // does not linger in free space; see [`Db::scrub`] for the WAL.
+            .pragma("secure_delete", "ON");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -114,6 +121,27 @@ impl Db {
     /// Whether the database accepts a write now: takes the write lock and lets it go.
     pub async fn ready(&self) -> Result<(), sqlx::Error> {
         begin(self).await?.rollback().await
+    }
+
+    /// Makes deleted secrets unrecoverable from the files, after a revoke or a purge.
+    ///
+    /// `secure_delete` zeroes what a delete frees, but in WAL mode the page as it was (token
+    /// and all) still sits in earlier WAL frames until a checkpoint. A `TRUNCATE` checkpoint
+    /// copies the zeroed pages into the database file and empties the WAL. A reader in the
+    /// middle of a read holds it back, so it retries briefly; `false` if it never completed
+    /// (the next scrub, or SQLite's own checkpoints, finish the job).
+    pub async fn scrub(&self) -> Result<bool, sqlx::Error> {
+        for _ in 0..SCRUB_ATTEMPTS {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.write)
+                .await?;
+            if busy == 0 {
+                return Ok(true);
+            }
+            tokio::time::sleep(SCRUB_RETRY).await;
+        }
+        tracing::warn!("a reader held the WAL checkpoint back; deleted tokens stay in the WAL until the next one");
+        Ok(false)
     }
 
     /// Waits for in-flight statements and closes every connection (and so the WAL).

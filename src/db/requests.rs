@@ -501,28 +501,36 @@ pub async fn claim_for_code(
 }
 
 /// Approves a claimed request and stores its tokens, in one transaction. `false` when the
-/// request moved on (re-selected, denied, cancelled, expired) during the exchange.
+/// request ended (denied, cancelled, expired, or approved by another login) during the
+/// exchange.
+///
+/// A claimed login wins over whatever an operator started meanwhile: once the provider has
+/// sent a code for the account the operator chose, the exchange's tokens are good, and a
+/// re-select (succeeded, failed and restored, or still in flight) must not throw them away.
+/// So this checks the status and the deadline, not the row's version, and puts back the
+/// claim's account and clears any newer login's state. The failure path,
+/// [`fail_claimed`], does check the version, so a failed exchange never ends a newer login.
 pub async fn approve(
     db: &Db,
-    id: Uuid,
-    version: i64,
+    claim: &Claim,
     bundle: &TokenBundle,
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
+    let id = claim.id;
     let mut tx = begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
     let from = Transition::Approve.from_json();
     let done = sqlx::query!(
         "UPDATE auth_requests
-         SET status = 'approved', pkce_verifier = NULL, error = NULL, updated_at = ?1,
-             version = version + 1
-         WHERE id = ?2 AND version = ?3 AND expires_at > ?1
+         SET status = 'approved', account_id = ?1, state_hash = NULL, pkce_verifier = NULL,
+             error = NULL, updated_at = ?2, version = version + 1
+         WHERE id = ?3 AND expires_at > ?2
            AND status IN (SELECT value FROM json_each(?4))",
+        claim.account_id,
         at,
         hyphenated,
-        version,
         from,
     )
     .execute(&mut *tx)
@@ -666,7 +674,8 @@ pub async fn transition(
     Ok(true)
 }
 
-/// Revokes an approved request: its tokens are deleted with the status change.
+/// Revokes an approved request: its tokens are deleted with the status change, and then
+/// scrubbed from the files ([`Db::scrub`]).
 pub async fn revoke(
     db: &Db,
     id: Uuid,
@@ -703,6 +712,7 @@ pub async fn revoke(
     .await?;
     tx.commit().await?;
     db.cache.forget(id);
+    db.scrub().await?;
     Ok(true)
 }
 

@@ -18,18 +18,25 @@ pub struct Purged {
 
 /// Deletes finished requests last changed before `before` (their tokens go with them, by
 /// the foreign key's cascade), oldest first.
+///
+/// An approved request whose tokens were obtained or refreshed since `before` is kept: it is
+/// in use, however long ago it was approved. What is deleted is then dropped from the
+/// request cache (a poll must not see `approved` with no token) and scrubbed from the files
+/// ([`Db::scrub`]), since tokens went with it.
 pub async fn purge_finished_requests(
     db: &Db,
     before: DateTime<Utc>,
     batch: i64,
 ) -> Result<Purged, sqlx::Error> {
     let before = to_db(before);
-    in_batches(batch, || async {
+    let purged = in_batches(batch, || async {
         let done = sqlx::query!(
             "DELETE FROM auth_requests WHERE id IN (
-                 SELECT id FROM auth_requests
-                 WHERE status NOT IN ('pending', 'in_progress') AND updated_at < ?1
-                 ORDER BY updated_at LIMIT ?2)",
+                 SELECT r.id FROM auth_requests r
+                 LEFT JOIN token_bundles t ON t.request_id = r.id
+                 WHERE r.status NOT IN ('pending', 'in_progress') AND r.updated_at < ?1
+                   AND (t.obtained_at IS NULL OR t.obtained_at < ?1)
+                 ORDER BY r.updated_at LIMIT ?2)",
             before,
             batch,
         )
@@ -37,7 +44,12 @@ pub async fn purge_finished_requests(
         .await?;
         Ok(done.rows_affected())
     })
-    .await
+    .await?;
+    if purged.rows > 0 {
+        db.cache.forget_all();
+        db.scrub().await?;
+    }
+    Ok(purged)
 }
 
 /// Deletes audit rows older than `before`, oldest first.

@@ -1,4 +1,6 @@
-//! `admin_sessions`: operator console sign-ins. Only the hash of the cookie is stored.
+//! `admin_sessions`: operator console sign-ins. Only the hash of the cookie is stored, with
+//! the hash of the admin token it was signed in with: a session is only found while that
+//! is still the admin token.
 
 use chrono::{DateTime, Utc};
 
@@ -9,14 +11,17 @@ pub async fn create(
     db: &Db,
     token_hash: &[u8],
     csrf_token: &str,
+    admin_token_hash: &[u8],
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let (now, expires_at) = (to_db(now), to_db(expires_at));
     sqlx::query!(
-        "INSERT INTO admin_sessions (token_hash, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO admin_sessions (token_hash, csrf_token, admin_token_hash, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?)",
         token_hash,
         csrf_token,
+        admin_token_hash,
         now,
         expires_at,
     )
@@ -25,16 +30,20 @@ pub async fn create(
     Ok(())
 }
 
-/// The session's CSRF token, if the session exists and has not expired.
+/// The session's CSRF token, if the session exists, has not expired, and was signed in
+/// with the current admin token.
 pub async fn find(
     db: &Db,
     token_hash: &[u8],
+    admin_token_hash: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Option<String>, sqlx::Error> {
     let now = to_db(now);
     sqlx::query_scalar!(
-        "SELECT csrf_token FROM admin_sessions WHERE token_hash = ? AND expires_at > ?",
+        "SELECT csrf_token FROM admin_sessions
+         WHERE token_hash = ? AND admin_token_hash = ? AND expires_at > ?",
         token_hash,
+        admin_token_hash,
         now,
     )
     .fetch_optional(&db.read)

@@ -19,18 +19,35 @@ const DEFAULT_AUDIT_LIMIT: u32 = 100;
 const MAX_AUDIT_LIMIT: u32 = 1000;
 
 /// `POST /v1/token-requests/{id}/revoke`: an approved request becomes `revoked` and its
-/// stored tokens are deleted in the same transaction.
+/// stored tokens are deleted in the same transaction, then scrubbed from the files.
+///
+/// With `oauth.revocation_url` set, the tokens are first withdrawn at the provider too, so
+/// the copies an employee holds stop working. That happens under the request's refresh
+/// lock, so no refresh can swap in tokens the provider was not told about. A provider
+/// failure is reported (`provider_revoked: false`) and audited, and the local revoke still
+/// happens: the router's copy must go either way.
 pub async fn revoke(
     State(app): State<AppState>,
     _: Admin,
     RequestId(id): RequestId,
 ) -> Result<axum::Json<Value>> {
-    let audit = Audit::new(Actor::Admin, "revoke");
+    let _no_refresh_meanwhile = app.refresh_locks.lock(id).await;
+    let provider = match db::tokens::find(&app.db, id).await? {
+        Some(bundle) => app.oauth.revoke(&bundle).await,
+        None => None,
+    };
+    let mut audit = Audit::new(Actor::Admin, "revoke");
+    if let Some(outcome) = &provider {
+        audit = audit.with_detail(outcome.detail.clone());
+    }
     if db::requests::revoke(&app.db, id, time::now(), &audit).await? {
-        tracing::info!(request_id = %id, "token request revoked; tokens deleted");
-        return Ok(axum::Json(
-            json!({ "request_id": id, "status": Status::Revoked }),
-        ));
+        let provider_revoked = provider.as_ref().map(|p| p.ok);
+        tracing::info!(request_id = %id, ?provider_revoked, "token request revoked; tokens deleted");
+        return Ok(axum::Json(json!({
+            "request_id": id,
+            "status": Status::Revoked,
+            "provider_revoked": provider_revoked,
+        })));
     }
     Err(Error::invalid_status(
         current_status(&app, id).await?,
@@ -45,8 +62,10 @@ pub struct CodeBody {
 }
 
 /// `POST /v1/token-requests/{id}/code`: for providers that show the code to the person
-/// instead of redirecting. Some show `code#state`; the state part, when present, must be
-/// the request's current one. The same single-use rules as the callback apply.
+/// instead of redirecting, as `code#state`. The state part must be the request's current
+/// one: without it, a code from any login (a planted one included) would be taken for this
+/// request's. `oauth.allow_code_without_state` accepts a bare code, for providers that show
+/// no state. The same single-use rules as the callback apply.
 pub async fn submit_code(
     State(app): State<AppState>,
     _: Admin,
@@ -61,6 +80,11 @@ pub async fn submit_code(
     if code.is_empty() || code.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::InvalidRequest(
             "code must be the provider's code, optionally followed by #state".into(),
+        ));
+    }
+    if state.is_none() && !app.config.oauth.allow_code_without_state {
+        return Err(Error::InvalidCode(
+            "paste the code with its state, as the provider shows it: code#state",
         ));
     }
     let status = current_status(&app, id).await?;

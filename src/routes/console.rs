@@ -7,7 +7,10 @@
 //! admin token nowhere. Every change the page makes also sends the session's CSRF token in
 //! `X-CSRF-Token` (checked by the [`Admin`] extractor).
 
-use axum::extract::State;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -70,9 +73,28 @@ pub struct SignIn {
 }
 
 /// `POST /admin/session`: exchanges the admin token for a session cookie.
-pub async fn sign_in(State(app): State<AppState>, Json(body): Json<SignIn>) -> Result<Response> {
+///
+/// Failed attempts are counted per peer address (`limits.failed_sign_ins_per_minute_per_ip`);
+/// past the budget every attempt from that address, right or wrong, is refused with 429
+/// until the budget refills, so the admin token cannot be guessed at network speed.
+pub async fn sign_in(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<SignIn>,
+) -> Result<Response> {
+    let now = Instant::now();
+    let throttled = |retry_after| Error::RateLimited {
+        retry_after,
+        message: "too many failed sign-ins from this address; wait and retry".into(),
+    };
+    app.sign_in_limiter
+        .allows(peer.ip(), now)
+        .map_err(throttled)?;
     if !secret::verify(&body.token, &app.admin_token_hash) {
-        tracing::warn!("console sign-in refused: wrong admin token");
+        tracing::warn!(peer = %peer.ip(), "console sign-in refused: wrong admin token");
+        app.sign_in_limiter
+            .check(peer.ip(), now)
+            .map_err(throttled)?;
         return Err(Error::Unauthorized);
     }
     let session = secret::generate();
@@ -84,6 +106,7 @@ pub async fn sign_in(State(app): State<AppState>, Json(body): Json<SignIn>) -> R
         &app.db,
         &secret::hash(session.expose_secret()),
         csrf.expose_secret(),
+        &app.admin_token_hash,
         now,
         expires_at,
     )
@@ -112,9 +135,14 @@ pub async fn sign_in(State(app): State<AppState>, Json(body): Json<SignIn>) -> R
 /// `GET /admin/session`: what the page needs once signed in, or 401.
 pub async fn session(State(app): State<AppState>, headers: HeaderMap) -> Result<axum::Json<Value>> {
     let cookie = session_cookie(&headers).ok_or(Error::Unauthorized)?;
-    let csrf = db::sessions::find(&app.db, &secret::hash(&cookie), time::now())
-        .await?
-        .ok_or(Error::Unauthorized)?;
+    let csrf = db::sessions::find(
+        &app.db,
+        &secret::hash(&cookie),
+        &app.admin_token_hash,
+        time::now(),
+    )
+    .await?
+    .ok_or(Error::Unauthorized)?;
     Ok(axum::Json(session_body(&app, &csrf)))
 }
 

@@ -105,9 +105,14 @@ where
             };
         }
         let cookie = session_cookie(&parts.headers).ok_or(Error::Unauthorized)?;
-        let csrf = db::sessions::find(&app.db, &secret::hash(&cookie), time::now())
-            .await?
-            .ok_or(Error::Unauthorized)?;
+        let csrf = db::sessions::find(
+            &app.db,
+            &secret::hash(&cookie),
+            &app.admin_token_hash,
+            time::now(),
+        )
+        .await?
+        .ok_or(Error::Unauthorized)?;
         if !parts.method.is_safe() {
             let sent = parts
                 .headers

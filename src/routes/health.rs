@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::AppState;
 use crate::db;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// 200 when the database answers a query.
 pub async fn healthz(State(app): State<AppState>) -> Result<Json<Value>> {
@@ -16,8 +16,16 @@ pub async fn healthz(State(app): State<AppState>) -> Result<Json<Value>> {
     Ok(Json(json!({ "status": "ok" })))
 }
 
-/// 200 when the database accepts a write (it can take SQLite's write lock).
+/// 200 when the database accepts a write (it can take SQLite's write lock) and the reaper
+/// has completed a pass within three intervals: a router whose reaper stopped still
+/// answers, but nothing expires, so it is not ready.
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>> {
+    if let Some(since) = app.reaper_health.stalled(std::time::Instant::now()) {
+        return Err(Error::NotReady(format!(
+            "the reaper has not completed a pass in {} s; see the log",
+            since.as_secs()
+        )));
+    }
     app.db.ready().await?;
     Ok(Json(json!({ "status": "ready" })))
 }

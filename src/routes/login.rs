@@ -2,8 +2,9 @@
 //! code of a claimed login, then approve the request or mark it failed.
 //!
 //! The login was claimed (its state consumed) before this runs, so a replay can never reach
-//! the token endpoint twice. The approval checks the row's version, so an exchange that
-//! finishes after a deny, a cancel, a re-select or the deadline changes nothing.
+//! the token endpoint twice. An exchange that finishes after a deny, a cancel or the
+//! deadline changes nothing; one that finishes after an operator re-selected still wins
+//! (see [`db::requests::approve`]), and one that fails then leaves the newer login alone.
 
 use super::AppState;
 use crate::db;
@@ -28,9 +29,7 @@ pub async fn complete(app: &AppState, claim: Claim, code: &str, actor: Actor) ->
                 .map(|a| format!("account {a}"))
                 .unwrap_or_default();
             let audit = Audit::new(actor, "approve").with_detail(account);
-            if !db::requests::approve(&app.db, id, claim.version, &bundle, time::now(), &audit)
-                .await?
-            {
+            if !db::requests::approve(&app.db, &claim, &bundle, time::now(), &audit).await? {
                 tracing::warn!(request_id = %id, "request moved on during the exchange; tokens dropped");
                 return Err(Error::invalid_status(
                     current_status(app, id).await?,

@@ -38,7 +38,18 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oauth::OAuthClient;
 use crate::single_flight::KeyedLocks;
-use crate::throttle::{CreateLimiter, PollPacer};
+use crate::throttle::{CreateLimiter, PollPacer, SignInLimiter};
+
+/// Paths the router serves besides the callback, and the prefixes under which it serves
+/// more. A callback at one of them would make axum panic at startup on the clash, so the
+/// configuration refuses it first (see [`is_reserved_path`]).
+const FIXED_PATHS: &[&str] = &["/", "/v1", "/admin", "/healthz", "/readyz", "/metrics"];
+const RESERVED_PREFIXES: &[&str] = &["/v1/", "/admin/"];
+
+/// Whether `path` is (or is under) a route the router serves itself.
+pub fn is_reserved_path(path: &str) -> bool {
+    FIXED_PATHS.contains(&path) || RESERVED_PREFIXES.iter().any(|p| path.starts_with(p))
+}
 
 /// The most a request body may hold.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -76,7 +87,11 @@ pub struct Shared {
     pub poll_pacer: Arc<PollPacer>,
     /// The per-IP budget for creating requests.
     pub create_limiter: Arc<CreateLimiter>,
+    /// The per-IP budget of failed console sign-ins.
+    pub sign_in_limiter: Arc<SignInLimiter>,
     pub metrics: Arc<Metrics>,
+    /// When the reaper last completed a pass, for `/readyz`.
+    pub reaper_health: Arc<crate::reaper::Health>,
     /// Creates go through one writer that commits them in groups.
     pub creates: InsertBatcher,
 }
@@ -174,11 +189,11 @@ async fn track(State(app): State<AppState>, request: Request<Body>, next: Next) 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().to_string();
+    let method = crate::metrics::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     app.metrics.http(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed(),

@@ -2,7 +2,7 @@ use fake_upstream::{BrowserMode, TokenFault};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, query_param, spawn_app, ADMIN_TOKEN};
+use crate::helpers::{assert_error, query_param, spawn_app, spawn_app_with, ADMIN_TOKEN};
 
 async fn audit(app: &crate::helpers::TestApp, query: &str) -> reqwest::Response {
     app.http
@@ -167,7 +167,8 @@ async fn revoke_deletes_the_tokens_and_refresh_then_answers_409() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
-        json!({"request_id": created.id, "status": "revoked"})
+        json!({"request_id": created.id, "status": "revoked", "provider_revoked": null}),
+        "no revocation_url: nothing asked of the provider"
     );
     let status = app.status_ok(&created).await;
     assert_eq!(status["status"], "revoked");
@@ -207,12 +208,21 @@ async fn paste(app: &crate::helpers::TestApp, id: &str, code: &str) -> reqwest::
     .await
 }
 
+/// The text a provider's code page shows for this redirect: `code#state`.
+fn shown_code(url: &str) -> String {
+    format!(
+        "{}#{}",
+        query_param(url, "code").unwrap(),
+        query_param(url, "state").unwrap()
+    )
+}
+
 #[tokio::test]
 async fn a_pasted_code_is_exchanged_like_a_callback_and_works_once() {
     let app = spawn_app().await;
     let created = app.create_ok().await;
     let shown = app.callback_url_for(&created.id, 3).await;
-    let code = query_param(&shown, "code").unwrap();
+    let code = shown_code(&shown);
 
     let response = paste(&app, &created.id, &code).await;
 
@@ -248,13 +258,7 @@ async fn a_pasted_code_with_state_must_carry_the_current_state() {
     let created = app.create_ok().await;
     let old = app.callback_url_for(&created.id, 1).await;
     let current = app.callback_url_for(&created.id, 1).await;
-    let with_state = |url: &str| {
-        format!(
-            "{}#{}",
-            query_param(url, "code").unwrap(),
-            query_param(url, "state").unwrap()
-        )
-    };
+    let with_state = |url: &str| shown_code(url);
 
     let stale = paste(&app, &created.id, &with_state(&old)).await;
     let forged = paste(
@@ -291,10 +295,11 @@ async fn a_mismatched_code_fails_the_request_and_bad_bodies_change_nothing() {
     let app = spawn_app().await;
     let pending = app.create_ok().await;
     let created = app.create_ok().await;
-    app.select_and_capture(&created.id, 1).await;
+    let auth_url = app.select_and_capture(&created.id, 1).await;
+    let state = query_param(&auth_url, "state").unwrap();
 
     assert_error(
-        paste(&app, &pending.id, "abc").await,
+        paste(&app, &pending.id, "abc#some-state").await,
         StatusCode::CONFLICT,
         "invalid_status",
     )
@@ -309,10 +314,34 @@ async fn a_mismatched_code_fails_the_request_and_bad_bodies_change_nothing() {
     }
     assert_eq!(app.status_ok(&created).await["status"], "in_progress");
 
-    let wrong = paste(&app, &created.id, "not-the-code").await;
+    let wrong = paste(&app, &created.id, &format!("not-the-code#{state}")).await;
 
     assert_error(wrong, StatusCode::BAD_GATEWAY, "exchange_failed").await;
     let status = app.status_ok(&created).await;
     assert_eq!(status["status"], "error");
     assert!(status["error"].as_str().unwrap().contains("invalid_grant"));
+}
+
+#[tokio::test]
+async fn a_pasted_code_without_its_state_is_refused_unless_the_weaker_mode_is_configured() {
+    let app = spawn_app().await;
+    let created = app.create_ok().await;
+    let shown = app.callback_url_for(&created.id, 1).await;
+    let bare = query_param(&shown, "code").unwrap();
+
+    let refused = paste(&app, &created.id, &bare).await;
+
+    assert_error(refused, StatusCode::BAD_REQUEST, "invalid_code").await;
+    assert_eq!(app.fake.token_calls(), 0, "nothing reached the provider");
+    assert_eq!(app.status_ok(&created).await["status"], "in_progress");
+
+    let weaker = spawn_app_with(|c| c.oauth.allow_code_without_state = true).await;
+    let created = weaker.create_ok().await;
+    let shown = weaker.callback_url_for(&created.id, 1).await;
+    let bare = query_param(&shown, "code").unwrap();
+    assert_eq!(
+        paste(&weaker, &created.id, &bare).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(weaker.status_ok(&created).await["status"], "approved");
 }

@@ -228,3 +228,85 @@ async fn the_overview_lists_open_requests_oldest_first_and_recent_ones_newest_fi
     );
     assert!(!overview.to_string().contains(&first.poll_token));
 }
+
+async fn sign_in_with(app: &TestApp, token: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/admin/session"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_address_with_429_and_retry_after() {
+    let app = spawn_app().await;
+    for _ in 0..10 {
+        let refused = sign_in_with(&app, "a-wrong-guess-of-the-admin-token").await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    let throttled = sign_in_with(&app, "another-wrong-guess").await;
+    let even_right = sign_in_with(&app, ADMIN_TOKEN).await;
+
+    let retry_after: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_error(throttled, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_error(even_right, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(app.count("admin_sessions").await, 0);
+}
+
+#[tokio::test]
+async fn successful_sign_ins_spend_nothing_of_the_failure_budget() {
+    let app = spawn_app().await;
+    for _ in 0..15 {
+        assert_eq!(
+            sign_in_with(&app, ADMIN_TOKEN).await.status(),
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_new_admin_token_ends_every_console_session_made_with_the_old_one() {
+    let mut app = spawn_app().await;
+    let (cookie, _, _) = sign_in(&app).await;
+    let session = |app: &TestApp| {
+        app.http
+            .get(app.url("/admin/session"))
+            .header(COOKIE, cookie.clone())
+            .send()
+    };
+    assert_eq!(session(&app).await.unwrap().status(), StatusCode::OK);
+
+    app.restart().await;
+    assert_eq!(
+        session(&app).await.unwrap().status(),
+        StatusCode::OK,
+        "the same token keeps the session across a restart"
+    );
+    app.restart_with(|c| {
+        c.admin.token = secrecy::SecretString::from("a-rotated-admin-token-0123456789abcdef")
+    })
+    .await
+    .unwrap();
+
+    assert_error(
+        session(&app).await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let listing = app
+        .http
+        .get(app.url("/v1/token-requests"))
+        .header(COOKIE, cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_error(listing, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}

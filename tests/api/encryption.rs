@@ -164,3 +164,50 @@ async fn rotation_with_previous_keys_then_rekey_moves_every_row_to_the_new_key()
     assert_eq!(app.status_ok(&first).await["token"], first_token);
     assert!(app.status_ok(&second).await["token"]["access_token"].is_string());
 }
+
+#[tokio::test]
+async fn with_a_key_plaintext_rows_refuse_the_start_until_rekey_seals_them() {
+    let mut app = spawn_app().await;
+    let approved = app.approved(1).await;
+    let key = new_key();
+
+    let refused = app
+        .restart_with(|c| c.storage.encryption_key = key.clone())
+        .await
+        .unwrap_err();
+
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("storage.require_sealed") && message.contains("rekey"),
+        "{message}"
+    );
+    let lenient = app
+        .restart_with(|c| c.storage.require_sealed = Some(false))
+        .await;
+    assert!(lenient.is_ok(), "the weaker setting lets it start");
+    app.stop().await;
+    let report = claude_auth_router::db::keys::rekey(&app.db_sealed_to_reseal().await)
+        .await
+        .unwrap();
+    assert_eq!(report.resealed, 2, "access and refresh token");
+    app.restart_with(|c| c.storage.require_sealed = None)
+        .await
+        .expect("starts once everything is sealed");
+    assert_eq!(app.status_ok(&approved).await["status"], "approved");
+}
+
+#[tokio::test]
+async fn with_a_key_a_token_planted_in_plaintext_is_never_served() {
+    let app = spawn_app_with(|c| c.storage.encryption_key = new_key()).await;
+    let approved = app.approved(1).await;
+    let pool = app.sql_pool().await;
+    sqlx::query("UPDATE token_bundles SET access_token = 'planted-token'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let response = app.status(&approved.id, &approved.poll_token).await;
+
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("planted-token"), "{text}");
+}

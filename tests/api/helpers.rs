@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789-abcdefghij";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -175,6 +175,13 @@ impl TestApp {
             .await
             .unwrap();
         admin
+    }
+
+    /// Like [`db_sealed`](Self::db_sealed), letting plaintext rows through, as `rekey` does.
+    pub async fn db_sealed_to_reseal(&self) -> Db {
+        claude_auth_router::startup::open_db_to_reseal(&self.config)
+            .await
+            .expect("open db with keys")
     }
 
     pub async fn sql_pool(&self) -> sqlx::SqlitePool {

@@ -21,5 +21,6 @@ mod races;
 mod reaper;
 mod refresh;
 mod restart;
+mod revoke;
 mod select_account;
 mod status_and_admin;

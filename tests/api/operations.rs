@@ -7,7 +7,7 @@ use chrono::Utc;
 use fake_upstream::BrowserMode;
 use reqwest::StatusCode;
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn metrics_after_a_flow_count_requests_statuses_and_upstream_calls() {
@@ -46,6 +46,31 @@ async fn metrics_after_a_flow_count_requests_statuses_and_upstream_calls() {
 }
 
 #[tokio::test]
+async fn invented_http_methods_share_one_metrics_label_instead_of_growing_the_registry() {
+    let app = spawn_app().await;
+    let invented: Vec<String> = (0..40).map(|i| format!("RANDOM{i}X")).collect();
+    for method in &invented {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app
+            .http
+            .request(method, app.url("/v1/token-requests"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    let text = app.get(&app.url("/metrics")).await.text().await.unwrap();
+
+    assert!(
+        !invented.iter().any(|m| text.contains(m.as_str())),
+        "an invented method became a label"
+    );
+    let line = r#"auth_router_http_requests_total{method="other",route="/v1/token-requests",status="405"} 40"#;
+    assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+}
+
+#[tokio::test]
 async fn readyz_needs_a_writable_database_while_healthz_only_needs_an_answer() {
     let app = spawn_app().await;
     assert_eq!(app.get(&app.url("/readyz")).await.status(), StatusCode::OK);
@@ -58,6 +83,40 @@ async fn readyz_needs_a_writable_database_while_healthz_only_needs_an_answer() {
     assert_eq!(healthy.status(), StatusCode::OK);
     sqlx::query("ROLLBACK").execute(&mut admin).await.unwrap();
     assert_eq!(app.get(&app.url("/readyz")).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn readyz_answers_503_when_the_reaper_has_not_completed_a_pass_in_three_intervals() {
+    let app = spawn_app_with(|c| c.reaper.interval_secs = 1).await;
+    assert_eq!(app.get(&app.url("/readyz")).await.status(), StatusCode::OK);
+    let pool = app.sql_pool().await;
+    // Every pass now fails (it cannot drop expired console sessions), while the database
+    // itself stays writable.
+    sqlx::query("ALTER TABLE admin_sessions RENAME TO admin_sessions_away")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+
+    let stalled = app.get(&app.url("/readyz")).await;
+    let body = assert_error(stalled, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("reaper"),
+        "{body}"
+    );
+    assert_eq!(app.get(&app.url("/healthz")).await.status(), StatusCode::OK);
+
+    sqlx::query("ALTER TABLE admin_sessions_away RENAME TO admin_sessions")
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        app.get(&app.url("/readyz")).await.status(),
+        StatusCode::OK,
+        "ready again after a completed pass"
+    );
 }
 
 #[tokio::test]
@@ -241,4 +300,66 @@ async fn a_backup_taken_under_load_opens_and_holds_every_acknowledged_row() {
         .await
         .unwrap_err();
     assert!(format!("{exists:#}").contains("must not exist"));
+}
+
+/// Sets a request's `updated_at` and its bundle's `obtained_at` to `days` ago.
+async fn age_request(pool: &sqlx::SqlitePool, id: &str, updated_days: i64, obtained_days: i64) {
+    let ago = |days| {
+        (Utc::now() - chrono::Duration::days(days))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    sqlx::query("UPDATE auth_requests SET updated_at = ? WHERE id = ?")
+        .bind(ago(updated_days))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE token_bundles SET obtained_at = ? WHERE request_id = ?")
+        .bind(ago(obtained_days))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn retention_keeps_an_approved_request_whose_tokens_were_refreshed_recently() {
+    let app = spawn_app().await;
+    let approved = app.approved(1).await;
+    let pool = app.sql_pool().await;
+    let cfg = app.config.reaper.clone();
+    age_request(&pool, &approved.id, 40, 1).await;
+
+    let kept = claude_auth_router::reaper::purge_once(&app.app_db(), Utc::now(), &cfg)
+        .await
+        .unwrap();
+
+    assert_eq!(kept.requests.rows, 0, "refreshed yesterday: in use");
+    assert_eq!(app.status_ok(&approved).await["status"], "approved");
+    age_request(&pool, &approved.id, 40, 40).await;
+    let purged = claude_auth_router::reaper::purge_once(&app.app_db(), Utc::now(), &cfg)
+        .await
+        .unwrap();
+    assert_eq!(purged.requests.rows, 1, "no token activity for 40 days");
+}
+
+#[tokio::test]
+async fn a_request_deleted_by_retention_is_not_served_from_the_cache() {
+    let app = spawn_app().await;
+    let approved = app.approved(1).await;
+    assert_eq!(app.status_ok(&approved).await["status"], "approved"); // now cached
+    let pool = app.sql_pool().await;
+    age_request(&pool, &approved.id, 40, 40).await;
+
+    claude_auth_router::reaper::purge_once(&app.app_db(), Utc::now(), &app.config.reaper)
+        .await
+        .unwrap();
+
+    assert_error(
+        app.status(&approved.id, &approved.poll_token).await,
+        StatusCode::NOT_FOUND,
+        "request_not_found",
+    )
+    .await;
 }

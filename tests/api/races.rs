@@ -1,6 +1,9 @@
 //! Concurrent actions on one request leave exactly one winner.
 
+use std::time::Duration;
+
 use chrono::Duration as ChronoDuration;
+use fake_upstream::{BrowserMode, TokenFault};
 use futures::future::join_all;
 use reqwest::StatusCode;
 
@@ -109,4 +112,65 @@ async fn concurrent_selects_leave_exactly_one_working_state() {
     }
     assert_eq!(working, 1);
     assert_eq!(app.fake.token_calls(), 1);
+}
+
+/// The interleaving the security review found: a callback claims the login and starts its
+/// exchange; the operator re-selects and the control browser fails, so the request is put
+/// back; then the exchange finishes. The claimed login must win, not be dropped and leave
+/// the request stuck in progress with no state.
+#[tokio::test]
+async fn a_claimed_login_still_wins_when_a_reselect_fails_during_its_exchange() {
+    let app = spawn_app().await;
+    let created = app.create_ok().await;
+    let callback = app.callback_url_for(&created.id, 1).await;
+    app.fake
+        .set_token_fault(Some(TokenFault::Delay(Duration::from_millis(1_200))));
+
+    let exchange = tokio::spawn({
+        let (http, callback) = (app.http.clone(), callback.clone());
+        async move { http.get(callback).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // the state is claimed
+    app.fake.set_browser_mode(BrowserMode::Fail);
+    let reselect = app.select(&created.id, 2).await;
+
+    assert_eq!(
+        reselect.status(),
+        StatusCode::BAD_GATEWAY,
+        "the control browser failed"
+    );
+    assert_eq!(
+        exchange.await.unwrap(),
+        StatusCode::OK,
+        "the login completes"
+    );
+    let status = app.status_ok(&created).await;
+    assert_eq!(status["status"], "approved");
+    assert_eq!(status["account_id"], 1, "the account of the login that won");
+    assert!(status["token"]["access_token"].is_string());
+}
+
+/// The same race with a re-select that works: the claimed login still wins, and the newer
+/// login's state is gone, so its callback cannot approve a second time.
+#[tokio::test]
+async fn a_claimed_login_wins_over_a_reselect_that_opened_a_newer_login() {
+    let app = spawn_app().await;
+    let created = app.create_ok().await;
+    let callback = app.callback_url_for(&created.id, 1).await;
+    app.fake
+        .set_token_fault(Some(TokenFault::Delay(Duration::from_millis(1_200))));
+
+    let exchange = tokio::spawn({
+        let (http, callback) = (app.http.clone(), callback.clone());
+        async move { http.get(callback).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let newer = app.select_and_capture(&created.id, 2).await;
+
+    assert_eq!(exchange.await.unwrap(), StatusCode::OK);
+    app.fake.set_token_fault(None);
+    assert_eq!(app.status_ok(&created).await["account_id"], 1);
+    let late = app.fake.authorize(&newer, 2, false).await;
+    assert_eq!(app.get(&late).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.status_ok(&created).await["account_id"], 1);
 }
