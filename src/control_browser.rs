@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use url::Url;
+use uuid::Uuid;
 
 use crate::config::ControlBrowserConfig;
 use crate::metrics::{Metrics, Outcome, Upstream};
@@ -38,11 +39,18 @@ impl ControlBrowser {
     }
 
     /// Asks the control browser to open `auth_url` in `account_id`'s session
-    /// (`GET /open-auth?account_id=&auth_url=`). Any non-2xx answer, connection error or
-    /// timeout is a failure; the error text never contains the URL, which holds the state.
-    pub async fn open_auth(&self, account_id: u32, auth_url: &Url) -> Result<(), String> {
+    /// (`GET /open-auth?account_id=&auth_url=&request_id=`; the request id is only for the
+    /// control browser's own logs, and an older one ignores it). Any non-2xx answer,
+    /// connection error or timeout is a failure; the error text never contains the URL,
+    /// which holds the state.
+    pub async fn open_auth(
+        &self,
+        account_id: u32,
+        auth_url: &Url,
+        request_id: Uuid,
+    ) -> Result<(), String> {
         let started = Instant::now();
-        let result = self.call(account_id, auth_url).await;
+        let result = self.call(account_id, auth_url, request_id).await;
         let outcome = if result.is_ok() {
             Outcome::Ok
         } else {
@@ -53,11 +61,12 @@ impl ControlBrowser {
         result
     }
 
-    async fn call(&self, account_id: u32, auth_url: &Url) -> Result<(), String> {
+    async fn call(&self, account_id: u32, auth_url: &Url, request_id: Uuid) -> Result<(), String> {
         let mut url = self.open_auth.clone();
         url.query_pairs_mut()
             .append_pair("account_id", &account_id.to_string())
-            .append_pair("auth_url", auth_url.as_str());
+            .append_pair("auth_url", auth_url.as_str())
+            .append_pair("request_id", &request_id.to_string());
         let response = self
             .http
             .get(url)

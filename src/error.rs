@@ -38,6 +38,8 @@ pub enum Error {
     ControlBrowserFailed(String),
     #[error("the token exchange with the provider failed: {0}")]
     ExchangeFailed(String),
+    #[error("the provider logged in {actual}, not {expected}, the address configured for this account; the tokens were discarded. Check which account the control browser's profile is signed in to")]
+    AccountMismatch { expected: String, actual: String },
     #[error("the provider refused to refresh these tokens ({0}); request new ones")]
     RefreshRejected(String),
     #[error("the provider could not be reached or failed: {0}")]
@@ -83,7 +85,9 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::RequestNotFound | Error::RouteNotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Error::InvalidStatus { .. } | Error::RefreshRejected(_) => StatusCode::CONFLICT,
+            Error::InvalidStatus { .. }
+            | Error::RefreshRejected(_)
+            | Error::AccountMismatch { .. } => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::ControlBrowserFailed(_)
@@ -112,6 +116,7 @@ impl Error {
             Error::ControlBrowserFailed(_) => "control_browser_failed",
             Error::ExchangeFailed(_) => "exchange_failed",
             Error::RefreshRejected(_) => "refresh_rejected",
+            Error::AccountMismatch { .. } => "account_mismatch",
             Error::UpstreamFailed(_) => "upstream_failed",
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge => "payload_too_large",

@@ -14,7 +14,9 @@
 //!   validation, token bundles, and how secrets are generated, hashed and compared.
 //! - [`crypto`]: encryption at rest of the tokens and verifiers the router keeps.
 //! - [`db`]: the SQLite pools and one small function per statement.
-//! - [`oauth`]: the `oauth2` client: authorize URLs with PKCE, and the code exchange.
+//! - [`oauth`]: the `oauth2` client: authorize URLs with PKCE, the code exchange, refresh
+//!   and revocation.
+//! - [`egress`]: the outgoing HTTP clients, and which proxy a provider call goes through.
 //! - [`control_browser`]: the client for the Electron app that opens logins per account.
 //! - [`routes`]: the HTTP API, one file per resource.
 //! - [`reaper`]: the background task that expires stale requests.
@@ -34,6 +36,7 @@ pub mod control_browser;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod egress;
 pub mod error;
 pub mod metrics;
 pub mod oauth;

@@ -1,6 +1,6 @@
 //! Wiring: open the database, build the clients and the router, serve, and stop cleanly.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,31 +17,30 @@ use crate::db::batch::InsertBatcher;
 use crate::db::lock::DbLock;
 use crate::db::{keys, Db};
 use crate::domain::secret;
+use crate::egress::Egress;
 use crate::metrics::Metrics;
 use crate::oauth::OAuthClient;
 use crate::routes::{self, AppState, Shared};
 use crate::throttle::{CreateLimiter, PollPacer, SignInLimiter};
 use crate::{reaper, tasks};
 
-/// How long an outgoing connection may take to open; each call sets its own total timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 pub struct Application {
     listener: TcpListener,
+    /// The callback listener (`oauth.callback_bind_addr`), when configured.
+    callback_listener: Option<TcpListener>,
     state: AppState,
     /// This process's claim on the database file, held until the service has stopped.
     lock: Option<DbLock>,
 }
 
 impl Application {
-    /// Locks, opens and migrates the database, then binds `bind_addr`.
+    /// Locks, opens and migrates the database, then binds `bind_addr` (and
+    /// `oauth.callback_bind_addr`, when set).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let lock = DbLock::acquire(&config.database_url)?;
-        let db = open_db(&config).await?;
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on bind_addr {}", config.bind_addr))?;
-        Self::assemble(config, db, listener, lock)
+        Self::build_with_listener(config, listener).await
     }
 
     /// Like [`build`](Self::build) on a listener the caller bound, so tests can know the
@@ -50,30 +49,45 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        let callback =
+            match config.callback_bind_addr() {
+                Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on oauth.callback_bind_addr {addr}")
+                })?),
+                None => None,
+            };
+        Self::build_with_listeners(config, listener, callback).await
+    }
+
+    /// Like [`build_with_listener`](Self::build_with_listener), with the callback listener
+    /// bound by the caller too (it wins over `oauth.callback_bind_addr`).
+    pub async fn build_with_listeners(
+        config: Config,
+        listener: TcpListener,
+        callback_listener: Option<TcpListener>,
+    ) -> anyhow::Result<Self> {
         let lock = DbLock::acquire(&config.database_url)?;
         let db = open_db(&config).await?;
-        Self::assemble(config, db, listener, lock)
+        Self::assemble(config, db, listener, callback_listener, lock)
     }
 
     fn assemble(
         config: Config,
         db: Db,
         listener: TcpListener,
+        callback_listener: Option<TcpListener>,
         lock: Option<DbLock>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            // Following redirects would let a provider or a control browser point the router
-            // at any host (the oauth2 crate's SSRF warning).
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("claude-auth-router/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
+        let egress = Egress::new(&config)?;
         let metrics = Arc::new(Metrics::default());
-        let oauth = OAuthClient::new(&config.oauth, http.clone(), metrics.clone())
-            .context("oauth settings")?;
-        let control_browser = ControlBrowser::new(&config.control_browser, http, metrics.clone())
-            .context("control_browser settings")?;
+        let control_browser = ControlBrowser::new(
+            &config.control_browser,
+            egress.direct().clone(),
+            metrics.clone(),
+        )
+        .context("control_browser settings")?;
+        let oauth =
+            OAuthClient::new(&config.oauth, egress, metrics.clone()).context("oauth settings")?;
         let admin_token = match config.admin_token() {
             Some(token) => token.to_owned(),
             None => generated_admin_token(),
@@ -83,6 +97,7 @@ impl Application {
         let creates = InsertBatcher::spawn(db.clone());
         let sign_in_limiter = SignInLimiter::new(config.limits.failed_sign_ins_per_minute_per_ip);
         let reaper_health = reaper::Health::new(&config.reaper);
+        let submit_token_hash = config.submit_token().map(secret::hash);
         let state = AppState::new(Shared {
             db,
             creates,
@@ -90,6 +105,7 @@ impl Application {
             oauth: Arc::new(oauth),
             control_browser: Arc::new(control_browser),
             admin_token_hash: Arc::new(secret::hash(&admin_token)),
+            submit_token_hash,
             refresh_locks: Arc::default(),
             poll_pacer: Arc::new(poll_pacer),
             create_limiter: Arc::new(create_limiter),
@@ -99,6 +115,7 @@ impl Application {
         });
         Ok(Self {
             listener,
+            callback_listener,
             state,
             lock,
         })
@@ -121,19 +138,27 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The callback listener's address, when there is one.
+    pub fn callback_addr(&self) -> Option<SocketAddr> {
+        self.callback_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes: then stops accepting, finishes the requests in
-    /// flight, stops the reaper and closes the database.
+    /// Serves until `shutdown` completes: then stops accepting on every listener, finishes
+    /// the requests in flight, stops the reaper and closes the database.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let Application {
             listener,
+            callback_listener,
             state,
             lock,
         } = self;
@@ -152,12 +177,42 @@ impl Application {
                 )
             })
         };
+        // One shutdown for every listener.
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let callback = callback_listener.map(|callback_listener| {
+            let app = routes::callback_router(state.clone())
+                .into_make_service_with_connect_info::<SocketAddr>();
+            if let Ok(addr) = callback_listener.local_addr() {
+                tracing::info!(%addr, "callback listener listening");
+            }
+            tokio::spawn(
+                axum::serve(callback_listener, app)
+                    .with_graceful_shutdown(until_stopped())
+                    .into_future(),
+            )
+        });
         tracing::info!(addr = %listener.local_addr()?, "claude-auth-router listening");
-
         let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(until_stopped())
             .await;
+        if let Some(callback) = callback {
+            match callback.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "the callback listener failed"),
+                Err(e) => tracing::error!(error = %e, "the callback listener panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
         let _ = stop_reaper.send(true);
         let _ = reaper.await;
         db.close().await;

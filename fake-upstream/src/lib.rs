@@ -5,6 +5,13 @@
 //!
 //! - `GET /authorize`: validates the request and redirects to `redirect_uri` with a code
 //!   (or `error=access_denied` when the control browser was told to deny).
+//!
+//! With [`Provider::Claude`] (`--provider claude`) it is as strict as Anthropic's server, as
+//! the tools that log in to it document: the authorize request must carry `code=true` and a
+//! redirect to `http://localhost:<port>/callback` or the code page; the token endpoint takes
+//! JSON only and wants the authorize `state` in the body; answers carry
+//! `expires_in: 28800`, `token_type: "Bearer"`, the `account` (with the email the test gave
+//! the account id) and its `organization`.
 //! - `POST /token`: `authorization_code` and `refresh_token` grants, form or JSON bodies,
 //!   client authentication by Basic header or body.
 //! - `POST /revoke`: RFC 7009 token revocation, with the token endpoint's client checks.
@@ -38,9 +45,24 @@ pub enum BrowserMode {
     Hang(Duration),
 }
 
+/// Which provider the fake plays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Provider {
+    /// A plain RFC 6749 provider: form or JSON bodies, no extras.
+    #[default]
+    Generic,
+    /// Anthropic's server, with its quirks (see the crate docs).
+    Claude,
+}
+
+/// The page Anthropic shows `code#state` on, instead of redirecting to a local callback.
+pub const CLAUDE_CODE_PAGE: &str = "https://platform.claude.com/oauth/code/callback";
+
 /// Faults the token endpoint can be told to inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenFault {
+    /// 429, with `Retry-After: N` when given.
+    RateLimited(Option<u64>),
     /// 500 with a JSON error body.
     ServerError,
     /// 200 with a body that is not JSON.
@@ -54,6 +76,8 @@ pub enum TokenFault {
 pub struct OpenAuth {
     pub account_id: u32,
     pub auth_url: String,
+    /// The router's request id, which newer routers send for the control browser's logs.
+    pub request_id: Option<String>,
     /// The status the router's callback answered, in the auto modes.
     pub callback_status: Option<u16>,
 }
@@ -77,10 +101,16 @@ pub struct Options {
     /// Refresh tokens stay valid and refresh answers carry none, as some providers do.
     /// Default: rotation, each refresh token works once.
     pub no_rotation: bool,
+    /// Which provider to play.
+    pub provider: Provider,
+    /// The email of each account id, as the Claude token response names it (default
+    /// `account-<id>@fake.example`).
+    pub emails: HashMap<u32, String>,
 }
 
 pub(crate) struct Issued {
     client_id: String,
+    state: String,
     redirect_uri: String,
     challenge: String,
     scope: String,
@@ -109,6 +139,11 @@ pub(crate) struct State {
     revocation_calls: usize,
     /// The revocation endpoint answers 503.
     revocation_fails: bool,
+    /// Where the control browser submits a code its code page showed: the router's base URL
+    /// and the submit token.
+    code_submitter: Option<(String, String)>,
+    /// Texts the code page showed (`code#state`), oldest first.
+    shown_codes: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -133,6 +168,8 @@ impl FakeUpstream {
             revoked: Vec::new(),
             revocation_calls: 0,
             revocation_fails: false,
+            code_submitter: None,
+            shown_codes: Vec::new(),
         }));
         let fake = FakeUpstream { addr, state };
         let app = Router::new()
@@ -184,6 +221,22 @@ impl FakeUpstream {
     /// How many requests reached the revocation endpoint.
     pub fn revocation_calls(&self) -> usize {
         self.lock().revocation_calls
+    }
+
+    /// Gives account `id` the email the Claude token response names.
+    pub fn set_account_email(&self, id: u32, email: &str) {
+        self.lock().options.emails.insert(id, email.to_owned());
+    }
+
+    /// In the auto modes, a login that lands on the code page is submitted to the router's
+    /// `POST /v1/codes` with this submit token, as the Electron app does.
+    pub fn set_code_submitter(&self, router_base: &str, submit_token: &str) {
+        self.lock().code_submitter = Some((router_base.to_owned(), submit_token.to_owned()));
+    }
+
+    /// What the code page showed so far (`code#state`), oldest first.
+    pub fn shown_codes(&self) -> Vec<String> {
+        self.lock().shown_codes.clone()
     }
 
     /// Makes the revocation endpoint answer 503 (or work again).

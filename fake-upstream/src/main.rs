@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use fake_upstream::{BrowserMode, FakeUpstream, Options};
+use fake_upstream::{BrowserMode, FakeUpstream, Options, Provider};
 
-const USAGE: &str = "usage: fake-upstream [--listen ADDR] [--mode auto-approve|auto-deny|record|fail] [--client-secret S]";
+const USAGE: &str = "usage: fake-upstream [--listen ADDR] [--mode auto-approve|auto-deny|record|fail] [--client-secret S] [--provider generic|claude] [--email ACCOUNT_ID=ADDRESS]...";
 
 #[tokio::main]
 async fn main() {
@@ -21,6 +21,21 @@ async fn main() {
         match arg.as_str() {
             "--listen" => listen = value(),
             "--client-secret" => options.client_secret = Some(value()),
+            "--provider" => {
+                options.provider = match value().as_str() {
+                    "generic" => Provider::Generic,
+                    "claude" => Provider::Claude,
+                    other => exit(&format!("unknown provider {other}")),
+                }
+            }
+            "--email" => {
+                let pair = value();
+                let (id, email) = pair
+                    .split_once('=')
+                    .and_then(|(id, e)| Some((id.parse::<u32>().ok()?, e.to_owned())))
+                    .unwrap_or_else(|| exit("--email takes ACCOUNT_ID=ADDRESS"));
+                options.emails.insert(id, email);
+            }
             "--mode" => {
                 mode = match value().as_str() {
                     "auto-approve" => BrowserMode::AutoApprove,

@@ -12,7 +12,10 @@ use rand::RngCore;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::{BrowserMode, FakeUpstream, Issued, OpenAuth, RefreshGrant, TokenFault};
+use crate::{
+    BrowserMode, FakeUpstream, Issued, OpenAuth, Provider, RefreshGrant, TokenFault,
+    CLAUDE_CODE_PAGE,
+};
 
 /// Which account the fake control browser is acting as, on the authorize request.
 const ACCOUNT_HEADER: &str = "x-fake-account";
@@ -56,6 +59,21 @@ pub async fn authorize(
         )
             .into_response();
     }
+    let claude = fake.lock().options.provider == Provider::Claude;
+    if claude && get("code") != "true" {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Claude's authorize needs code=true",
+        )
+            .into_response();
+    }
+    if claude && !claude_redirect(&target) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Claude accepts only http://localhost:<port>/callback or its code page as redirect_uri",
+        )
+            .into_response();
+    }
     let account = headers
         .get(ACCOUNT_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -77,6 +95,7 @@ pub async fn authorize(
             code.clone(),
             Issued {
                 client_id: get("client_id"),
+                state: state.clone(),
                 redirect_uri,
                 challenge: get("code_challenge"),
                 scope: get("scope"),
@@ -90,6 +109,15 @@ pub async fn authorize(
         .append_pair("code", &code)
         .append_pair("state", &state);
     Redirect::to(target.as_str()).into_response()
+}
+
+/// The redirects Anthropic accepts for Claude Code's client.
+fn claude_redirect(target: &url::Url) -> bool {
+    let local = target.scheme() == "http"
+        && target.host_str() == Some("localhost")
+        && target.port().is_some()
+        && target.path() == "/callback";
+    local || target.as_str().split('?').next() == Some(CLAUDE_CODE_PAGE)
 }
 
 /// Reads a form or JSON body into string fields, as a real provider would accept either.
@@ -167,7 +195,32 @@ pub async fn token(
                 .into_response()
         }
         Some(TokenFault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(TokenFault::RateLimited(retry_after)) => {
+            let mut response = oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "injected",
+            );
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.to_string().parse().unwrap());
+            }
+            return response;
+        }
         None => {}
+    }
+    let claude = fake.lock().options.provider == Provider::Claude;
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if claude && !json_body {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the token endpoint takes JSON only",
+        );
     }
     let Some(f) = fields(&headers, &body) else {
         return oauth_error(
@@ -220,6 +273,13 @@ pub async fn token(
                     "redirect_uri or client_id mismatch",
                 );
             }
+            if claude && issued.state != get("state") {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "state must be the authorize request's",
+                );
+            }
             (issued.scope.clone(), issued.account)
         }
         "refresh_token" => {
@@ -256,12 +316,23 @@ pub async fn token(
     };
     let access = random(&format!("fake-at-{account}-"));
     s.secrets.access_tokens.push(access.clone());
+    let default_expiry = if claude { 28800 } else { 3600 };
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": s.options.expires_in.unwrap_or(3600),
+        "expires_in": s.options.expires_in.unwrap_or(default_expiry),
         "scope": scope,
     });
+    if claude {
+        let email = s
+            .options
+            .emails
+            .get(&account)
+            .cloned()
+            .unwrap_or_else(|| format!("account-{account}@fake.example"));
+        body["account"] = json!({ "uuid": format!("acct-{account}"), "email_address": email });
+        body["organization"] = json!({ "uuid": "org-fake", "name": "Fake Team" });
+    }
     if issue_refresh {
         let refresh = random("fake-rt-");
         s.secrets.refresh_tokens.push(refresh.clone());
@@ -336,9 +407,11 @@ pub async fn open_auth(
         return (StatusCode::BAD_REQUEST, "need account_id and auth_url").into_response();
     };
     let mode = fake.lock().mode;
+    let request_id = q.get("request_id").cloned();
+    let record = |status| record(&fake, account_id, &auth_url, request_id.clone(), status);
     let callback_status = match mode {
         BrowserMode::Fail => {
-            record(&fake, account_id, &auth_url, None);
+            record(None);
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "control browser exploded",
@@ -352,20 +425,27 @@ pub async fn open_auth(
         BrowserMode::Record => None,
         BrowserMode::AutoApprove | BrowserMode::AutoDeny => {
             let deny = mode == BrowserMode::AutoDeny;
-            match follow(&auth_url, account_id, deny).await {
+            match follow(&fake, &auth_url, account_id, deny).await {
                 Ok(status) => Some(status),
                 Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
             }
         }
     };
-    record(&fake, account_id, &auth_url, callback_status);
+    record(callback_status);
     Json(json!({ "opened": true, "account_id": account_id })).into_response()
 }
 
-fn record(fake: &FakeUpstream, account_id: u32, auth_url: &str, callback_status: Option<u16>) {
+fn record(
+    fake: &FakeUpstream,
+    account_id: u32,
+    auth_url: &str,
+    request_id: Option<String>,
+    callback_status: Option<u16>,
+) {
     let opened = OpenAuth {
         account_id,
         auth_url: auth_url.to_owned(),
+        request_id,
         callback_status,
     };
     fake.lock().opened.push(opened);
@@ -407,9 +487,43 @@ pub async fn authorize_redirect(
         })
 }
 
-/// What a browser does: authorize, then follow the redirect to the router's callback.
-async fn follow(auth_url: &str, account: u32, deny: bool) -> Result<u16, String> {
+/// What a browser does: authorize, then follow the redirect to the router's callback. A
+/// redirect to Claude's code page is never followed (it is not on this machine): the page's
+/// `code#state` is recorded and, when a submitter is set, sent to the router's
+/// `POST /v1/codes`, as the Electron app does.
+async fn follow(
+    fake: &FakeUpstream,
+    auth_url: &str,
+    account: u32,
+    deny: bool,
+) -> Result<u16, String> {
     let callback = authorize_redirect(auth_url, account, deny).await?;
+    if callback.starts_with(CLAUDE_CODE_PAGE) {
+        let url = url::Url::parse(&callback).map_err(|e| e.to_string())?;
+        let param = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let shown = format!("{}#{}", param("code"), param("state"));
+        let submitter = {
+            let mut s = fake.lock();
+            s.shown_codes.push(shown.clone());
+            s.code_submitter.clone()
+        };
+        let Some((router, token)) = submitter else {
+            return Ok(200);
+        };
+        let response = client()
+            .post(format!("{router}/v1/codes"))
+            .bearer_auth(token)
+            .json(&json!({ "code": shown }))
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        return Ok(response.status().as_u16());
+    }
     let response = client()
         .get(&callback)
         .send()

@@ -173,6 +173,53 @@ impl TryFrom<RequestRow> for StoredRequest {
     }
 }
 
+/// A request as listings show it, with whose tokens it got, when the provider said.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub request: TokenRequest,
+    pub account_email: Option<String>,
+    pub organization_name: Option<String>,
+}
+
+/// The columns of a listing: a request and, for an approved one, its bundle's identity.
+struct ListRow {
+    id: uuid::fmt::Hyphenated,
+    client_name: String,
+    hostname: String,
+    scopes: String,
+    status: String,
+    account_id: Option<u32>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    account_email: Option<String>,
+    organization_name: Option<String>,
+}
+
+impl TryFrom<ListRow> for Listed {
+    type Error = sqlx::Error;
+
+    fn try_from(r: ListRow) -> Result<Self, sqlx::Error> {
+        Ok(Listed {
+            request: TokenRequest {
+                id: r.id.into_uuid(),
+                client_name: r.client_name,
+                hostname: r.hostname,
+                scopes: Scopes::from_db(&r.scopes),
+                status: decode("status", &r.status)?,
+                account_id: r.account_id,
+                error: r.error,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                expires_at: r.expires_at,
+            },
+            account_email: r.account_email,
+            organization_name: r.organization_name,
+        })
+    }
+}
+
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, sqlx::Error> {
     let id = id.hyphenated();
     let row = sqlx::query_as!(
@@ -206,78 +253,68 @@ pub async fn find_cached(db: &Db, id: Uuid) -> Result<Option<Arc<StoredRequest>>
 }
 
 /// Newest first, optionally of one status.
-pub async fn list(
-    db: &Db,
-    status: Option<Status>,
-    limit: u32,
-) -> Result<Vec<TokenRequest>, sqlx::Error> {
+pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Listed>, sqlx::Error> {
     let status = status.map(Status::as_str);
     let rows = sqlx::query_as!(
-        RequestRow,
-        r#"SELECT id AS "id: uuid::fmt::Hyphenated", client_name, hostname, scopes, status,
-                  account_id AS "account_id: u32", error,
-                  created_at AS "created_at: DateTime<Utc>",
-                  updated_at AS "updated_at: DateTime<Utc>",
-                  expires_at AS "expires_at: DateTime<Utc>",
-                  poll_token_hash
-           FROM auth_requests
-           WHERE ?1 IS NULL OR status = ?1
-           ORDER BY created_at DESC, id DESC
+        ListRow,
+        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
+                  r.status, r.account_id AS "account_id: u32", r.error,
+                  r.created_at AS "created_at: DateTime<Utc>",
+                  r.updated_at AS "updated_at: DateTime<Utc>",
+                  r.expires_at AS "expires_at: DateTime<Utc>",
+                  t.account_email AS "account_email?", t.organization_name AS "organization_name?"
+           FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
+           WHERE ?1 IS NULL OR r.status = ?1
+           ORDER BY r.created_at DESC, r.id DESC
            LIMIT ?2"#,
         status,
         limit,
     )
     .fetch_all(&db.read)
     .await?;
-    rows.into_iter()
-        .map(|r| Ok(StoredRequest::try_from(r)?.request))
-        .collect()
+    rows.into_iter().map(Listed::try_from).collect()
 }
 
 /// Open requests (pending, in progress), oldest first: what waits for an operator.
-pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<TokenRequest>, sqlx::Error> {
+pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> {
     let rows = sqlx::query_as!(
-        RequestRow,
-        r#"SELECT id AS "id: uuid::fmt::Hyphenated", client_name, hostname, scopes, status,
-                  account_id AS "account_id: u32", error,
-                  created_at AS "created_at: DateTime<Utc>",
-                  updated_at AS "updated_at: DateTime<Utc>",
-                  expires_at AS "expires_at: DateTime<Utc>",
-                  poll_token_hash
-           FROM auth_requests
-           WHERE status IN ('pending', 'in_progress')
-           ORDER BY created_at ASC, id ASC
+        ListRow,
+        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
+                  r.status, r.account_id AS "account_id: u32", r.error,
+                  r.created_at AS "created_at: DateTime<Utc>",
+                  r.updated_at AS "updated_at: DateTime<Utc>",
+                  r.expires_at AS "expires_at: DateTime<Utc>",
+                  t.account_email AS "account_email?", t.organization_name AS "organization_name?"
+           FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
+           WHERE r.status IN ('pending', 'in_progress')
+           ORDER BY r.created_at ASC, r.id ASC
            LIMIT ?"#,
         limit,
     )
     .fetch_all(&db.read)
     .await?;
-    rows.into_iter()
-        .map(|r| Ok(StoredRequest::try_from(r)?.request))
-        .collect()
+    rows.into_iter().map(Listed::try_from).collect()
 }
 
 /// Finished requests, most recently changed first: the console's history.
-pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<TokenRequest>, sqlx::Error> {
+pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> {
     let rows = sqlx::query_as!(
-        RequestRow,
-        r#"SELECT id AS "id: uuid::fmt::Hyphenated", client_name, hostname, scopes, status,
-                  account_id AS "account_id: u32", error,
-                  created_at AS "created_at: DateTime<Utc>",
-                  updated_at AS "updated_at: DateTime<Utc>",
-                  expires_at AS "expires_at: DateTime<Utc>",
-                  poll_token_hash
-           FROM auth_requests
-           WHERE status NOT IN ('pending', 'in_progress')
-           ORDER BY updated_at DESC, id DESC
+        ListRow,
+        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
+                  r.status, r.account_id AS "account_id: u32", r.error,
+                  r.created_at AS "created_at: DateTime<Utc>",
+                  r.updated_at AS "updated_at: DateTime<Utc>",
+                  r.expires_at AS "expires_at: DateTime<Utc>",
+                  t.account_email AS "account_email?", t.organization_name AS "organization_name?"
+           FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
+           WHERE r.status NOT IN ('pending', 'in_progress')
+           ORDER BY r.updated_at DESC, r.id DESC
            LIMIT ?"#,
         limit,
     )
     .fetch_all(&db.read)
     .await?;
-    rows.into_iter()
-        .map(|r| Ok(StoredRequest::try_from(r)?.request))
-        .collect()
+    rows.into_iter().map(Listed::try_from).collect()
 }
 
 /// How many requests the database holds in each status (for `/metrics`).

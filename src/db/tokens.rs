@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{audit, begin, Db, ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::domain::time::to_db;
-use crate::domain::{Audit, Status, TokenBundle};
+use crate::domain::{Audit, Identity, Status, TokenBundle};
 
 /// A bundle's columns as stored: the tokens sealed for their place, the times as text.
 struct Stored {
@@ -44,10 +44,12 @@ pub async fn insert(
         expires_at,
         obtained_at,
     } = stored(db, request_id, bundle);
+    let who = &bundle.identity;
     sqlx::query!(
         "INSERT INTO token_bundles
-             (request_id, access_token, refresh_token, token_type, scope, expires_at, obtained_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+             (request_id, access_token, refresh_token, token_type, scope, expires_at, obtained_at,
+              account_uuid, account_email, organization_uuid, organization_name)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         id,
         access,
         refresh,
@@ -55,6 +57,10 @@ pub async fn insert(
         bundle.scope,
         expires_at,
         obtained_at,
+        who.account_uuid,
+        who.account_email,
+        who.organization_uuid,
+        who.organization_name,
     )
     .execute(conn)
     .await?;
@@ -66,7 +72,8 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, sqlx
     let row = sqlx::query!(
         r#"SELECT access_token, refresh_token, token_type, scope,
                   expires_at AS "expires_at: DateTime<Utc>",
-                  obtained_at AS "obtained_at: DateTime<Utc>"
+                  obtained_at AS "obtained_at: DateTime<Utc>",
+                  account_uuid, account_email, organization_uuid, organization_name
            FROM token_bundles WHERE request_id = ?"#,
         id,
     )
@@ -83,6 +90,12 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, sqlx
         scope: r.scope,
         expires_at: r.expires_at,
         obtained_at: r.obtained_at,
+        identity: Identity {
+            account_uuid: r.account_uuid,
+            account_email: r.account_email,
+            organization_uuid: r.organization_uuid,
+            organization_name: r.organization_name,
+        },
     }))
 }
 
@@ -117,7 +130,8 @@ pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshSt
 }
 
 /// Stores refreshed tokens if the bundle is still at `generation`. A provider that sends no
-/// new refresh token keeps the old one working, so `None` keeps the stored one.
+/// new refresh token keeps the old one working, so `None` keeps the stored one; likewise
+/// for the account and organization.
 pub async fn store_refreshed(
     db: &Db,
     request_id: Uuid,
@@ -133,10 +147,15 @@ pub async fn store_refreshed(
         expires_at,
         obtained_at,
     } = stored(db, request_id, bundle);
+    let who = &bundle.identity;
     let done = sqlx::query!(
         "UPDATE token_bundles
          SET access_token = ?1, refresh_token = COALESCE(?2, refresh_token), token_type = ?3,
-             scope = ?4, expires_at = ?5, obtained_at = ?6, generation = generation + 1
+             scope = ?4, expires_at = ?5, obtained_at = ?6, generation = generation + 1,
+             account_uuid = COALESCE(?9, account_uuid),
+             account_email = COALESCE(?10, account_email),
+             organization_uuid = COALESCE(?11, organization_uuid),
+             organization_name = COALESCE(?12, organization_name)
          WHERE request_id = ?7 AND generation = ?8 AND refresh_error IS NULL",
         access,
         refresh,
@@ -146,6 +165,10 @@ pub async fn store_refreshed(
         obtained_at,
         id,
         generation,
+        who.account_uuid,
+        who.account_email,
+        who.organization_uuid,
+        who.organization_name,
     )
     .execute(&mut *tx)
     .await?;

@@ -11,6 +11,9 @@ pub enum Actor {
     /// The OAuth provider, through the callback or the token endpoint.
     Provider,
     Reaper,
+    /// The control browser, submitting a code its provider page showed (with the submit
+    /// token).
+    ControlBrowser,
 }
 
 impl fmt::Display for Actor {
@@ -20,6 +23,7 @@ impl fmt::Display for Actor {
             Actor::Admin => f.write_str("admin"),
             Actor::Provider => f.write_str("provider"),
             Actor::Reaper => f.write_str("reaper"),
+            Actor::ControlBrowser => f.write_str("control_browser"),
         }
     }
 }

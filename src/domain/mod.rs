@@ -13,4 +13,4 @@ pub use audit::{Actor, Audit};
 pub use request::{NewTokenRequest, TokenRequest};
 pub use scopes::Scopes;
 pub use status::{Status, Transition};
-pub use token::TokenBundle;
+pub use token::{Identity, TokenBundle};

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use serde::Serialize;
 
 /// What the provider gave for one approved request. `Debug` shows no token.
 #[derive(Debug, Clone)]
@@ -14,4 +15,16 @@ pub struct TokenBundle {
     /// When the access token stops working, from the provider's `expires_in`.
     pub expires_at: Option<DateTime<Utc>>,
     pub obtained_at: DateTime<Utc>,
+    /// Whose tokens these are, when the provider said.
+    pub identity: Identity,
+}
+
+/// The provider's account and organization behind a bundle, when its token response names
+/// them (Anthropic's does). Not secrets, but kept out of the logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub account_uuid: Option<String>,
+    pub account_email: Option<String>,
+    pub organization_uuid: Option<String>,
+    pub organization_name: Option<String>,
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::extract::{Admin, Json, RequestId};
+use super::extract::{Admin, CodeSubmitter, Json, RequestId};
 use super::login::{complete, current_status};
 use super::AppState;
 use crate::db;
@@ -32,8 +32,11 @@ pub async fn revoke(
     RequestId(id): RequestId,
 ) -> Result<axum::Json<Value>> {
     let _no_refresh_meanwhile = app.refresh_locks.lock(id).await;
+    let account = db::requests::find(&app.db, id)
+        .await?
+        .and_then(|r| r.request.account_id);
     let provider = match db::tokens::find(&app.db, id).await? {
-        Some(bundle) => app.oauth.revoke(&bundle).await,
+        Some(bundle) => app.oauth.revoke(&bundle, account).await,
         None => None,
     };
     let mut audit = Audit::new(Actor::Admin, "revoke");
@@ -65,23 +68,15 @@ pub struct CodeBody {
 /// instead of redirecting, as `code#state`. The state part must be the request's current
 /// one: without it, a code from any login (a planted one included) would be taken for this
 /// request's. `oauth.allow_code_without_state` accepts a bare code, for providers that show
-/// no state. The same single-use rules as the callback apply.
+/// no state. The same single-use rules as the callback apply. An admin or the control
+/// browser's submit token may call it.
 pub async fn submit_code(
     State(app): State<AppState>,
-    _: Admin,
+    CodeSubmitter(actor): CodeSubmitter,
     RequestId(id): RequestId,
     Json(body): Json<CodeBody>,
 ) -> Result<axum::Json<Value>> {
-    let pasted = body.code.trim();
-    let (code, state) = match pasted.split_once('#') {
-        Some((code, state)) => (code.trim(), Some(state.trim()).filter(|s| !s.is_empty())),
-        None => (pasted, None),
-    };
-    if code.is_empty() || code.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::InvalidRequest(
-            "code must be the provider's code, optionally followed by #state".into(),
-        ));
-    }
+    let (code, state) = pasted(&body.code)?;
     if state.is_none() && !app.config.oauth.allow_code_without_state {
         return Err(Error::InvalidCode(
             "paste the code with its state, as the provider shows it: code#state",
@@ -97,8 +92,45 @@ pub async fn submit_code(
         .ok_or(Error::InvalidCode(
             "the code's state is not the current login's, or this login was already used",
         ))?;
-    let status = complete(&app, claim, code, Actor::Admin).await?;
+    let status = complete(&app, claim, code, state, actor).await?;
     Ok(axum::Json(json!({ "request_id": id, "status": status })))
+}
+
+/// `POST /v1/codes` with `{"code": "<code>#<state>"}`: the same as the per-request endpoint,
+/// for a control browser that holds the provider page's text but not the request id. The
+/// state is the key, so it is required; an unknown or used one is 400 `invalid_code`.
+pub async fn submit_code_by_state(
+    State(app): State<AppState>,
+    CodeSubmitter(actor): CodeSubmitter,
+    Json(body): Json<CodeBody>,
+) -> Result<axum::Json<Value>> {
+    let (code, state) = pasted(&body.code)?;
+    let state = state.ok_or(Error::InvalidCode(
+        "send the code with its state, as the provider shows it: code#state",
+    ))?;
+    let claim = db::requests::claim_state(&app.db, &secret::hash(state), time::now())
+        .await?
+        .ok_or(Error::InvalidCode(
+            "no login is waiting for this state: it is unknown, used or expired",
+        ))?;
+    let id = claim.id;
+    let status = complete(&app, claim, code, Some(state), actor).await?;
+    Ok(axum::Json(json!({ "request_id": id, "status": status })))
+}
+
+/// Splits pasted text into the code and, when present, the state after `#`.
+fn pasted(text: &str) -> Result<(&str, Option<&str>)> {
+    let text = text.trim();
+    let (code, state) = match text.split_once('#') {
+        Some((code, state)) => (code.trim(), Some(state.trim()).filter(|s| !s.is_empty())),
+        None => (text, None),
+    };
+    if code.is_empty() || code.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::InvalidRequest(
+            "code must be the provider's code, followed by #state".into(),
+        ));
+    }
+    Ok((code, state))
 }
 
 #[derive(Deserialize)]

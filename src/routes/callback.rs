@@ -60,7 +60,7 @@ pub async fn callback(
         .ok_or(Error::InvalidCallback(
             "the state is unknown, used or expired",
         ))?;
-    complete(&app, claim, &code, Actor::Provider).await?;
+    complete(&app, claim, &code, Some(&state), Actor::Provider).await?;
     Ok(page("Login complete. You may close this window."))
 }
 

@@ -164,8 +164,15 @@ pub async fn sign_out(
     Ok(response)
 }
 
+/// The CSRF token, and the accounts as the page offers them (never a proxy).
 fn session_body(app: &AppState, csrf: &str) -> Value {
-    json!({ "csrf_token": csrf, "accounts": app.config.accounts })
+    let accounts: Vec<Value> = app
+        .config
+        .accounts
+        .iter()
+        .map(|a| json!({ "id": a.id, "label": a.label, "email": a.email }))
+        .collect();
+    json!({ "csrf_token": csrf, "accounts": accounts })
 }
 
 /// `GET /admin/overview`: everything the page shows, in one call it can repeat every

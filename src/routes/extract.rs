@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use crate::db;
-use crate::domain::{secret, time};
+use crate::domain::{secret, time, Actor};
 use crate::error::Error;
 
 /// `axum::Json`, with malformed bodies as 400, a wrong content type as 415 and an oversized
@@ -126,6 +126,31 @@ where
             }
         }
         Ok(Admin)
+    }
+}
+
+/// Who may submit an authorization code: an admin (as [`Admin`] checks), or the control
+/// browser with `control_browser.submit_token`, which no other endpoint accepts.
+pub struct CodeSubmitter(pub Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for CodeSubmitter
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let app = AppState::from_ref(state);
+        let bearer = Bearer::from_request_parts(parts, state).await?;
+        let is_submitter = match (&bearer.0, &app.submit_token_hash) {
+            (Some(token), Some(hash)) => secret::verify(token, hash),
+            _ => false,
+        };
+        if is_submitter {
+            return Ok(CodeSubmitter(Actor::ControlBrowser));
+        }
+        Admin::from_request_parts(parts, state).await?;
+        Ok(CodeSubmitter(Actor::Admin))
     }
 }
 

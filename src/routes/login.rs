@@ -9,46 +9,114 @@
 use super::AppState;
 use crate::db;
 use crate::db::requests::Claim;
-use crate::domain::{time, Actor, Audit, Status};
+use crate::domain::{time, Actor, Audit, Status, TokenBundle};
 use crate::error::{Error, Result};
 
 /// How much of a provider's error text is kept: it is untrusted and goes into the database.
 const MAX_PROVIDER_ERROR: usize = 512;
 
-/// Exchanges `code` and records the outcome; `actor` is who brought the code.
-pub async fn complete(app: &AppState, claim: Claim, code: &str, actor: Actor) -> Result<Status> {
+/// Exchanges `code` and records the outcome; `actor` is who brought the code. `state` is
+/// the state the login was claimed with (the callback's, or a pasted code's).
+pub async fn complete(
+    app: &AppState,
+    claim: Claim,
+    code: &str,
+    state: Option<&str>,
+    actor: Actor,
+) -> Result<Status> {
     let id = claim.id;
-    match app
+    let exchanged = app
         .oauth
-        .exchange_code(code, &claim.pkce_verifier, &claim.scopes)
-        .await
-    {
-        Ok(bundle) => {
-            let account = claim
-                .account_id
-                .map(|a| format!("account {a}"))
-                .unwrap_or_default();
-            let audit = Audit::new(actor, "approve").with_detail(account);
-            if !db::requests::approve(&app.db, &claim, &bundle, time::now(), &audit).await? {
-                tracing::warn!(request_id = %id, "request moved on during the exchange; tokens dropped");
-                return Err(Error::invalid_status(
-                    current_status(app, id).await?,
-                    "in_progress and unexpired",
-                ));
-            }
-            tracing::info!(request_id = %id, "token request approved");
-            Ok(Status::Approved)
-        }
+        .exchange_code(
+            code,
+            &claim.pkce_verifier,
+            state,
+            &claim.scopes,
+            claim.account_id,
+        )
+        .await;
+    let bundle = match exchanged {
+        Ok(bundle) => bundle,
         Err(e) => {
-            let text = sanitize(&e.to_string());
+            let mut text = sanitize(&e.to_string());
+            if e.is_transient() {
+                text.push_str("; this may pass: select an account again to retry");
+            }
             tracing::warn!(request_id = %id, error = %text, "token exchange failed");
             let audit = Audit::new(Actor::Provider, "fail").with_detail(text.clone());
             db::requests::fail_claimed(&app.db, id, claim.version, &text, time::now(), &audit)
                 .await?;
-            Err(Error::ExchangeFailed(text))
+            return Err(Error::ExchangeFailed(text));
         }
+    };
+    if let Some(mismatch) = account_mismatch(app, &claim, &bundle) {
+        return refuse_wrong_account(app, &claim, &bundle, mismatch).await;
     }
+    let mut detail = claim
+        .account_id
+        .map(|a| format!("account {a}"))
+        .unwrap_or_default();
+    if let Some(email) = &bundle.identity.account_email {
+        detail.push_str(&format!(" ({email})"));
+    }
+    let audit = Audit::new(actor, "approve").with_detail(detail);
+    if !db::requests::approve(&app.db, &claim, &bundle, time::now(), &audit).await? {
+        tracing::warn!(request_id = %id, "request moved on during the exchange; tokens dropped");
+        return Err(Error::invalid_status(
+            current_status(app, id).await?,
+            "in_progress and unexpired",
+        ));
+    }
+    tracing::info!(request_id = %id, "token request approved");
+    Ok(Status::Approved)
 }
+
+/// The configured and the actual address, when the provider logged in another account than
+/// the one the operator chose (a control-browser profile signed in to the wrong account).
+/// Checked only when both are known.
+fn account_mismatch(
+    app: &AppState,
+    claim: &Claim,
+    bundle: &TokenBundle,
+) -> Option<(String, String)> {
+    let expected = claim
+        .account_id
+        .and_then(|a| app.config.account(a))
+        .and_then(|a| a.email.clone())?;
+    let actual = bundle.identity.account_email.clone()?;
+    (!expected.eq_ignore_ascii_case(&actual)).then_some((expected, actual))
+}
+
+/// Discards the wrong account's tokens (never stored; withdrawn at the provider when a
+/// revocation URL is set) and ends the request `error` with `account_mismatch`.
+async fn refuse_wrong_account(
+    app: &AppState,
+    claim: &Claim,
+    bundle: &TokenBundle,
+    (expected, actual): (String, String),
+) -> Result<Status> {
+    let id = claim.id;
+    let revoked = app.oauth.revoke(bundle, claim.account_id).await;
+    let mut detail = format!("expected {expected}, the provider logged in {actual}");
+    if let Some(revoked) = revoked {
+        detail.push_str(&format!("; {}", revoked.detail));
+    }
+    tracing::warn!(request_id = %id, account_id = ?claim.account_id, "the login was for another account; tokens discarded");
+    let audit = Audit::new(Actor::Provider, "account_mismatch").with_detail(detail);
+    db::requests::fail_claimed(
+        &app.db,
+        id,
+        claim.version,
+        ACCOUNT_MISMATCH,
+        time::now(),
+        &audit,
+    )
+    .await?;
+    Err(Error::AccountMismatch { expected, actual })
+}
+
+/// The request's `error` when the provider logged in another account than the chosen one.
+pub const ACCOUNT_MISMATCH: &str = "account_mismatch";
 
 pub async fn current_status(app: &AppState, id: uuid::Uuid) -> Result<Status> {
     let stored = db::requests::find(&app.db, id)

@@ -81,6 +81,8 @@ pub struct Shared {
     pub control_browser: Arc<ControlBrowser>,
     /// SHA-256 of the admin token, compared in constant time like every secret.
     pub admin_token_hash: Arc<Vec<u8>>,
+    /// SHA-256 of the control browser's submit token, when one is configured.
+    pub submit_token_hash: Option<Vec<u8>>,
     /// One refresh per request at a time.
     pub refresh_locks: Arc<KeyedLocks>,
     /// RFC 8628 slow_down for status polls.
@@ -96,10 +98,10 @@ pub struct Shared {
     pub creates: InsertBatcher,
 }
 
+/// The API, the console, the callback and the operational endpoints.
 pub fn router(state: AppState) -> Router {
     let callback_path = state.config.callback_path();
-    let limits = state.config.limits.clone();
-    Router::new()
+    let routes = Router::new()
         .route(
             "/v1/token-requests",
             post(token_requests::create).get(token_requests::list),
@@ -126,6 +128,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/token-requests/{id}/code",
             post(admin_actions::submit_code),
         )
+        .route("/v1/codes", post(admin_actions::submit_code_by_state))
         .route("/v1/audit", get(admin_actions::audit))
         .route("/admin", get(console::index))
         .route("/admin/app.js", get(console::script))
@@ -140,7 +143,22 @@ pub fn router(state: AppState) -> Router {
         .route(&callback_path, get(callback::callback))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(health::metrics));
+    layered(routes, state)
+}
+
+/// The callback listener's router (`oauth.callback_bind_addr`): the callback path alone,
+/// 404 for everything else, so a port opened for the provider's localhost redirect exposes
+/// nothing of the API.
+pub fn callback_router(state: AppState) -> Router {
+    let routes = Router::new().route(&state.config.callback_path(), get(callback::callback));
+    layered(routes, state)
+}
+
+/// The same answers for what matches no route, and the same layers, on every listener.
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    let limits = state.config.limits.clone();
+    routes
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -15,7 +15,7 @@ use super::AppState;
 use crate::db;
 use crate::domain::{secret, time, Actor, Audit, Status};
 use crate::error::{Error, Result};
-use crate::oauth::ExchangeError;
+use crate::oauth::{ExchangeError, DEAD_REFRESH_TOKEN};
 
 pub async fn refresh(
     State(app): State<AppState>,
@@ -48,7 +48,12 @@ pub async fn refresh(
             "the provider gave no refresh token".into(),
         ));
     };
-    match app.oauth.refresh(&refresh_token, &current.scope).await {
+    let account = stored.request.account_id;
+    match app
+        .oauth
+        .refresh(&refresh_token, &current.scope, account)
+        .await
+    {
         Ok(bundle) => {
             let audit = Audit::new(Actor::Client(stored.request.hostname.clone()), "refresh");
             if !db::tokens::store_refreshed(&app.db, id, current.generation, &bundle, &audit)
@@ -62,7 +67,10 @@ pub async fn refresh(
             tracing::info!(request_id = %id, "tokens refreshed");
             current_token(&app, id).await
         }
-        Err(ExchangeError::Rejected(reason)) => {
+        Err(ExchangeError::Rejected { code, text })
+            if DEAD_REFRESH_TOKEN.contains(&code.as_str()) =>
+        {
+            let reason = text;
             let audit = Audit::new(Actor::Provider, "refresh_rejected").with_detail(reason.clone());
             db::tokens::mark_refresh_rejected(
                 &app.db,
@@ -77,6 +85,7 @@ pub async fn refresh(
             Err(Error::RefreshRejected(reason))
         }
         Err(e) => {
+            // A rate limit, an outage or another refusal: the bundle stays usable.
             tracing::warn!(request_id = %id, error = %e, "refresh failed upstream; nothing changed");
             Err(Error::UpstreamFailed(e.to_string()))
         }
@@ -96,7 +105,7 @@ async fn refresh_state(app: &AppState, id: uuid::Uuid) -> Result<db::tokens::Ref
 
 async fn current_token(app: &AppState, id: uuid::Uuid) -> Result<axum::Json<TokenView>> {
     match db::tokens::find(&app.db, id).await? {
-        Some(bundle) => Ok(axum::Json(TokenView::from(bundle))),
+        Some(bundle) => Ok(axum::Json(TokenView::new(bundle, &app.config))),
         None => Err(Error::invalid_status(
             current_status(app, id).await?,
             "approved",

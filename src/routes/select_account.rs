@@ -63,7 +63,11 @@ pub async fn select_account(
         let Some(version) = started else { continue };
         tracing::info!(request_id = %id, account_id, "login started; asking the control browser");
 
-        if let Err(reason) = app.control_browser.open_auth(account_id, &login.url).await {
+        if let Err(reason) = app
+            .control_browser
+            .open_auth(account_id, &login.url, id)
+            .await
+        {
             let audit = Audit::new(Actor::Admin, "restore")
                 .with_detail(format!("control browser failed: {reason}"));
             let restored = db::requests::restore(

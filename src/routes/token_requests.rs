@@ -14,12 +14,11 @@ use uuid::Uuid;
 use super::extract::{Admin, Bearer, Json, RequestId};
 use super::login::current_status;
 use super::AppState;
+use crate::config::Config;
 use crate::db;
-use crate::db::requests::{Inserted, NewRow};
+use crate::db::requests::{Inserted, Listed, NewRow};
 use crate::domain::request::CreateBody;
-use crate::domain::{
-    secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition,
-};
+use crate::domain::{secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, Transition};
 use crate::error::{Error, Result};
 
 /// Listings return this many requests unless told otherwise.
@@ -109,7 +108,9 @@ pub struct StatusBody {
 }
 
 /// The `token` object of the status and refresh answers: the only way a token leaves the
-/// router.
+/// router. The refresh token is in it only with `requests.share_refresh_token`: the router
+/// alone refreshes, because a client refreshing with its own copy would rotate the router's
+/// copy dead.
 #[derive(Serialize)]
 pub struct TokenView {
     access_token: String,
@@ -119,11 +120,15 @@ pub struct TokenView {
     scope: String,
 }
 
-impl From<TokenBundle> for TokenView {
-    fn from(b: TokenBundle) -> Self {
+impl TokenView {
+    pub fn new(b: TokenBundle, config: &Config) -> Self {
+        let share = config.requests.share_refresh_token;
         TokenView {
             access_token: b.access_token.expose_secret().to_owned(),
-            refresh_token: b.refresh_token.map(|t| t.expose_secret().to_owned()),
+            refresh_token: b
+                .refresh_token
+                .filter(|_| share)
+                .map(|t| t.expose_secret().to_owned()),
             expires_at: b.expires_at,
             token_type: b.token_type,
             scope: b.scope,
@@ -151,7 +156,9 @@ pub async fn status(
     let request = &stored.request;
     let status = request.effective_status(time::now());
     let token = match status {
-        Status::Approved => db::tokens::find(&app.db, id).await?.map(TokenView::from),
+        Status::Approved => db::tokens::find(&app.db, id)
+            .await?
+            .map(|b| TokenView::new(b, &app.config)),
         _ => None,
     };
     Ok(axum::Json(StatusBody {
@@ -185,11 +192,21 @@ pub struct ListItem {
     updated_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     error: Option<String>,
+    /// Whose tokens an approved request got, when the provider said.
+    account_email: Option<String>,
+    organization_name: Option<String>,
 }
 
 impl ListItem {
-    pub fn new(r: TokenRequest, now: DateTime<Utc>) -> Self {
+    pub fn new(listed: Listed, now: DateTime<Utc>) -> Self {
+        let Listed {
+            request: r,
+            account_email,
+            organization_name,
+        } = listed;
         ListItem {
+            account_email,
+            organization_name,
             request_id: r.id,
             status: r.effective_status(now),
             scopes: r.scopes.as_slice().to_vec(),

@@ -224,7 +224,10 @@ async fn the_overview_lists_open_requests_oldest_first_and_recent_ones_newest_fi
     assert_eq!(overview["recent"][0]["status"], "denied");
     assert_eq!(
         session["accounts"],
-        json!([{"id": 1, "label": "primary"}, {"id": 2, "label": "backup"}])
+        json!([
+            {"id": 1, "label": "primary", "email": null},
+            {"id": 2, "label": "backup", "email": null}
+        ])
     );
     assert!(!overview.to_string().contains(&first.poll_token));
 }

@@ -71,7 +71,11 @@ async fn the_full_flow_hands_the_providers_token_to_the_polling_client() {
         .as_str()
         .unwrap()
         .starts_with("fake-at-3-"));
-    assert_eq!(token["refresh_token"], secrets.refresh_tokens[0].as_str());
+    assert_eq!(
+        token["refresh_token"],
+        serde_json::Value::Null,
+        "the refresh token stays in the router (requests.share_refresh_token)"
+    );
     assert_eq!(token["token_type"], "bearer");
     assert_eq!(token["scope"], "user:inference user:profile");
     let expires =

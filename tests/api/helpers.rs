@@ -7,7 +7,7 @@ use std::sync::Arc;
 use claude_auth_router::config::Account;
 use claude_auth_router::db::Db;
 use claude_auth_router::{Application, Config};
-use fake_upstream::{BrowserMode, FakeUpstream, Options};
+use fake_upstream::{BrowserMode, FakeUpstream, Options, Provider};
 use reqwest::{Response, StatusCode};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -20,6 +20,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789-abcdefghij";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The callback listener's address, for apps that have one.
+    pub callback_addr: Option<SocketAddr>,
     pub base: String,
     pub http: reqwest::Client,
     pub fake: FakeUpstream,
@@ -53,31 +55,83 @@ pub async fn spawn_app_with_options(
     let fake = FakeUpstream::start(options).await;
     fake.set_browser_mode(BrowserMode::Record);
     let dir = TempDir::new().expect("temp dir");
-    let db_path = dir.path().join("router.db");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
-    let mut config = Config {
-        bind_addr: addr,
-        database_url: format!("sqlite://{}", db_path.display()),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    test_settings(&mut config, &dir, addr, &fake);
     config.oauth.client_id = "router-test-client".into();
     config.oauth.auth_url = fake.auth_url();
     config.oauth.token_url = fake.token_url();
     config.oauth.redirect_uri = format!("http://{addr}/oauth/callback");
     config.oauth.timeout_secs = 2;
+    customize(&mut config);
+    config.validate().expect("test config is valid");
+    launch(fake, config, dir, listener, None).await
+}
+
+/// An app with only `provider = "claude"` and the test's URL overrides for `[oauth]`, the
+/// way an operator configures it, against the fake playing Anthropic's server. Its callback
+/// listener is on a port of its own; `redirect_uri` is `http://localhost:<that port>/callback`.
+pub async fn spawn_claude_app_with(
+    options: Options,
+    customize: impl FnOnce(&mut Config),
+) -> TestApp {
+    let fake = FakeUpstream::start(Options {
+        provider: Provider::Claude,
+        ..options
+    })
+    .await;
+    fake.set_browser_mode(BrowserMode::Record);
+    let dir = TempDir::new().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let callback = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (addr, callback_addr) = (
+        listener.local_addr().unwrap(),
+        callback.local_addr().unwrap(),
+    );
+    let oauth = format!(
+        "[oauth]\nprovider = \"claude\"\nauth_url = \"{}\"\ntoken_url = \"{}\"\n\
+         redirect_uri = \"http://localhost:{}/callback\"\ncallback_bind_addr = \"{callback_addr}\"\n\
+         timeout_secs = 2\n",
+        fake.auth_url(),
+        fake.token_url(),
+        callback_addr.port(),
+    );
+    let mut config = Config::from_figment(figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(&oauth),
+    ))
+    .expect("the claude preset with URL overrides is valid");
+    test_settings(&mut config, &dir, addr, &fake);
+    customize(&mut config);
+    config.validate().expect("test config is valid");
+    launch(fake, config, dir, listener, Some(callback)).await
+}
+
+/// What every test app shares: its own database, the admin token, and pacing and limits
+/// off (tests poll and create fast) unless a test is about them.
+fn test_settings(config: &mut Config, dir: &TempDir, addr: SocketAddr, fake: &FakeUpstream) {
+    config.bind_addr = addr;
+    config.database_url = format!("sqlite://{}", dir.path().join("router.db").display());
     config.control_browser.base_url = fake.base_url();
     config.control_browser.timeout_secs = 2;
     config.admin.token = SecretString::from(ADMIN_TOKEN);
     config.reaper.interval_secs = 3600;
-    // Pacing and limits are off unless a test is about them: tests poll and create fast.
     config.requests.poll_interval_secs = 0;
     config.limits.creates_per_minute_per_ip = 0;
     config.limits.max_open_requests_per_hostname = 0;
-    customize(&mut config);
-    config.validate().expect("test config is valid");
+}
+
+async fn launch(
+    fake: FakeUpstream,
+    config: Config,
+    dir: TempDir,
+    listener: TcpListener,
+    callback: Option<TcpListener>,
+) -> TestApp {
+    let addr = listener.local_addr().unwrap();
     let mut app = TestApp {
         addr,
+        callback_addr: callback.as_ref().map(|c| c.local_addr().unwrap()),
         base: format!("http://{addr}"),
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -90,13 +144,18 @@ pub async fn spawn_app_with_options(
         task: None,
         app_db: None,
     };
-    app.start(listener).await.expect("the app builds");
+    app.start(listener, callback).await.expect("the app builds");
     app
 }
 
 impl TestApp {
-    async fn start(&mut self, listener: TcpListener) -> anyhow::Result<()> {
-        let app = Application::build_with_listener(self.config.clone(), listener).await?;
+    async fn start(
+        &mut self,
+        listener: TcpListener,
+        callback: Option<TcpListener>,
+    ) -> anyhow::Result<()> {
+        let app =
+            Application::build_with_listeners(self.config.clone(), listener, callback).await?;
         self.app_db = Some(app.db());
         let (tx, rx) = oneshot::channel::<()>();
         self.stop = Some(tx);
@@ -128,7 +187,11 @@ impl TestApp {
         let listener = TcpListener::bind(self.addr)
             .await
             .expect("rebind the same port");
-        self.start(listener).await
+        let callback = match self.callback_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.expect("rebind the same port")),
+            None => None,
+        };
+        self.start(listener, callback).await
     }
 
     /// The raw bytes of the database file and its WAL, as a thief would copy them.
@@ -372,10 +435,14 @@ pub fn two_accounts() -> Vec<Account> {
         Account {
             id: 1,
             label: "primary".into(),
+            email: None,
+            proxy: Default::default(),
         },
         Account {
             id: 2,
             label: "backup".into(),
+            email: None,
+            proxy: Default::default(),
         },
     ]
 }

@@ -5,11 +5,19 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with_options, ADMIN_TOKEN};
+use crate::helpers::{
+    assert_error, spawn_app, spawn_app_with, spawn_app_with_options, ADMIN_TOKEN,
+};
+
+/// Tests that read the refresh token from answers run with `share_refresh_token`, the v1
+/// behaviour; by default no answer carries it.
+async fn sharing_app() -> crate::helpers::TestApp {
+    spawn_app_with(|c| c.requests.share_refresh_token = true).await
+}
 
 #[tokio::test]
 async fn refresh_returns_new_tokens_and_the_status_then_shows_them() {
-    let app = spawn_app().await;
+    let app = sharing_app().await;
     let created = app.approved(1).await;
     let before = app.status_ok(&created).await["token"].clone();
 
@@ -60,7 +68,7 @@ async fn concurrent_refreshes_make_one_upstream_call_and_all_get_the_same_token(
 
 #[tokio::test]
 async fn sequential_refreshes_each_rotate_and_never_roll_back() {
-    let app = spawn_app().await;
+    let app = sharing_app().await;
     let created = app.approved(1).await;
 
     let mut seen = Vec::new();
@@ -205,4 +213,28 @@ async fn refresh_needs_an_approved_request_and_its_own_poll_token() {
     )
     .await;
     assert_eq!(app.fake.token_calls(), 1, "only the approval's exchange");
+}
+
+#[tokio::test]
+async fn by_default_no_answer_carries_the_refresh_token_and_sharing_restores_it() {
+    let app = spawn_app().await;
+    let created = app.approved(1).await;
+
+    let status = app.status_ok(&created).await;
+    let refreshed: Value = app
+        .refresh(&created.id, &created.poll_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(status["token"]["refresh_token"], Value::Null);
+    assert_eq!(refreshed["refresh_token"], Value::Null);
+    assert!(refreshed["access_token"].is_string());
+    let sharing = sharing_app().await;
+    let created = sharing.approved(1).await;
+    assert_eq!(
+        sharing.status_ok(&created).await["token"]["refresh_token"],
+        sharing.fake.secrets().refresh_tokens[0].as_str()
+    );
 }

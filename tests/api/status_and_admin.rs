@@ -212,12 +212,14 @@ async fn list_is_newest_first_filters_by_status_and_shows_no_secret() {
     assert_eq!(
         keys,
         [
+            "account_email",
             "account_id",
             "client_name",
             "created_at",
             "error",
             "expires_at",
             "hostname",
+            "organization_name",
             "request_id",
             "scopes",
             "status",

@@ -4,7 +4,7 @@
 //! Every error names the key at fault, because the person reading it is an admin at a
 //! terminal who needs to know which line to fix.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +15,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
 
-use crate::domain::scopes::validate_scope;
+pub mod claude;
+mod proxy;
+mod validate;
+
+pub use proxy::ProxyUrl;
 
 /// The prefix of every environment variable that overrides a key.
 pub const ENV_PREFIX: &str = "AUTH_ROUTER_";
@@ -58,6 +62,10 @@ pub struct RequestsConfig {
     pub ttl_secs: u64,
     /// The interval told to polling clients.
     pub poll_interval_secs: u64,
+    /// Hand out the refresh token in status and refresh answers. Off by default: providers
+    /// that rotate refresh tokens (Claude does) let any client that refreshes on its own
+    /// kill the router's copy, and only an access token should leave the router.
+    pub share_refresh_token: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -118,6 +126,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OAuthConfig {
+    /// A preset for the keys below; see [`claude`].
+    pub provider: Provider,
     pub client_id: String,
     /// Empty means a public client: only `client_id` is sent, in the body.
     #[serde(serialize_with = "redacted")]
@@ -138,6 +148,24 @@ pub struct OAuthConfig {
     /// Accept a pasted code without its `#state` part. Weaker: without the state, a code
     /// from any login of the right account (or a planted one) is taken for this request's.
     pub allow_code_without_state: bool,
+    /// Also send the login's `state` in the code exchange body (Anthropic wants it).
+    pub state_in_token_request: bool,
+    /// A second listener that serves only the callback path (empty: none), for providers
+    /// that accept only a `http://localhost:<port>/callback` redirect.
+    pub callback_bind_addr: String,
+    /// The egress proxy of token endpoint calls, unless the account has its own.
+    pub proxy: ProxyUrl,
+}
+
+/// Which provider the `[oauth]` keys describe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Nothing preset: every key as written.
+    #[default]
+    Generic,
+    /// Anthropic's OAuth server: [`claude::preset`] fills the keys left unset.
+    Claude,
 }
 
 /// How the token endpoint wants its parameters.
@@ -155,6 +183,10 @@ pub enum TokenRequestFormat {
 pub struct ControlBrowserConfig {
     pub base_url: String,
     pub timeout_secs: u64,
+    /// A bearer token the control browser may use for the two code endpoints only (empty:
+    /// off), so it can submit a code its provider page showed without admin rights.
+    #[serde(serialize_with = "redacted")]
+    pub submit_token: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -171,6 +203,13 @@ pub struct Account {
     pub id: u32,
     #[serde(default)]
     pub label: String,
+    /// The address the provider must name for this account's logins; a token for another
+    /// account is discarded. Unset: not checked.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// This account's egress proxy for token endpoint calls; wins over `oauth.proxy`.
+    #[serde(default)]
+    pub proxy: ProxyUrl,
 }
 
 impl Default for Config {
@@ -196,6 +235,7 @@ impl Default for RequestsConfig {
         Self {
             ttl_secs: 600,
             poll_interval_secs: 5,
+            share_refresh_token: false,
         }
     }
 }
@@ -245,6 +285,10 @@ impl Default for OAuthConfig {
             timeout_secs: 10,
             revocation_url: String::new(),
             allow_code_without_state: false,
+            provider: Provider::Generic,
+            state_in_token_request: false,
+            callback_bind_addr: String::new(),
+            proxy: ProxyUrl::default(),
         }
     }
 }
@@ -254,6 +298,7 @@ impl Default for ControlBrowserConfig {
         Self {
             base_url: "http://127.0.0.1:7780".into(),
             timeout_secs: 10,
+            submit_token: SecretString::from(""),
         }
     }
 }
@@ -291,167 +336,17 @@ impl Config {
         Self::from_figment(Figment::new().merge(Toml::file(file)).merge(env))
     }
 
-    /// Extracts and validates from any figment; tests use it with their own providers.
+    /// Extracts and validates from any figment; tests use it with their own providers. A
+    /// provider preset goes under everything the figment sets.
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let figment = match figment.extract_inner::<Provider>("oauth.provider") {
+            Ok(Provider::Claude) => Figment::from(claude::preset()).merge(figment),
+            // Unset is generic; a bad value is reported by the extraction below.
+            _ => figment,
+        };
         let config: Config = figment.extract().map_err(describe_figment_error)?;
         config.validate()?;
         Ok(config)
-    }
-
-    /// Checks what serde cannot: ranges, URLs, scopes and clashes between keys.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| ConfigError::Invalid {
-            key,
-            message: message.into(),
-        };
-        if !self.database_url.starts_with("sqlite:") {
-            return Err(invalid("database_url", "must start with `sqlite:`"));
-        }
-        self.validate_durations()?;
-        if self.oauth.client_id.trim().is_empty() {
-            return Err(invalid("oauth.client_id", "must be set"));
-        }
-        http_url("oauth.auth_url", &self.oauth.auth_url)?;
-        http_url("oauth.token_url", &self.oauth.token_url)?;
-        if !self.oauth.revocation_url.is_empty() {
-            let url = http_url("oauth.revocation_url", &self.oauth.revocation_url)?;
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d == "localhost",
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if url.scheme() != "https" && !loopback {
-                return Err(invalid(
-                    "oauth.revocation_url",
-                    "must be https (RFC 7009), except on a loopback host",
-                ));
-            }
-        }
-        let redirect = http_url("oauth.redirect_uri", &self.oauth.redirect_uri)?;
-        let path = redirect.path();
-        if crate::routes::is_reserved_path(path) {
-            return Err(invalid(
-                "oauth.redirect_uri",
-                &format!(
-                    "has the path {path}, which the router already serves; give the callback a path of its own, such as /oauth/callback"
-                ),
-            ));
-        }
-        let plain = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);
-        if !path.chars().all(plain) {
-            return Err(invalid(
-                "oauth.redirect_uri",
-                "path may only use letters, digits and / - _ . ~",
-            ));
-        }
-        if redirect.query().is_some() || redirect.fragment().is_some() {
-            return Err(invalid(
-                "oauth.redirect_uri",
-                "must not have a query or a fragment",
-            ));
-        }
-        for scope in &self.oauth.default_scopes {
-            validate_scope(scope).map_err(|m| invalid("oauth.default_scopes", &m))?;
-            let allowed = &self.oauth.allowed_scopes;
-            if !allowed.is_empty() && !allowed.contains(scope) {
-                return Err(invalid(
-                    "oauth.default_scopes",
-                    &format!("contains {scope:?}, which is not in oauth.allowed_scopes"),
-                ));
-            }
-        }
-        for scope in &self.oauth.allowed_scopes {
-            validate_scope(scope).map_err(|m| invalid("oauth.allowed_scopes", &m))?;
-        }
-        http_url("control_browser.base_url", &self.control_browser.base_url)?;
-        let slowest_upstream = self
-            .oauth
-            .timeout_secs
-            .max(self.control_browser.timeout_secs);
-        if self.limits.request_timeout_secs <= slowest_upstream {
-            return Err(invalid(
-                "limits.request_timeout_secs",
-                "must exceed oauth.timeout_secs and control_browser.timeout_secs, or a slow upstream call would be cut off mid-flow",
-            ));
-        }
-        if self.limits.max_concurrent_requests == 0 {
-            return Err(invalid(
-                "limits.max_concurrent_requests",
-                "must be at least 1",
-            ));
-        }
-        if let Some(token) = self.admin_token() {
-            if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
-                return Err(invalid(
-                    "admin.token",
-                    &format!(
-                        "must be at least {MIN_ADMIN_TOKEN_CHARS} characters (for example: openssl rand -hex 32), or empty to generate one per start"
-                    ),
-                ));
-            }
-        }
-        let mut ids = HashSet::new();
-        if let Some(dup) = self.accounts.iter().find(|a| !ids.insert(a.id)) {
-            return Err(invalid("accounts", &format!("lists id {} twice", dup.id)));
-        }
-        Ok(())
-    }
-
-    /// Every duration key within a range that is sane for the service and that the date and
-    /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
-    fn validate_durations(&self) -> Result<(), ConfigError> {
-        const DAY: u64 = 24 * 3600;
-        let ranges: [(&'static str, u64, u64, u64); 8] = [
-            ("requests.ttl_secs", self.requests.ttl_secs, 1, 7 * DAY),
-            (
-                "requests.poll_interval_secs",
-                self.requests.poll_interval_secs,
-                0,
-                3600,
-            ),
-            ("reaper.interval_secs", self.reaper.interval_secs, 1, DAY),
-            (
-                "reaper.retain_terminal_secs",
-                self.reaper.retain_terminal_secs,
-                1,
-                MAX_RETENTION_SECS,
-            ),
-            (
-                "reaper.retain_audit_secs",
-                self.reaper.retain_audit_secs,
-                1,
-                MAX_RETENTION_SECS,
-            ),
-            ("oauth.timeout_secs", self.oauth.timeout_secs, 1, 300),
-            (
-                "control_browser.timeout_secs",
-                self.control_browser.timeout_secs,
-                1,
-                300,
-            ),
-            (
-                "limits.request_timeout_secs",
-                self.limits.request_timeout_secs,
-                1,
-                3600,
-            ),
-        ];
-        for (key, value, min, max) in ranges {
-            if !(min..=max).contains(&value) {
-                return Err(ConfigError::Invalid {
-                    key,
-                    message: format!("must be between {min} and {max} (seconds), not {value}"),
-                });
-            }
-        }
-        if self.requests.poll_interval_secs > self.requests.ttl_secs {
-            return Err(ConfigError::Invalid {
-                key: "requests.poll_interval_secs",
-                message: "must not exceed requests.ttl_secs".into(),
-            });
-        }
-        Ok(())
     }
 
     /// The path the callback route is served at.
@@ -459,6 +354,21 @@ impl Config {
         Url::parse(&self.oauth.redirect_uri)
             .map(|u| u.path().to_owned())
             .unwrap_or_else(|_| "/oauth/callback".into())
+    }
+
+    /// The configured account `id`, if any.
+    pub fn account(&self, id: u32) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.id == id)
+    }
+
+    /// The callback listener's address, when one is configured (validated at load).
+    pub fn callback_bind_addr(&self) -> Option<SocketAddr> {
+        self.oauth.callback_bind_addr.trim().parse().ok()
+    }
+
+    /// The control browser's submit token, if one is configured.
+    pub fn submit_token(&self) -> Option<&str> {
+        Some(self.control_browser.submit_token.expose_secret()).filter(|t| !t.is_empty())
     }
 
     /// Whether `id` may be chosen for a request.
@@ -496,24 +406,6 @@ impl Config {
     pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
         toml::to_string_pretty(self)
     }
-}
-
-fn http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|e| ConfigError::Invalid {
-        key,
-        message: if value.is_empty() {
-            "must be set".into()
-        } else {
-            format!("is not a URL: {e}")
-        },
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::Invalid {
-            key,
-            message: "must be an http(s) URL".into(),
-        });
-    }
-    Ok(url)
 }
 
 /// Figment says "for key default.oauth.timeout_secs"; admins know the key without the profile.

@@ -1,0 +1,43 @@
+//! The `claude` provider preset: what every tool that logs in to Claude accounts sends
+//! (claude-relay-service, better-ccflare, CLIProxyAPI, ccbroker), as the lowest layer under
+//! the file and the environment, so any key set explicitly wins. The hosts have moved
+//! before, so every value stays overridable.
+
+use figment::providers::Serialized;
+use serde_json::json;
+
+/// Claude Code's public OAuth client: no secret, PKCE only.
+pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
+pub const AUTH_URL: &str = "https://claude.ai/oauth/authorize";
+pub const TOKEN_URL: &str = "https://platform.claude.com/v1/oauth/token";
+/// The only redirects Anthropic accepts for this client are a localhost callback and its
+/// own code page; this is the localhost one, served by the callback listener.
+pub const REDIRECT_URI: &str = "http://localhost:54545/callback";
+pub const CALLBACK_BIND_ADDR: &str = "127.0.0.1:54545";
+/// The page that shows `code#state` instead of redirecting, for the manual mode.
+pub const CODE_PAGE: &str = "https://platform.claude.com/oauth/code/callback";
+/// `org:create_api_key` is left out: recent servers are reported to reject it.
+pub const DEFAULT_SCOPES: &[&str] = &[
+    "user:profile",
+    "user:inference",
+    "user:sessions:claude_code",
+    "user:mcp_servers",
+    "user:file_upload",
+];
+
+/// The preset as a figment layer.
+pub fn preset() -> Serialized<serde_json::Value> {
+    Serialized::defaults(json!({
+        "oauth": {
+            "client_id": CLIENT_ID,
+            "auth_url": AUTH_URL,
+            "token_url": TOKEN_URL,
+            "default_scopes": DEFAULT_SCOPES,
+            "extra_auth_params": { "code": "true" },
+            "token_request_format": "json",
+            "state_in_token_request": true,
+            "redirect_uri": REDIRECT_URI,
+            "callback_bind_addr": CALLBACK_BIND_ADDR,
+        }
+    }))
+}

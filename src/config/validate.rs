@@ -1,0 +1,209 @@
+//! Validation of what serde cannot check: ranges, URLs, scopes and clashes between keys.
+//! Every error names the key at fault.
+
+use std::collections::HashSet;
+
+use url::Url;
+
+use super::{Config, ConfigError, MAX_RETENTION_SECS, MIN_ADMIN_TOKEN_CHARS};
+use crate::domain::scopes::validate_scope;
+
+impl Config {
+    /// Checks what serde cannot: ranges, URLs, scopes and clashes between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            key,
+            message: message.into(),
+        };
+        if !self.database_url.starts_with("sqlite:") {
+            return Err(invalid("database_url", "must start with `sqlite:`"));
+        }
+        self.validate_durations()?;
+        if self.oauth.client_id.trim().is_empty() {
+            return Err(invalid("oauth.client_id", "must be set"));
+        }
+        http_url("oauth.auth_url", &self.oauth.auth_url)?;
+        http_url("oauth.token_url", &self.oauth.token_url)?;
+        if !self.oauth.revocation_url.is_empty() {
+            let url = http_url("oauth.revocation_url", &self.oauth.revocation_url)?;
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if url.scheme() != "https" && !loopback {
+                return Err(invalid(
+                    "oauth.revocation_url",
+                    "must be https (RFC 7009), except on a loopback host",
+                ));
+            }
+        }
+        let redirect = http_url("oauth.redirect_uri", &self.oauth.redirect_uri)?;
+        let path = redirect.path();
+        if crate::routes::is_reserved_path(path) {
+            return Err(invalid(
+                "oauth.redirect_uri",
+                &format!(
+                    "has the path {path}, which the router already serves; give the callback a path of its own, such as /oauth/callback"
+                ),
+            ));
+        }
+        let plain = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);
+        if !path.chars().all(plain) {
+            return Err(invalid(
+                "oauth.redirect_uri",
+                "path may only use letters, digits and / - _ . ~",
+            ));
+        }
+        if redirect.query().is_some() || redirect.fragment().is_some() {
+            return Err(invalid(
+                "oauth.redirect_uri",
+                "must not have a query or a fragment",
+            ));
+        }
+        for scope in &self.oauth.default_scopes {
+            validate_scope(scope).map_err(|m| invalid("oauth.default_scopes", &m))?;
+            let allowed = &self.oauth.allowed_scopes;
+            if !allowed.is_empty() && !allowed.contains(scope) {
+                return Err(invalid(
+                    "oauth.default_scopes",
+                    &format!("contains {scope:?}, which is not in oauth.allowed_scopes"),
+                ));
+            }
+        }
+        for scope in &self.oauth.allowed_scopes {
+            validate_scope(scope).map_err(|m| invalid("oauth.allowed_scopes", &m))?;
+        }
+        http_url("control_browser.base_url", &self.control_browser.base_url)?;
+        let slowest_upstream = self
+            .oauth
+            .timeout_secs
+            .max(self.control_browser.timeout_secs);
+        if self.limits.request_timeout_secs <= slowest_upstream {
+            return Err(invalid(
+                "limits.request_timeout_secs",
+                "must exceed oauth.timeout_secs and control_browser.timeout_secs, or a slow upstream call would be cut off mid-flow",
+            ));
+        }
+        if self.limits.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "limits.max_concurrent_requests",
+                "must be at least 1",
+            ));
+        }
+        if let Some(token) = self.admin_token() {
+            if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+                return Err(invalid(
+                    "admin.token",
+                    &format!(
+                        "must be at least {MIN_ADMIN_TOKEN_CHARS} characters (for example: openssl rand -hex 32), or empty to generate one per start"
+                    ),
+                ));
+            }
+        }
+        let bind = self.oauth.callback_bind_addr.trim();
+        if !bind.is_empty() && bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "oauth.callback_bind_addr",
+                "must be an address and port, such as 127.0.0.1:54545, or empty",
+            ));
+        }
+        self.oauth
+            .proxy
+            .check()
+            .map_err(|m| invalid("oauth.proxy", &m))?;
+        for account in &self.accounts {
+            account.proxy.check().map_err(|m| {
+                invalid("accounts.proxy", &format!("of account {}: {m}", account.id))
+            })?;
+            if let Some(email) = &account.email {
+                if !email.contains('@') || email.trim() != email {
+                    return Err(invalid(
+                        "accounts.email",
+                        &format!("of account {} must be an email address", account.id),
+                    ));
+                }
+            }
+        }
+        let mut ids = HashSet::new();
+        if let Some(dup) = self.accounts.iter().find(|a| !ids.insert(a.id)) {
+            return Err(invalid("accounts", &format!("lists id {} twice", dup.id)));
+        }
+        Ok(())
+    }
+
+    /// Every duration key within a range that is sane for the service and that the date and
+    /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        const DAY: u64 = 24 * 3600;
+        let ranges: [(&'static str, u64, u64, u64); 8] = [
+            ("requests.ttl_secs", self.requests.ttl_secs, 1, 7 * DAY),
+            (
+                "requests.poll_interval_secs",
+                self.requests.poll_interval_secs,
+                0,
+                3600,
+            ),
+            ("reaper.interval_secs", self.reaper.interval_secs, 1, DAY),
+            (
+                "reaper.retain_terminal_secs",
+                self.reaper.retain_terminal_secs,
+                1,
+                MAX_RETENTION_SECS,
+            ),
+            (
+                "reaper.retain_audit_secs",
+                self.reaper.retain_audit_secs,
+                1,
+                MAX_RETENTION_SECS,
+            ),
+            ("oauth.timeout_secs", self.oauth.timeout_secs, 1, 300),
+            (
+                "control_browser.timeout_secs",
+                self.control_browser.timeout_secs,
+                1,
+                300,
+            ),
+            (
+                "limits.request_timeout_secs",
+                self.limits.request_timeout_secs,
+                1,
+                3600,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("must be between {min} and {max} (seconds), not {value}"),
+                });
+            }
+        }
+        if self.requests.poll_interval_secs > self.requests.ttl_secs {
+            return Err(ConfigError::Invalid {
+                key: "requests.poll_interval_secs",
+                message: "must not exceed requests.ttl_secs".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn http_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| ConfigError::Invalid {
+        key,
+        message: if value.is_empty() {
+            "must be set".into()
+        } else {
+            format!("is not a URL: {e}")
+        },
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "must be an http(s) URL".into(),
+        });
+    }
+    Ok(url)
+}
