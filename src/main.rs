@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use claude_auth_router::client::admin::{self, AdminArgs};
-use claude_auth_router::client::command::{self, TokenArgs};
+use claude_auth_router::client::command::{self, ExecArgs, PrintArgs};
 use claude_auth_router::{ops, telemetry, Application, Config};
 
 #[derive(Parser)]
@@ -28,7 +28,13 @@ enum Command {
     ///
     /// Exit codes: 0 token printed, 1 network or unexpected error, 2 usage error, 3 denied,
     /// 4 expired, 5 cancelled or error on the router, 130 interrupted.
-    Token(TokenArgs),
+    Token(PrintArgs),
+    /// Get a token as `token` does, then run COMMAND with it in the environment.
+    ///
+    /// Example: claude-auth-router exec -- claude. The command replaces this process, so its
+    /// exit code is the command's; before it runs, the exit codes are those of `token`, and
+    /// 127 (not found) or 126 (cannot run) when the command cannot start.
+    Exec(ExecArgs),
     /// Operator actions from a terminal: list, approve, deny, revoke, audit.
     ///
     /// Needs AUTH_ROUTER_ADMIN_TOKEN. Exit codes: 0 done, 1 error, 2 usage error.
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => report(serve(config)),
         Command::Token(args) => ExitCode::from(token(args)),
+        Command::Exec(args) => ExitCode::from(exec(args)),
         Command::Admin(args) => ExitCode::from(admin_command(args)),
         Command::CheckConfig { config } => report(load(config).and_then(|c| ops::check_config(&c))),
         Command::Backup { out, config } => report(load(config).and_then(|c| backup(c, out))),
@@ -80,8 +87,13 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn token(args: TokenArgs) -> u8 {
+async fn token(args: PrintArgs) -> u8 {
     command::run(args).await
+}
+
+#[tokio::main]
+async fn exec(args: ExecArgs) -> u8 {
+    command::exec(args).await
 }
 
 #[tokio::main]

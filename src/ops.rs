@@ -16,6 +16,11 @@ use crate::startup::open_db_to_reseal;
 pub fn check_config(config: &Config) -> anyhow::Result<()> {
     let sealer = Sealer::from_config(&config.storage)?;
     print!("{}", config.to_redacted_toml()?);
+    if config.oauth.provider == crate::config::Provider::Claude {
+        eprintln!(
+            "provider preset: claude (every [oauth] key not set in the file or the environment comes from it)"
+        );
+    }
     let encryption = match sealer.current_id() {
         Some(id) => format!("tokens encrypted with key id {id}"),
         None => "tokens stored in plaintext (no storage.encryption_key)".to_owned(),

@@ -583,6 +583,104 @@ async fn check_config_prints_the_effective_configuration_with_every_secret_redac
 }
 
 #[tokio::test]
+async fn check_config_names_the_claude_preset_and_hides_proxy_credentials() {
+    let dir = TempDir::new().unwrap();
+    fs::write(
+        dir.path().join("claude.toml"),
+        "[oauth]\nprovider = \"claude\"\n\n[[accounts]]\nid = 1\nemail = \"team@example.com\"\n\
+         proxy = \"socks5h://acct:account-proxy-secret@10.0.0.9:1080\"\n",
+    )
+    .unwrap();
+    let env = [
+        (
+            "AUTH_ROUTER_OAUTH__PROXY",
+            "http://team:global-proxy-secret@127.0.0.1:3128".to_owned(),
+        ),
+        (
+            "AUTH_ROUTER_CONTROL_BROWSER__SUBMIT_TOKEN",
+            "submit-token-secret-0123456789".to_owned(),
+        ),
+    ];
+
+    let output = cli(
+        dir.path(),
+        &["check-config", "--config", "claude.toml"],
+        &env,
+    )
+    .output()
+    .unwrap();
+
+    let (printed, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("provider preset: claude"), "{stderr}");
+    for line in [
+        "provider = \"claude\"",
+        "auth_url = \"https://claude.ai/oauth/authorize\"",
+        "token_url = \"https://platform.claude.com/v1/oauth/token\"",
+        "token_request_format = \"json\"",
+        "state_in_token_request = true",
+        "callback_bind_addr = \"127.0.0.1:54545\"",
+    ] {
+        assert!(printed.contains(line), "missing {line}\n{printed}");
+    }
+    for secret in [
+        "account-proxy-secret",
+        "global-proxy-secret",
+        "submit-token-secret-0123456789",
+    ] {
+        assert!(
+            !printed.contains(secret) && !stderr.contains(secret),
+            "{secret}"
+        );
+    }
+    assert!(
+        printed.contains("127.0.0.1:3128"),
+        "the proxy's host is shown: {printed}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_closes_the_callback_listener_and_the_api_listener() {
+    let dir = TempDir::new().unwrap();
+    let fake = fake().await;
+    let (port, callback_port) = (free_port(), free_port());
+    let mut env = router_env(port, &fake, dir.path());
+    env.push((
+        "AUTH_ROUTER_OAUTH__CALLBACK_BIND_ADDR",
+        format!("127.0.0.1:{callback_port}"),
+    ));
+    let mut router = Router::start(dir.path(), port, &env, "router.log").await;
+    let callback = format!("http://127.0.0.1:{callback_port}");
+    let client = Client::new(&router.base);
+    assert_eq!(
+        client.get(&format!("{callback}/healthz")).await,
+        StatusCode::NOT_FOUND,
+        "the callback listener serves the callback only"
+    );
+    assert_eq!(
+        client
+            .get(&format!("{callback}/oauth/callback?code=c"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "a callback without a state"
+    );
+
+    router.signal(libc::SIGTERM);
+    let status = router.wait_exit().await;
+
+    assert!(status.success(), "{status:?}\n{}", router.log());
+    for port in [port, callback_port] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still open"
+        );
+    }
+}
+
+#[tokio::test]
 async fn json_logs_are_one_object_per_line_with_the_request_id() {
     let dir = TempDir::new().unwrap();
     let fake = fake().await;

@@ -308,3 +308,108 @@ fn a_configured_admin_token_shorter_than_32_characters_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn the_claude_preset_fills_every_key_left_unset_and_an_explicit_key_wins() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "config.toml",
+            "[oauth]\nprovider = \"claude\"\ntoken_url = \"https://moved.example/token\"\n",
+        )?;
+        jail.set_env("AUTH_ROUTER_OAUTH__CALLBACK_BIND_ADDR", "127.0.0.1:60000");
+        let config = Config::load(None).expect("the preset alone is a valid configuration");
+        let oauth = &config.oauth;
+        assert_eq!(oauth.auth_url, "https://claude.ai/oauth/authorize");
+        assert_eq!(
+            oauth.token_url, "https://moved.example/token",
+            "the file wins"
+        );
+        assert_eq!(
+            oauth.callback_bind_addr, "127.0.0.1:60000",
+            "the environment wins"
+        );
+        assert_eq!(oauth.client_id, "9d1c250a-e61b-44d9-88ed-5944d1962f5e");
+        assert_eq!(
+            oauth.default_scopes,
+            [
+                "user:profile",
+                "user:inference",
+                "user:sessions:claude_code",
+                "user:mcp_servers",
+                "user:file_upload"
+            ]
+        );
+        assert_eq!(
+            oauth.extra_auth_params.get("code").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            oauth.token_request_format,
+            claude_auth_router::config::TokenRequestFormat::Json
+        );
+        assert!(oauth.state_in_token_request);
+        assert_eq!(oauth.redirect_uri, "http://localhost:54545/callback");
+        assert!(!config.requests.share_refresh_token);
+        Ok(())
+    });
+}
+
+#[test]
+fn the_generic_provider_presets_nothing() {
+    Jail::expect_with(|jail| {
+        jail.create_file("config.toml", BASE)?;
+        let config = Config::load(None).unwrap();
+        assert_eq!(
+            config.oauth.provider,
+            claude_auth_router::config::Provider::Generic
+        );
+        assert!(!config.oauth.state_in_token_request);
+        assert!(config.oauth.callback_bind_addr.is_empty());
+        assert!(config.oauth.extra_auth_params.is_empty());
+        assert_eq!(
+            config.oauth.token_request_format,
+            claude_auth_router::config::TokenRequestFormat::Form
+        );
+        Ok(())
+    });
+    let message = error_with_env("AUTH_ROUTER_OAUTH__PROVIDER", "anthropic");
+    assert!(message.contains("oauth.provider"), "{message}");
+}
+
+#[test]
+fn bad_proxies_emails_and_callback_addresses_are_refused_with_their_key() {
+    for (env, value, key) in [
+        (
+            "AUTH_ROUTER_OAUTH__PROXY",
+            "ftp://p.example:21",
+            "oauth.proxy",
+        ),
+        (
+            "AUTH_ROUTER_OAUTH__CALLBACK_BIND_ADDR",
+            "localhost",
+            "oauth.callback_bind_addr",
+        ),
+    ] {
+        let message = error_with_env(env, value);
+        assert!(message.contains(key), "{env}: {message}");
+    }
+    let message = load_error(|jail| {
+        jail.create_file(
+            "config.toml",
+            &format!("{BASE}[[accounts]]\nid = 1\nemail = \"nobody\"\n"),
+        )
+        .map(|_| ())
+    });
+    assert!(message.contains("accounts.email"), "{message}");
+    let message = load_error(|jail| {
+        jail.create_file(
+            "config.toml",
+            &format!("{BASE}[[accounts]]\nid = 1\nproxy = \"gopher://team:pw-secret@p:70\"\n"),
+        )
+        .map(|_| ())
+    });
+    assert!(
+        message.contains("accounts.proxy") && !message.contains("pw-secret"),
+        "{message}"
+    );
+}

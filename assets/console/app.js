@@ -191,6 +191,12 @@ function updateOpenRow(tr, r) {
   tr.querySelector('.code-box').hidden = r.status !== 'in_progress';
 }
 
+// The chosen account, and whose tokens the provider said they are, when it did.
+function loggedIn(r) {
+  const who = [r.account_email, r.organization_name].filter(Boolean).join(', ');
+  return who ? `${accountLabel(r.account_id)} (${who})` : accountLabel(r.account_id);
+}
+
 function recentRow(r) {
   const tr = document.createElement('tr');
   tr.dataset.id = r.request_id;
@@ -198,7 +204,7 @@ function recentRow(r) {
     cell('Client', r.client_name, 'client'),
     cell('Host', r.hostname),
     cell('Status', '', 'status'),
-    cell('Account', accountLabel(r.account_id)),
+    cell('Account', loggedIn(r)),
     cell('Finished', '', 'finished'),
   );
   const actions = document.createElement('div');

@@ -1,5 +1,8 @@
 //! `claude-auth-router token`: prints a usable access token on stdout and nothing else, so
 //! that `TOKEN=$(claude-auth-router token)` works. Everything for people goes to stderr.
+//!
+//! `claude-auth-router exec -- COMMAND`: gets the token the same way, then becomes COMMAND
+//! with the token in its environment (`CLAUDE_CODE_OAUTH_TOKEN`, which Claude Code reads).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -39,8 +42,123 @@ pub struct TokenArgs {
     pub timeout: Option<u64>,
 }
 
-/// Runs the command; returns the process exit code.
-pub async fn run(args: TokenArgs) -> u8 {
+/// The variable Claude Code reads its OAuth token from.
+pub const CLAUDE_CODE_TOKEN_VAR: &str = "CLAUDE_CODE_OAUTH_TOKEN";
+
+/// `token` with how to print what it got.
+#[derive(Debug, Args)]
+pub struct PrintArgs {
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// plain: the access token alone; json: {"access_token", "expires_at", "account_id"};
+    /// env: CLAUDE_CODE_OAUTH_TOKEN=…, for eval or a .env file.
+    #[arg(long, value_enum, default_value_t = Format::Plain)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Plain,
+    Json,
+    Env,
+}
+
+/// `exec`: the token options, the variable to set, and the command to become.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// The environment variable that carries the access token.
+    #[arg(long = "env", value_name = "NAME", default_value = CLAUDE_CODE_TOKEN_VAR)]
+    pub env: String,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Runs `token`; returns the process exit code.
+pub async fn run(args: PrintArgs) -> u8 {
+    let token = match fetch(args.token).await {
+        Ok(token) => token,
+        Err(code) => return code,
+    };
+    let text = match args.format {
+        Format::Plain => token.access_token.clone(),
+        Format::Json => serde_json::json!({
+            "access_token": token.access_token,
+            "expires_at": token.expires_at,
+            "account_id": token.account_id,
+        })
+        .to_string(),
+        Format::Env => format!(
+            "{CLAUDE_CODE_TOKEN_VAR}={}",
+            shell_word(&token.access_token)
+        ),
+    };
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("claude-auth-router: cannot write the token to stdout: {e}");
+            1
+        }
+    }
+}
+
+/// Runs `exec`: gets the token, then replaces this process with the command (on Unix), so
+/// its signals and its exit code are the command's own. Returns only on failure.
+pub async fn exec(args: ExecArgs) -> u8 {
+    if args.env.is_empty() || args.env.contains(['=', '\0']) {
+        eprintln!("claude-auth-router: --env needs a variable name");
+        return 2;
+    }
+    let token = match fetch(args.token).await {
+        Ok(token) => token,
+        Err(code) => return code,
+    };
+    let (program, rest) = args.command.split_first().expect("clap requires a command");
+    let mut command = std::process::Command::new(program);
+    command.args(rest).env(&args.env, &token.access_token);
+    become_command(command, program)
+}
+
+#[cfg(unix)]
+fn become_command(mut command: std::process::Command, program: &str) -> u8 {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure only calls signal(2), which is async-signal-safe. Rust ignores
+    // SIGPIPE in its own programs, and an ignored signal stays ignored across exec: the
+    // command must get the default, as it would from a shell.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let error = command.exec();
+    eprintln!("claude-auth-router: cannot run {program}: {error}");
+    if error.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
+}
+
+#[cfg(not(unix))]
+fn become_command(mut command: std::process::Command, program: &str) -> u8 {
+    match command.status() {
+        Ok(status) => status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(1),
+        Err(error) => {
+            eprintln!("claude-auth-router: cannot run {program}: {error}");
+            127
+        }
+    }
+}
+
+/// The token as `token` gets it, or the exit code after saying on stderr what went wrong.
+async fn fetch(args: TokenArgs) -> Result<super::Token, u8> {
     let progress = StderrProgress::new(std::io::stderr().is_terminal());
     let result = async {
         let client = RouterClient::new(&args.router)?;
@@ -49,21 +167,20 @@ pub async fn run(args: TokenArgs) -> u8 {
     }
     .await;
     progress.finish();
-    match result {
-        Ok(token) => {
-            let mut out = std::io::stdout().lock();
-            match writeln!(out, "{}", token.access_token).and_then(|_| out.flush()) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("claude-auth-router: cannot write the token to stdout: {e}");
-                    1
-                }
-            }
-        }
-        Err(e) => {
-            eprintln!("claude-auth-router: {e}");
-            e.exit_code()
-        }
+    result.map_err(|e| {
+        eprintln!("claude-auth-router: {e}");
+        e.exit_code()
+    })
+}
+
+/// `value` as one shell word: as it is when it holds only characters no shell or `.env`
+/// reader treats specially, single-quoted otherwise.
+fn shell_word(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.~+/=:@%".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
     }
 }
 

@@ -68,7 +68,8 @@ impl RouterClient {
                 return Ok(entry.token);
             }
             match self.refresh(entry.request_id, &entry.poll_token).await {
-                Ok(token) => {
+                Ok(mut token) => {
+                    token.account_id = entry.token.account_id;
                     progress.event(&Event::Refreshed);
                     if let Some(cache) = &cache {
                         cache.write(entry.request_id, &entry.poll_token, &token)?;
@@ -140,12 +141,14 @@ impl RouterClient {
                             progress.event(&Event::Approved {
                                 account_id: reply.account_id,
                             });
-                            return reply.token.ok_or_else(|| ClientError::Router {
+                            let mut token = reply.token.ok_or_else(|| ClientError::Router {
                                 status: 200,
                                 code: "no_token".into(),
                                 message: "the request is approved but the router sent no token"
                                     .into(),
-                            });
+                            })?;
+                            token.account_id = reply.account_id;
+                            return Ok(token);
                         }
                         Status::Denied => {
                             return Err(ClientError::Denied {

@@ -69,6 +69,10 @@ pub struct Token {
     pub expires_at: Option<DateTime<Utc>>,
     pub token_type: String,
     pub scope: String,
+    /// The account that approved it, as the status answer said (the token object itself
+    /// does not carry it; older caches lack it).
+    #[serde(default)]
+    pub account_id: Option<u32>,
 }
 
 impl std::fmt::Debug for Token {

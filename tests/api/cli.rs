@@ -20,8 +20,19 @@ fn token_command(app: &TestApp, cache: &Path, extra: &[&str]) -> Command {
 
 /// The command against `router`, with `cache` as --cache-dir (or none, for --no-cache).
 fn command_for(router: &str, cache: Option<&Path>, extra: &[&str]) -> Command {
+    subcommand_for("token", router, cache, extra)
+}
+
+/// `exec` with the test's token options, then `-- command…`.
+fn exec_command(app: &TestApp, cache: &Path, options: &[&str], command: &[&str]) -> Command {
+    let mut cmd = subcommand_for("exec", &app.base, Some(cache), options);
+    cmd.arg("--").args(command);
+    cmd
+}
+
+fn subcommand_for(sub: &str, router: &str, cache: Option<&Path>, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-auth-router"));
-    cmd.arg("token").args([
+    cmd.arg(sub).args([
         "--router",
         router,
         "--client-name",
@@ -393,4 +404,98 @@ async fn a_router_restart_while_waiting_is_ridden_out_with_backoff() {
         stderr(&output)
     );
     assert_eq!(app.count("auth_requests").await, 1);
+}
+
+#[tokio::test]
+async fn exec_runs_the_command_with_the_token_in_its_environment_and_passes_its_exit_code() {
+    let app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let first = first_token(&app, cache.path(), &[]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let token = stdout(&first).trim().to_owned();
+    let script = [
+        "sh",
+        "-c",
+        "printf '%s' \"$CLAUDE_CODE_OAUTH_TOKEN\"; exit 7",
+    ];
+
+    let output = finish(
+        exec_command(&app, cache.path(), &[], &script)
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    let renamed = finish(
+        exec_command(
+            &app,
+            cache.path(),
+            &["--env", "MY_TOKEN"],
+            &["sh", "-c", "printf '%s' \"$MY_TOKEN\""],
+        )
+        .spawn()
+        .unwrap(),
+    )
+    .await;
+    let missing = finish(
+        exec_command(&app, cache.path(), &[], &["no-such-command-anywhere"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert_eq!(stdout(&output), token, "the cached token, in the variable");
+    assert_eq!(renamed.status.code(), Some(0), "{}", stderr(&renamed));
+    assert_eq!(stdout(&renamed), token);
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(stderr(&missing).contains("no-such-command-anywhere"));
+}
+
+#[tokio::test]
+async fn exec_without_a_token_exits_as_token_would_and_runs_nothing() {
+    let app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let marker = cache.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let child = exec_command(&app, cache.path(), &[], &["sh", "-c", &touch])
+        .spawn()
+        .unwrap();
+    let id = pending_requests(&app, 1).await.remove(0);
+    assert_eq!(app.deny(&id).await.status(), StatusCode::OK);
+
+    let output = finish(child).await;
+
+    assert_eq!(output.status.code(), Some(3), "denied: {}", stderr(&output));
+    assert!(!marker.exists(), "the command never ran");
+}
+
+#[tokio::test]
+async fn token_prints_json_or_an_env_line_on_request() {
+    let app = fast_app(Options::default()).await;
+    let cache = TempDir::new().unwrap();
+    let first = first_token(&app, cache.path(), &["--format", "json"]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+
+    let json: Value = serde_json::from_str(stdout(&first).trim()).expect("one JSON object");
+    let env = finish(
+        token_command(&app, cache.path(), &["--format", "env"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+
+    let token = app.fake.secrets().access_tokens[0].clone();
+    assert_eq!(json["access_token"], token.as_str());
+    assert_eq!(json["account_id"], 7);
+    assert!(json["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .is_ok());
+    assert_eq!(
+        json.as_object().unwrap().len(),
+        3,
+        "access_token, expires_at, account_id: {json}"
+    );
+    assert_eq!(stdout(&env), format!("CLAUDE_CODE_OAUTH_TOKEN={token}\n"));
 }
