@@ -24,6 +24,7 @@
 //! - [`throttle`]: `slow_down` pacing of polls and the per-IP budget for creating requests.
 //! - [`error`]: the one error type, and how it maps to HTTP.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`notify`]: webhooks: events queued with the changes they report, and their sender.
 //! - [`client`]: the other side: `RouterClient` and the `token` command that employees run.
 //! - [`ops`]: the admin's maintenance commands: check-config, backup, rekey.
 //! - [`startup`]: wiring it together, serving, and shutting down cleanly.
@@ -39,6 +40,7 @@ pub mod domain;
 pub mod egress;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 pub mod oauth;
 pub mod ops;
 pub mod reaper;

@@ -51,6 +51,13 @@ struct TargetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    /// The webhook's index in the configuration, never its URL (a secret).
+    webhook: u32,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabels {
     table: &'static str,
 }
@@ -91,6 +98,8 @@ pub struct Metrics {
     retention_deleted: Family<TableLabels, Counter>,
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_latency: Histograms<TargetLabels>,
+    webhook_deliveries: Family<WebhookLabels, Counter>,
+    long_poll_waiters: Gauge,
     /// Serialises scrapes: the status gauges are reset and refilled on each.
     scrape: Mutex<()>,
 }
@@ -151,9 +160,23 @@ impl Default for Metrics {
             "Upstream call latency",
             upstream_latency.clone(),
         );
+        let webhook_deliveries = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by webhook index and outcome (delivered, retried, failed)",
+            webhook_deliveries.clone(),
+        );
+        let long_poll_waiters = Gauge::default();
+        registry.register(
+            "long_poll_waiters",
+            "Status polls holding their answer for a change now",
+            long_poll_waiters.clone(),
+        );
         Self {
             registry,
             http_requests,
+            webhook_deliveries,
+            long_poll_waiters,
             http_latency,
             requests_by_status,
             reaper_runs,
@@ -225,6 +248,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Records one webhook delivery attempt.
+    pub fn webhook(&self, webhook: u32, outcome: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&WebhookLabels { webhook, outcome })
+            .inc();
+    }
+
     /// Records one reaper pass; `None` where that part of the pass failed.
     pub fn reaper_pass(&self, expired: Option<u64>, retained: Option<crate::reaper::Retained>) {
         self.reaper_runs.inc();
@@ -240,11 +270,14 @@ impl Metrics {
         };
         deleted("auth_requests", retained.requests);
         deleted("audit_events", retained.audit);
+        deleted("webhook_deliveries", retained.deliveries);
     }
 
-    /// The exposition text, with the per-status counts read just now.
-    pub fn render(&self, by_status: &[(String, i64)]) -> String {
+    /// The exposition text, with the per-status counts and the waiters read just now.
+    pub fn render(&self, by_status: &[(String, i64)], waiters: usize) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.long_poll_waiters
+            .set(i64::try_from(waiters).unwrap_or(i64::MAX));
         self.requests_by_status.clear();
         for (status, count) in by_status {
             self.requests_by_status

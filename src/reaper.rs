@@ -30,9 +30,11 @@ pub async fn reap_once(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> 
 pub struct Retained {
     pub requests: Purged,
     pub audit: Purged,
+    pub deliveries: Purged,
 }
 
-/// Deletes finished requests (with their tokens) and audit rows past their retention.
+/// Deletes finished requests (with their tokens), audit rows, and delivered or failed
+/// webhook deliveries past their retention.
 pub async fn purge_once(
     db: &Db,
     now: DateTime<Utc>,
@@ -51,7 +53,13 @@ pub async fn purge_once(
         retention::purge_finished_requests(db, age(cfg.retain_terminal_secs), retention::BATCH)
             .await?;
     let audit = retention::purge_audit(db, age(cfg.retain_audit_secs), retention::BATCH).await?;
-    Ok(Retained { requests, audit })
+    let deliveries =
+        retention::purge_deliveries(db, age(cfg.retain_terminal_secs), retention::BATCH).await?;
+    Ok(Retained {
+        requests,
+        audit,
+        deliveries,
+    })
 }
 
 /// When the reaper last completed a whole pass, so that `/readyz` can tell a reaper that

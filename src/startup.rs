@@ -19,6 +19,7 @@ use crate::db::{keys, Db};
 use crate::domain::secret;
 use crate::egress::Egress;
 use crate::metrics::Metrics;
+use crate::notify::{sender, Outbox};
 use crate::oauth::OAuthClient;
 use crate::routes::{self, AppState, Shared};
 use crate::throttle::{CreateLimiter, PollPacer, SignInLimiter};
@@ -67,7 +68,9 @@ impl Application {
         callback_listener: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
         let lock = DbLock::acquire(&config.database_url)?;
-        let db = open_db(&config).await?;
+        let db = open_db(&config)
+            .await?
+            .with_outbox(Outbox::from_config(&config));
         Self::assemble(config, db, listener, callback_listener, lock)
     }
 
@@ -86,6 +89,7 @@ impl Application {
             metrics.clone(),
         )
         .context("control_browser settings")?;
+        let webhooks = egress.direct().clone();
         let oauth =
             OAuthClient::new(&config.oauth, egress, metrics.clone()).context("oauth settings")?;
         let admin_token = match config.admin_token() {
@@ -111,6 +115,7 @@ impl Application {
             create_limiter: Arc::new(create_limiter),
             sign_in_limiter: Arc::new(sign_in_limiter),
             reaper_health: Arc::new(reaper_health),
+            webhook_http: webhooks,
             metrics,
         });
         Ok(Self {
@@ -164,6 +169,7 @@ impl Application {
         } = self;
         let db = state.db.clone();
         let (stop_reaper, reaper_stop) = watch::channel(false);
+        let sender_stop = reaper_stop.clone();
         let reaper = {
             let (db, cfg) = (db.clone(), state.config.reaper.clone());
             let (metrics, health) = (state.metrics.clone(), state.reaper_health.clone());
@@ -174,6 +180,27 @@ impl Application {
                     metrics.clone(),
                     health.clone(),
                     reaper_stop.clone(),
+                )
+            })
+        };
+        let sender = {
+            let (db, http, metrics) = (
+                db.clone(),
+                state.webhook_http.clone(),
+                state.metrics.clone(),
+            );
+            let settings = sender::Settings {
+                timeout: Duration::from_secs(state.config.notify.timeout_secs),
+                max_attempts: state.config.notify.max_attempts,
+            };
+            let stop = sender_stop;
+            tasks::supervise("webhook sender", move || {
+                sender::run(
+                    db.clone(),
+                    http.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                    stop.clone(),
                 )
             })
         };
@@ -215,6 +242,7 @@ impl Application {
         }
         let _ = stop_reaper.send(true);
         let _ = reaper.await;
+        let _ = sender.await;
         db.close().await;
         drop(lock);
         tracing::info!("claude-auth-router stopped");

@@ -46,6 +46,14 @@ pub enum AdminAction {
     Revoke { id: Uuid },
     /// Show a request's audit trail, oldest first.
     Audit { id: Uuid },
+    /// List recent webhook deliveries, newest first, with status and attempts.
+    Webhooks {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// First queue a `test` event to every webhook.
+        #[arg(long)]
+        test: bool,
+    },
 }
 
 /// Runs the command with the admin token; returns the exit code (0 done, 1 error, 2 usage).
@@ -125,6 +133,16 @@ async fn execute(
                 .admin_get(&format!("/v1/audit?request_id={id}&limit=1000"), token)
                 .await
         }
+        AdminAction::Webhooks { limit, test } => {
+            if *test {
+                client
+                    .admin_post("/v1/webhooks/test", token, &json!({}))
+                    .await?;
+            }
+            client
+                .admin_get(&format!("/v1/webhooks/deliveries?limit={limit}"), token)
+                .await
+        }
     }
 }
 
@@ -175,6 +193,32 @@ fn render(action: &AdminAction, answer: &Value) -> String {
                 })
                 .collect();
             table(&["AT", "ACTOR", "ACTION", "STATUS", "DETAIL"], &rows)
+        }
+        AdminAction::Webhooks { .. } => {
+            let rows: Vec<Vec<String>> = items(answer, "deliveries")
+                .iter()
+                .map(|d| {
+                    [
+                        "id",
+                        "webhook",
+                        "event_type",
+                        "request_id",
+                        "status",
+                        "attempts",
+                        "updated_at",
+                        "last_error",
+                    ]
+                    .iter()
+                    .map(|k| text(d, k))
+                    .collect()
+                })
+                .collect();
+            table(
+                &[
+                    "ID", "WEBHOOK", "EVENT", "REQUEST", "STATUS", "ATTEMPTS", "UPDATED", "ERROR",
+                ],
+                &rows,
+            )
         }
         AdminAction::Approve { .. } => format!(
             "request {} is {} with account {}: the control browser opened the login\n",

@@ -51,6 +51,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub notify: NotifyConfig,
     /// The team's provider accounts. When non-empty, select-account refuses other ids.
     pub accounts: Vec<Account>,
 }
@@ -66,6 +67,8 @@ pub struct RequestsConfig {
     /// that rotate refresh tokens (Claude does) let any client that refreshes on its own
     /// kill the router's copy, and only an access token should leave the router.
     pub share_refresh_token: bool,
+    /// The longest a status poll may hold its answer (`?wait=N`), waiting for a change.
+    pub max_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -108,6 +111,8 @@ pub struct LimitsConfig {
     /// Failed console sign-ins one client IP may make per minute; past it, sign-ins from
     /// that address answer 429 until the budget refills. 0 turns the limit off.
     pub failed_sign_ins_per_minute_per_ip: u32,
+    /// Long-poll waiters at once; past it, a wait is answered at once as if `wait=0`.
+    pub max_waiters: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -195,6 +200,51 @@ pub struct AdminConfig {
     /// Empty means: generate one at startup and print it once.
     #[serde(serialize_with = "redacted")]
     pub token: SecretString,
+    /// The console's external address (`https://auth-router.example.com`), for links in
+    /// notifications. Empty: no links.
+    pub public_url: String,
+}
+
+/// Notifications: webhooks that hear about what needs an operator.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub webhooks: Vec<WebhookConfig>,
+    /// Each delivery attempt's timeout.
+    pub timeout_secs: u64,
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where events are POSTed. A secret: chat webhook URLs carry their credential.
+    #[serde(serialize_with = "redacted")]
+    pub url: SecretString,
+    /// The event types this webhook gets; empty: every event.
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The HMAC-SHA256 key of the `X-Auth-Router-Signature` header; empty: unsigned.
+    #[serde(default = "empty_secret", serialize_with = "redacted")]
+    pub secret: SecretString,
+}
+
+/// How a webhook's body looks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The event as JSON: `{"id", "type", "at", "request", "console_url"}`.
+    #[default]
+    Json,
+    /// `{"text": "…"}`, for Slack's (and compatible chats') incoming webhooks.
+    Slack,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from("")
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -225,6 +275,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            notify: NotifyConfig::default(),
             accounts: Vec::new(),
         }
     }
@@ -236,6 +287,7 @@ impl Default for RequestsConfig {
             ttl_secs: 600,
             poll_interval_secs: 5,
             share_refresh_token: false,
+            max_wait_secs: 25,
         }
     }
 }
@@ -258,6 +310,7 @@ impl Default for LimitsConfig {
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
             failed_sign_ins_per_minute_per_ip: 10,
+            max_waiters: 10_000,
         }
     }
 }
@@ -307,6 +360,17 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             token: SecretString::from(""),
+            public_url: String::new(),
+        }
+    }
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            timeout_secs: 5,
+            max_attempts: 15,
         }
     }
 }

@@ -126,6 +126,34 @@ impl Config {
                 }
             }
         }
+        if self.limits.request_timeout_secs <= self.requests.max_wait_secs {
+            return Err(invalid(
+                "limits.request_timeout_secs",
+                "must exceed requests.max_wait_secs, or the timeout would cut a legitimate long poll",
+            ));
+        }
+        if !self.admin.public_url.is_empty() {
+            http_url("admin.public_url", &self.admin.public_url)?;
+        }
+        for hook in &self.notify.webhooks {
+            use secrecy::ExposeSecret;
+            // The URL is a secret: the message says what is wrong, never what it is.
+            let url = Url::parse(hook.url.expose_secret()).ok();
+            if !url.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+                return Err(invalid("notify.webhooks.url", "must be an http(s) URL"));
+            }
+            for event in &hook.events {
+                if !crate::notify::EventType::is_configurable(event) {
+                    return Err(invalid(
+                        "notify.webhooks.events",
+                        &format!(
+                            "has {event:?}; the events are {}",
+                            crate::notify::EventType::CONFIGURABLE.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         let mut ids = HashSet::new();
         if let Some(dup) = self.accounts.iter().find(|a| !ids.insert(a.id)) {
             return Err(invalid("accounts", &format!("lists id {} twice", dup.id)));
@@ -137,7 +165,15 @@ impl Config {
     /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
     fn validate_durations(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 24 * 3600;
-        let ranges: [(&'static str, u64, u64, u64); 8] = [
+        let ranges: [(&'static str, u64, u64, u64); 11] = [
+            ("requests.max_wait_secs", self.requests.max_wait_secs, 0, 60),
+            ("notify.timeout_secs", self.notify.timeout_secs, 1, 60),
+            (
+                "notify.max_attempts",
+                u64::from(self.notify.max_attempts),
+                1,
+                100,
+            ),
             ("requests.ttl_secs", self.requests.ttl_secs, 1, 7 * DAY),
             (
                 "requests.poll_interval_secs",

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::commit::WriteTx;
 use super::requests::{insert_in, Inserted, NewRow};
-use super::{begin, Db};
+use super::Db;
 
 /// The most creates one transaction takes.
 const MAX_BATCH: usize = 64;
@@ -83,7 +84,7 @@ async fn writer(db: Db, jobs: Arc<Mutex<mpsc::Receiver<(NewRow, Reply)>>>) {
 
 /// One transaction for the whole batch; nothing is kept unless all of it commits.
 async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for (row, _) in batch {
         outcomes.push(insert_in(&mut tx, row).await?);

@@ -9,12 +9,15 @@
 pub mod audit;
 pub mod batch;
 pub mod cache;
+pub mod commit;
+pub mod deliveries;
 pub mod keys;
 pub mod lock;
 pub mod requests;
 pub mod retention;
 pub mod sessions;
 pub mod tokens;
+pub mod waiters;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::crypto::{aad, Sealer};
+use crate::notify::Outbox;
 
 /// How long a statement waits for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +55,10 @@ pub struct Db {
     sealer: Arc<Sealer>,
     /// Request rows for the status poll; see [`cache`].
     cache: Arc<cache::RequestCache>,
+    /// Long-poll waiters, woken by the commit of a change ([`commit`]).
+    waiters: Arc<waiters::Waiters>,
+    /// The configured webhooks, for the events a commit queues ([`commit`]).
+    outbox: Arc<Outbox>,
 }
 
 impl Db {
@@ -91,7 +99,24 @@ impl Db {
             write,
             sealer: Arc::new(sealer),
             cache: Arc::default(),
+            waiters: Arc::default(),
+            outbox: Arc::default(),
         })
+    }
+
+    /// This handle with `outbox`'s webhooks: commits through it queue their events. Call it
+    /// once at startup, before the handle is cloned.
+    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
+        self.outbox = Arc::new(outbox);
+        self
+    }
+
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
+    }
+
+    pub fn waiters(&self) -> &Arc<waiters::Waiters> {
+        &self.waiters
     }
 
     pub fn sealer(&self) -> &Sealer {
@@ -168,8 +193,8 @@ fn create_owner_only(path: &std::path::Path) -> Result<(), sqlx::Error> {
     }
 }
 
-/// A write transaction that takes SQLite's write lock at once, so reading the old status
-/// and changing it can never be interleaved with another writer.
+/// A write transaction that takes SQLite's write lock at once, for writes that change no
+/// request (see [`commit::WriteTx`] for those that do).
 async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
     db.write.begin_with("BEGIN IMMEDIATE").await
 }

@@ -15,11 +15,13 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{audit, begin, decode, tokens, Db, PKCE_VERIFIER};
+use super::commit::WriteTx;
+use super::{decode, tokens, Db, PKCE_VERIFIER};
 use crate::domain::time::to_db;
 use crate::domain::{
     Audit, NewTokenRequest, Scopes, Status, TokenBundle, TokenRequest, Transition,
 };
+use crate::notify::EventType;
 
 /// A request as the poll endpoints need it: the public fields and the poll token's hash.
 #[derive(Debug, Clone)]
@@ -88,7 +90,7 @@ pub struct NewRow {
 /// Stores a new request inside the caller's write transaction, unless its hostname already
 /// has `max_open_for_host` open ones. Counting and inserting share the transaction, so
 /// concurrent creates (even in one batch) cannot slip under the limit together.
-pub async fn insert_in(conn: &mut SqliteConnection, row: &NewRow) -> Result<Inserted, sqlx::Error> {
+pub async fn insert_in(tx: &mut WriteTx, row: &NewRow) -> Result<Inserted, sqlx::Error> {
     if row.max_open_for_host > 0 {
         let now = to_db(row.created_at);
         let open = sqlx::query!(
@@ -98,7 +100,7 @@ pub async fn insert_in(conn: &mut SqliteConnection, row: &NewRow) -> Result<Inse
             row.new.hostname,
             now,
         )
-        .fetch_one(&mut *conn)
+        .fetch_one(tx.conn())
         .await?;
         if open.open >= i64::from(row.max_open_for_host) {
             return Ok(Inserted::TooManyOpen {
@@ -122,17 +124,10 @@ pub async fn insert_in(conn: &mut SqliteConnection, row: &NewRow) -> Result<Inse
         expires,
         row.poll_token_hash,
     )
-    .execute(&mut *conn)
+    .execute(tx.conn())
     .await?;
-    audit::record(
-        conn,
-        row.id,
-        row.created_at,
-        &row.audit,
-        None,
-        Status::Pending,
-    )
-    .await?;
+    tx.record(row.id, row.created_at, &row.audit, None, Status::Pending)
+        .await?;
     Ok(Inserted::Created)
 }
 
@@ -372,7 +367,7 @@ pub async fn start_login(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
     let from = Transition::SelectAccount.from_json();
@@ -392,22 +387,14 @@ pub async fn start_login(
         before.version,
         from,
     )
-    .fetch_optional(&mut *tx)
+    .fetch_optional(tx.conn())
     .await?;
     let Some(version) = version else {
         return Ok(None);
     };
-    audit::record(
-        &mut tx,
-        id,
-        now,
-        audit,
-        Some(before.status),
-        Status::InProgress,
-    )
-    .await?;
+    tx.record(id, now, audit, Some(before.status), Status::InProgress)
+        .await?;
     tx.commit().await?;
-    db.cache.forget(id);
     Ok(Some(version))
 }
 
@@ -422,7 +409,7 @@ pub async fn restore(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let status = before.status.as_str();
     let verifier = before
@@ -446,22 +433,14 @@ pub async fn restore(
         state_hash,
         from,
     )
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    audit::record(
-        &mut tx,
-        id,
-        now,
-        audit,
-        Some(Status::InProgress),
-        before.status,
-    )
-    .await?;
+    tx.record(id, now, audit, Some(Status::InProgress), before.status)
+        .await?;
     tx.commit().await?;
-    db.cache.forget(id);
     Ok(true)
 }
 
@@ -474,6 +453,7 @@ pub async fn claim_state(
 ) -> Result<Option<Claim>, sqlx::Error> {
     let now = to_db(now);
     let from = Transition::Approve.from_json();
+    let mut tx = WriteTx::begin(db).await?;
     let row = sqlx::query!(
         r#"UPDATE auth_requests
            SET state_hash = NULL, updated_at = ?1, version = version + 1
@@ -486,11 +466,12 @@ pub async fn claim_state(
         state_hash,
         from,
     )
-    .fetch_optional(&db.write)
+    .fetch_optional(tx.conn())
     .await?;
     let Some(r) = row else { return Ok(None) };
     let id = r.id.into_uuid();
-    db.cache.forget(id);
+    tx.touched(id);
+    tx.commit().await?;
     Ok(Some(Claim {
         id,
         version: r.version,
@@ -511,6 +492,7 @@ pub async fn claim_for_code(
     let hyphenated = id.hyphenated();
     let now = to_db(now);
     let from = Transition::Approve.from_json();
+    let mut tx = WriteTx::begin(db).await?;
     let row = sqlx::query!(
         r#"UPDATE auth_requests
            SET state_hash = NULL, updated_at = ?1, version = version + 1
@@ -524,10 +506,11 @@ pub async fn claim_for_code(
         state_hash,
         from,
     )
-    .fetch_optional(&db.write)
+    .fetch_optional(tx.conn())
     .await?;
     let Some(r) = row else { return Ok(None) };
-    db.cache.forget(id);
+    tx.touched(id);
+    tx.commit().await?;
     Ok(Some(Claim {
         id,
         version: r.version,
@@ -555,7 +538,7 @@ pub async fn approve(
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
     let id = claim.id;
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
     let from = Transition::Approve.from_json();
@@ -570,23 +553,15 @@ pub async fn approve(
         hyphenated,
         from,
     )
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    tokens::insert(db, &mut tx, id, bundle).await?;
-    audit::record(
-        &mut tx,
-        id,
-        now,
-        audit,
-        Some(Status::InProgress),
-        Status::Approved,
-    )
-    .await?;
+    tokens::insert(db, tx.conn(), id, bundle).await?;
+    tx.record(id, now, audit, Some(Status::InProgress), Status::Approved)
+        .await?;
     tx.commit().await?;
-    db.cache.forget(id);
     Ok(true)
 }
 
@@ -599,7 +574,7 @@ pub async fn fail_claimed(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
     let from = Transition::Fail.from_json();
@@ -614,22 +589,14 @@ pub async fn fail_claimed(
         version,
         from,
     )
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    audit::record(
-        &mut tx,
-        id,
-        now,
-        audit,
-        Some(Status::InProgress),
-        Status::Error,
-    )
-    .await?;
+    tx.record(id, now, audit, Some(Status::InProgress), Status::Error)
+        .await?;
     tx.commit().await?;
-    db.cache.forget(id);
     Ok(true)
 }
 
@@ -643,7 +610,7 @@ pub async fn finish_by_state(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let to = transition.to().unwrap_or(Status::Error);
     let to_name = to.as_str();
     let at = to_db(now);
@@ -661,15 +628,15 @@ pub async fn finish_by_state(
         state_hash,
         from,
     )
-    .fetch_optional(&mut *tx)
+    .fetch_optional(tx.conn())
     .await?;
     let Some(id) = id.map(|h| h.into_uuid()) else {
         return Ok(None);
     };
     // Only `in_progress` requests hold a state, so that is where this one came from.
-    audit::record(&mut tx, id, now, audit, Some(Status::InProgress), to).await?;
+    tx.record(id, now, audit, Some(Status::InProgress), to)
+        .await?;
     tx.commit().await?;
-    db.cache.forget(id);
     Ok(Some(id))
 }
 
@@ -681,8 +648,8 @@ pub async fn transition(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = begin(db).await?;
-    let Some(before) = status_of(&mut tx, id).await? else {
+    let mut tx = WriteTx::begin(db).await?;
+    let Some(before) = status_of(tx.conn(), id).await? else {
         return Ok(false);
     };
     let hyphenated = id.hyphenated();
@@ -700,14 +667,13 @@ pub async fn transition(
         hyphenated,
         from,
     )
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    audit::record(&mut tx, id, now, audit, Some(before), to).await?;
+    tx.record(id, now, audit, Some(before), to).await?;
     tx.commit().await?;
-    db.cache.forget(id);
     Ok(true)
 }
 
@@ -719,7 +685,7 @@ pub async fn revoke(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
     let from = Transition::Revoke.from_json();
@@ -730,38 +696,32 @@ pub async fn revoke(
         hyphenated,
         from,
     )
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
     sqlx::query!("DELETE FROM token_bundles WHERE request_id = ?", hyphenated)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
-    audit::record(
-        &mut tx,
-        id,
-        now,
-        audit,
-        Some(Status::Approved),
-        Status::Revoked,
-    )
-    .await?;
+    tx.record(id, now, audit, Some(Status::Approved), Status::Revoked)
+        .await?;
     tx.commit().await?;
-    db.cache.forget(id);
     db.scrub().await?;
     Ok(true)
 }
 
 /// Expires every open request whose deadline has passed, with one audit row each, in one
-/// transaction of two indexed statements over the same rows.
+/// transaction of two indexed statements over the same rows, and a `request.expired` event
+/// each for the webhooks that want it.
 ///
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
 /// can only use the partial index `auth_requests_open_by_expiry` (or seek the status index)
 /// when the statuses are literals; a unit test keeps the two lists equal, and an API test
 /// checks that the plan never scans the whole table.
 pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
+    let at = now;
     let now = to_db(now);
     sqlx::query!(
         "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status)
@@ -769,22 +729,25 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error>
          WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1",
         now,
     )
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
-    let done = sqlx::query!(
-        "UPDATE auth_requests
-         SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
-             version = version + 1
-         WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1",
+    let expired = sqlx::query_scalar!(
+        r#"UPDATE auth_requests
+           SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
+               version = version + 1
+           WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1
+           RETURNING id AS "id!: uuid::fmt::Hyphenated""#,
         now,
     )
-    .execute(&mut *tx)
+    .fetch_all(tx.conn())
     .await?;
-    tx.commit().await?;
-    if done.rows_affected() > 0 {
-        db.cache.forget_all();
+    for id in &expired {
+        let id = id.into_uuid();
+        tx.changed(id);
+        tx.raise(Some(id), EventType::RequestExpired, at).await?;
     }
-    Ok(done.rows_affected())
+    tx.commit().await?;
+    Ok(expired.len() as u64)
 }
 
 #[cfg(test)]

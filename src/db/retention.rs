@@ -73,6 +73,28 @@ pub async fn purge_audit(
     .await
 }
 
+/// Deletes delivered and failed webhook deliveries last changed before `before`.
+pub async fn purge_deliveries(
+    db: &Db,
+    before: DateTime<Utc>,
+    batch: i64,
+) -> Result<Purged, sqlx::Error> {
+    let before = to_db(before);
+    in_batches(batch, || async {
+        let done = sqlx::query!(
+            "DELETE FROM webhook_deliveries WHERE id IN (
+                 SELECT id FROM webhook_deliveries
+                 WHERE status != 'pending' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
+            before,
+            batch,
+        )
+        .execute(&db.write)
+        .await?;
+        Ok(done.rows_affected())
+    })
+    .await
+}
+
 /// Runs `delete` (one statement of at most `batch` rows) until a batch comes back short,
 /// letting waiting writers (a create, an approval) in between batches.
 async fn in_batches<F, Fut>(batch: i64, mut delete: F) -> Result<Purged, sqlx::Error>

@@ -5,7 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{audit, begin, Db, ACCESS_TOKEN, REFRESH_TOKEN};
+use super::commit::WriteTx;
+use super::{Db, ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::domain::time::to_db;
 use crate::domain::{Audit, Identity, Status, TokenBundle};
 
@@ -139,7 +140,7 @@ pub async fn store_refreshed(
     bundle: &TokenBundle,
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let id = request_id.hyphenated();
     let Stored {
         access,
@@ -170,14 +171,13 @@ pub async fn store_refreshed(
         who.organization_uuid,
         who.organization_name,
     )
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
     let approved = Some(Status::Approved);
-    audit::record(
-        &mut tx,
+    tx.record(
         request_id,
         bundle.obtained_at,
         audit,
@@ -198,7 +198,7 @@ pub async fn mark_refresh_rejected(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = begin(db).await?;
+    let mut tx = WriteTx::begin(db).await?;
     let id = request_id.hyphenated();
     let done = sqlx::query!(
         "UPDATE token_bundles SET refresh_error = ?1, generation = generation + 1
@@ -207,13 +207,14 @@ pub async fn mark_refresh_rejected(
         id,
         generation,
     )
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
     let approved = Some(Status::Approved);
-    audit::record(&mut tx, request_id, now, audit, approved, Status::Approved).await?;
+    tx.record(request_id, now, audit, approved, Status::Approved)
+        .await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -35,6 +35,8 @@ pub struct Audit {
     pub actor: Actor,
     pub action: &'static str,
     pub detail: Option<String>,
+    /// Raise no webhook event for this change (an auto-approved create is not news).
+    pub quiet: bool,
 }
 
 impl Audit {
@@ -43,7 +45,14 @@ impl Audit {
             actor,
             action,
             detail: None,
+            quiet: false,
         }
+    }
+
+    /// The same change, raising no webhook event.
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {

@@ -9,6 +9,7 @@ mod login;
 mod refresh;
 mod select_account;
 mod token_requests;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -94,6 +95,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// When the reaper last completed a pass, for `/readyz`.
     pub reaper_health: Arc<crate::reaper::Health>,
+    /// The client webhooks are sent with (no proxy: receivers are the team's own).
+    pub webhook_http: reqwest::Client,
     /// Creates go through one writer that commits them in groups.
     pub creates: InsertBatcher,
 }
@@ -105,10 +108,6 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/token-requests",
             post(token_requests::create).get(token_requests::list),
-        )
-        .route(
-            "/v1/token-requests/{id}/status",
-            get(token_requests::status),
         )
         .route(
             "/v1/token-requests/{id}/select-account",
@@ -130,6 +129,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/codes", post(admin_actions::submit_code_by_state))
         .route("/v1/audit", get(admin_actions::audit))
+        .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/test", post(webhooks::test))
         .route("/admin", get(console::index))
         .route("/admin/app.js", get(console::script))
         .route("/admin/app.css", get(console::style))
@@ -144,7 +145,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
-    layered(routes, state)
+    // The status poll is outside the concurrency cap: a long poll waits by design, and
+    // waiters have their own bound (`limits.max_waiters`).
+    let waits = Router::new().route(
+        "/v1/token-requests/{id}/status",
+        get(token_requests::status),
+    );
+    layered(routes, waits, state)
 }
 
 /// The callback listener's router (`oauth.callback_bind_addr`): the callback path alone,
@@ -152,27 +159,33 @@ pub fn router(state: AppState) -> Router {
 /// nothing of the API.
 pub fn callback_router(state: AppState) -> Router {
     let routes = Router::new().route(&state.config.callback_path(), get(callback::callback));
-    layered(routes, state)
+    layered(routes, Router::new(), state)
 }
 
 /// The same answers for what matches no route, and the same layers, on every listener.
-fn layered(routes: Router<AppState>, state: AppState) -> Router {
+/// `capped` routes count against `limits.max_concurrent_requests`; `uncapped` ones do not.
+fn layered(capped: Router<AppState>, uncapped: Router<AppState>, state: AppState) -> Router {
     let limits = state.config.limits.clone();
-    routes
+    // Refuse at once beyond the concurrency cap (rather than queue), as the API's own 503.
+    // The cap is the global kind: `Router::layer` clones layers onto every route, and a
+    // plain concurrency limit would give each route a semaphore of its own.
+    let capped = capped.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(overload_or_timeout))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::new(
+                limits.max_concurrent_requests,
+            )),
+    );
+    capped
+        .merge(uncapped)
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
-            // Outermost first: turn overload and timeouts into the API's own 503s, refuse at
-            // once beyond the concurrency cap (rather than queue), and bound every request.
-            // The cap is the global kind: `Router::layer` clones layers onto every route, and
-            // a plain concurrency limit would give each route a semaphore of its own.
+            // Every request is bounded, as the API's own 503.
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overload_or_timeout))
-                .load_shed()
-                .layer(GlobalConcurrencyLimitLayer::new(
-                    limits.max_concurrent_requests,
-                ))
                 .timeout(Duration::from_secs(limits.request_timeout_secs)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -1,10 +1,11 @@
 //! `/v1/token-requests`: create, poll, list, deny and cancel.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,9 @@ use crate::config::Config;
 use crate::db;
 use crate::db::requests::{Inserted, Listed, NewRow};
 use crate::domain::request::CreateBody;
-use crate::domain::{secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, Transition};
+use crate::domain::{
+    secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition,
+};
 use crate::error::{Error, Result};
 
 /// Listings return this many requests unless told otherwise.
@@ -136,40 +139,109 @@ impl TokenView {
     }
 }
 
+/// The query of a status poll: `?wait=N` holds the answer up to N seconds for a change.
+#[derive(Deserialize)]
+pub struct StatusParams {
+    wait: Option<String>,
+}
+
+/// The header of an answer that could not wait because `limits.max_waiters` were waiting.
+pub const WAIT_SKIPPED_HEADER: &str = "x-auth-router-wait";
+
+/// `GET /v1/token-requests/{id}/status[?wait=N]`.
+///
+/// With `wait`, a request that is still open holds the answer until its row changes (any
+/// committed change wakes it, see [`crate::db::commit`]), its deadline passes, or N seconds
+/// pass, then answers as it stands. The subscription is made before the row is read, so a
+/// change that commits in between is not missed; a client that hangs up drops the handler
+/// and with it the subscription.
 pub async fn status(
     State(app): State<AppState>,
     RequestId(id): RequestId,
     bearer: Bearer,
-) -> Result<axum::Json<StatusBody>> {
+    params: std::result::Result<Query<StatusParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
     let poll_token = bearer.0.ok_or(Error::Unauthorized)?;
+    let Query(params) = params.map_err(|e| Error::InvalidRequest(e.body_text()))?;
+    let max_wait = app.config.requests.max_wait_secs;
+    let asked = match params.wait.as_deref() {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|w| *w <= max_wait)
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "wait must be a whole number of seconds from 0 to {max_wait}"
+                ))
+            })?,
+    };
+    let mut subscription = match asked {
+        0 => None,
+        _ => app
+            .db
+            .waiters()
+            .subscribe(id, app.config.limits.max_waiters),
+    };
+    let skipped = asked > 0 && subscription.is_none();
     // The hot path: most polls are answered from the process's read-through cache.
-    let stored = db::requests::find_cached(&app.db, id)
+    let mut stored = db::requests::find_cached(&app.db, id)
         .await?
         .ok_or(Error::RequestNotFound)?;
     if !secret::verify(&poll_token, &stored.poll_token_hash) {
         return Err(Error::Unauthorized);
     }
-    // Only a poll with the right token counts, or anyone could throttle a legitimate client.
-    app.poll_pacer
-        .check(id, Instant::now())
-        .map_err(|retry_after| Error::SlowDown { retry_after })?;
-    let request = &stored.request;
+    // A long poll is the polite client: never told to slow down. Only a poll with the right
+    // token counts, or anyone could throttle a legitimate client.
+    if asked < app.config.requests.poll_interval_secs {
+        app.poll_pacer
+            .check(id, Instant::now())
+            .map_err(|retry_after| Error::SlowDown { retry_after })?;
+    }
+    if let Some(subscription) = &mut subscription {
+        let now = time::now();
+        if !stored.request.effective_status(now).is_terminal() {
+            let until_expiry = (stored.request.expires_at - now)
+                .to_std()
+                .unwrap_or_default();
+            let wait = Duration::from_secs(asked).min(until_expiry);
+            tokio::select! {
+                _ = subscription.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            stored = db::requests::find_cached(&app.db, id)
+                .await?
+                .ok_or(Error::RequestNotFound)?;
+        }
+    }
+    let body = status_body(&app, &stored.request).await?;
+    let mut response = axum::Json(body).into_response();
+    if skipped {
+        response.headers_mut().insert(
+            WAIT_SKIPPED_HEADER,
+            HeaderValue::from_static("skipped: max_waiters reached"),
+        );
+    }
+    Ok(response)
+}
+
+async fn status_body(app: &AppState, request: &TokenRequest) -> Result<StatusBody> {
     let status = request.effective_status(time::now());
     let token = match status {
-        Status::Approved => db::tokens::find(&app.db, id)
+        Status::Approved => db::tokens::find(&app.db, request.id)
             .await?
             .map(|b| TokenView::new(b, &app.config)),
         _ => None,
     };
-    Ok(axum::Json(StatusBody {
-        request_id: id,
+    Ok(StatusBody {
+        request_id: request.id,
         status,
         account_id: request.account_id,
         token,
         error: request.error.clone(),
         expires_at: request.expires_at,
         poll_interval_secs: app.config.requests.poll_interval_secs,
-    }))
+    })
 }
 
 #[derive(Deserialize)]

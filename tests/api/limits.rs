@@ -148,6 +148,7 @@ async fn a_request_slower_than_the_server_timeout_answers_503_and_the_service_ca
     let app = spawn_app_with(|c| {
         c.control_browser.timeout_secs = 1;
         c.oauth.timeout_secs = 1;
+        c.requests.max_wait_secs = 1;
         c.limits.request_timeout_secs = 2;
     })
     .await;

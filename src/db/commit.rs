@@ -1,0 +1,166 @@
+//! The one path every change to a request takes.
+//!
+//! A [`WriteTx`] is a `BEGIN IMMEDIATE` transaction that also collects what the change means
+//! for the rest of the process. In the transaction, [`WriteTx::record`] writes the change's
+//! audit row and the outbox rows of the event it raises. After the commit,
+//! [`WriteTx::commit`] drops the changed rows from the read cache, wakes their long-poll
+//! waiters and tells the webhook sender there is work. A write path that uses it cannot
+//! forget any of those, and nothing happens for a transaction that does not commit.
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::{audit, deliveries, Db};
+use crate::domain::time::{self, to_db};
+use crate::domain::{Audit, Scopes, Status};
+use crate::notify::{EventType, RequestSnapshot};
+
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    db: Db,
+    /// Requests whose status (or outcome) changed: cached rows dropped, waiters woken.
+    changed: Vec<Uuid>,
+    /// Requests changed without a transition (a consumed state): cached rows dropped only,
+    /// so a long poll is not answered with the same status it already has.
+    touched: Vec<Uuid>,
+    /// Whether outbox rows were written.
+    queued: bool,
+}
+
+impl WriteTx {
+    /// Takes SQLite's write lock at once, so reading the old status and changing it can
+    /// never be interleaved with another writer.
+    pub async fn begin(db: &Db) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            tx: db.write.begin_with("BEGIN IMMEDIATE").await?,
+            db: db.clone(),
+            changed: Vec::new(),
+            touched: Vec::new(),
+            queued: false,
+        })
+    }
+
+    /// The transaction's connection, for the change's own statements.
+    pub fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+
+    /// A change to request `id` that is no transition of its own (a consumed state): the
+    /// cache hears of it, the waiters do not.
+    pub fn touched(&mut self, id: Uuid) {
+        self.touched.push(id);
+    }
+
+    /// A transition of request `id` written without [`record`](Self::record) (the reaper's
+    /// bulk expiry writes its audit rows in one statement).
+    pub fn changed(&mut self, id: Uuid) {
+        self.changed.push(id);
+    }
+
+    /// Writes the audit row of a change to request `id`, and the outbox rows of the event
+    /// the change raises (if any webhook wants it).
+    pub async fn record(
+        &mut self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        audit: &Audit,
+        from: Option<Status>,
+        to: Status,
+    ) -> Result<(), sqlx::Error> {
+        audit::record(&mut self.tx, id, at, audit, from, to).await?;
+        self.changed.push(id);
+        if !audit.quiet {
+            if let Some(event) = EventType::of_change(audit.action, from, to) {
+                self.raise(Some(id), event, at).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `event` about request `id` (none for a test event) to every webhook that
+    /// wants it, with the request's fields as this transaction sees them.
+    pub async fn raise(
+        &mut self,
+        id: Option<Uuid>,
+        event: EventType,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let outbox = self.db.outbox.clone();
+        if !outbox.wants(event) {
+            return Ok(());
+        }
+        let snapshot = match id {
+            Some(id) => snapshot(&mut self.tx, id).await?,
+            None => None,
+        };
+        let event_id = Uuid::new_v4();
+        // Queued (and so due) now, whatever time the change itself is stamped with.
+        let now = to_db(time::now());
+        for hook in outbox.targets(event) {
+            let body = outbox.render(hook, event_id, event, at, snapshot.as_ref());
+            let row = deliveries::NewDelivery {
+                webhook: hook.index,
+                webhook_key: &hook.key,
+                event_id,
+                event_type: event.as_str(),
+                request_id: id,
+                body: &body,
+                at: &now,
+            };
+            deliveries::insert(&mut self.tx, &row).await?;
+            self.queued = true;
+        }
+        Ok(())
+    }
+
+    /// Commits, then tells the rest of the process: the cache, the waiters, the sender.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let WriteTx {
+            tx,
+            db,
+            changed,
+            touched,
+            queued,
+        } = self;
+        tx.commit().await?;
+        for id in touched {
+            db.cache.forget(id);
+        }
+        for id in changed {
+            db.cache.forget(id);
+            db.waiters.wake(id);
+        }
+        if queued {
+            db.outbox.work.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// A request's public fields inside the transaction, for an event's body.
+async fn snapshot(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+) -> Result<Option<RequestSnapshot>, sqlx::Error> {
+    let hyphenated = id.hyphenated();
+    let row = sqlx::query!(
+        r#"SELECT client_name, hostname, scopes, status, account_id AS "account_id: u32", error
+           FROM auth_requests WHERE id = ?"#,
+        hyphenated,
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(RequestSnapshot {
+            request_id: id,
+            client_name: r.client_name,
+            hostname: r.hostname,
+            scopes: Scopes::from_db(&r.scopes).as_slice().to_vec(),
+            status: super::decode("status", &r.status)?,
+            account_id: r.account_id,
+            error: r.error,
+        })
+    })
+    .transpose()
+}

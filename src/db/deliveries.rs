@@ -1,0 +1,163 @@
+//! `webhook_deliveries`: the outbox of webhook events, and the sender's bookkeeping.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::Db;
+use crate::domain::time::to_db;
+
+/// A row to queue, inside the transaction of the change it reports.
+pub struct NewDelivery<'a> {
+    pub webhook: u32,
+    pub webhook_key: &'a [u8],
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub request_id: Option<Uuid>,
+    pub body: &'a str,
+    pub at: &'a str,
+}
+
+pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<(), sqlx::Error> {
+    let event_id = d.event_id.hyphenated();
+    let request_id = d.request_id.map(|id| id.hyphenated());
+    sqlx::query!(
+        "INSERT INTO webhook_deliveries
+             (webhook, webhook_key, event_id, event_type, request_id, body, next_attempt_at,
+              created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)",
+        d.webhook,
+        d.webhook_key,
+        event_id,
+        d.event_type,
+        request_id,
+        d.body,
+        d.at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The oldest pending row of a webhook: the only one it may be sent, so that delivery is
+/// in order per webhook.
+#[derive(Debug)]
+pub struct Due {
+    pub id: i64,
+    pub webhook_key: Vec<u8>,
+    pub event_id: String,
+    pub event_type: String,
+    pub body: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+pub async fn oldest_pending(db: &Db, webhook: u32) -> Result<Option<Due>, sqlx::Error> {
+    sqlx::query_as!(
+        Due,
+        r#"SELECT id AS "id!", webhook_key, event_id, event_type, body, attempts,
+                  next_attempt_at AS "next_attempt_at: DateTime<Utc>"
+           FROM webhook_deliveries WHERE webhook = ? AND status = 'pending'
+           ORDER BY id LIMIT 1"#,
+        webhook,
+    )
+    .fetch_optional(&db.read)
+    .await
+}
+
+/// Records a 2xx.
+pub async fn delivered(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    let now = to_db(now);
+    sqlx::query!(
+        "UPDATE webhook_deliveries
+         SET status = 'delivered', attempts = attempts + 1, last_error = NULL, updated_at = ?1
+         WHERE id = ?2 AND status = 'pending'",
+        now,
+        id,
+    )
+    .execute(&db.write)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: tried again at `retry_at`, or `failed` for good when `None`.
+pub async fn attempt_failed(
+    db: &Db,
+    id: i64,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let now = to_db(now);
+    let status = if retry_at.is_some() {
+        "pending"
+    } else {
+        "failed"
+    };
+    let retry_at = retry_at.map(to_db).unwrap_or_else(|| now.clone());
+    sqlx::query!(
+        "UPDATE webhook_deliveries
+         SET status = ?1, attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
+             updated_at = ?4
+         WHERE id = ?5 AND status = 'pending'",
+        status,
+        error,
+        retry_at,
+        now,
+        id,
+    )
+    .execute(&db.write)
+    .await?;
+    Ok(())
+}
+
+/// A delivery as `GET /v1/webhooks/deliveries` and `admin webhooks` show it: never the body.
+#[derive(Debug, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub webhook: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub request_id: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The most recent deliveries, newest first.
+pub async fn recent(db: &Db, limit: u32) -> Result<Vec<Delivery>, sqlx::Error> {
+    sqlx::query_as!(
+        Delivery,
+        r#"SELECT id AS "id!", webhook, event_id, event_type, request_id, status, attempts,
+                  last_error, next_attempt_at AS "next_attempt_at: DateTime<Utc>",
+                  created_at AS "created_at: DateTime<Utc>",
+                  updated_at AS "updated_at: DateTime<Utc>"
+           FROM webhook_deliveries ORDER BY id DESC LIMIT ?"#,
+        limit,
+    )
+    .fetch_all(&db.read)
+    .await
+}
+
+/// Fails the pending rows of webhooks no longer configured (the list got shorter).
+pub async fn fail_unconfigured(
+    db: &Db,
+    hooks: u32,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let now = to_db(now);
+    let done = sqlx::query!(
+        "UPDATE webhook_deliveries
+         SET status = 'failed', last_error = 'the webhook is no longer configured', updated_at = ?1
+         WHERE status = 'pending' AND webhook >= ?2",
+        now,
+        hooks,
+    )
+    .execute(&db.write)
+    .await?;
+    Ok(done.rows_affected())
+}

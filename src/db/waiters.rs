@@ -1,0 +1,136 @@
+//! Long-poll waiters: an in-process signal per request, raised by the commit of any change
+//! to that request (see [`super::commit`]).
+//!
+//! A waiter subscribes *before* it reads the row, and a subscription remembers the signal's
+//! value at that moment, so a commit that lands between the read and the wait is not missed:
+//! the wait then returns at once. Each subscription is counted; dropping it (a finished
+//! answer, or a client that hung up, whose handler future hyper drops) frees it at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+#[derive(Debug, Default)]
+pub struct Waiters {
+    /// A std mutex: held for a map operation only, never across an await.
+    by_request: Mutex<HashMap<Uuid, Entry>>,
+    /// Subscriptions alive now, across every request.
+    count: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    signal: watch::Sender<u64>,
+    subscribers: usize,
+}
+
+/// One waiter's subscription; dropping it unsubscribes.
+pub struct Subscription {
+    waiters: Arc<Waiters>,
+    id: Uuid,
+    changes: watch::Receiver<u64>,
+}
+
+impl Waiters {
+    /// Subscribes to changes of request `id`, unless `max` waiters are already waiting.
+    pub fn subscribe(self: &Arc<Self>, id: Uuid, max: usize) -> Option<Subscription> {
+        let mut map = self.lock();
+        if self.count.load(Ordering::SeqCst) >= max {
+            return None;
+        }
+        let entry = map.entry(id).or_insert_with(|| Entry {
+            signal: watch::Sender::new(0),
+            subscribers: 0,
+        });
+        entry.subscribers += 1;
+        let changes = entry.signal.subscribe();
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Some(Subscription {
+            waiters: self.clone(),
+            id,
+            changes,
+        })
+    }
+
+    /// Wakes every waiter of `id`. Called after a commit that changed it.
+    pub fn wake(&self, id: Uuid) {
+        if let Some(entry) = self.lock().get(&id) {
+            entry.signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Waiters alive now.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
+        self.by_request.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Subscription {
+    /// Completes when the request changes after the subscription was made (at once, if it
+    /// already has).
+    pub async fn changed(&mut self) {
+        if self.changes.changed().await.is_err() {
+            // The sender lives as long as any subscription: unreachable, but never spin.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut map = self.waiters.lock();
+        if let Some(entry) = map.get_mut(&self.id) {
+            entry.subscribers -= 1;
+            if entry.subscribers == 0 {
+                map.remove(&self.id);
+            }
+        }
+        self.waiters.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_change_between_subscribing_and_waiting_is_not_missed() {
+        let waiters = Arc::new(Waiters::default());
+        let id = Uuid::new_v4();
+        let mut sub = waiters.subscribe(id, 10).unwrap();
+        waiters.wake(id); // commits while the handler reads the row
+        tokio::time::timeout(Duration::from_millis(100), sub.changed())
+            .await
+            .expect("woken at once");
+    }
+
+    #[tokio::test]
+    async fn waiters_are_counted_bounded_and_freed_when_dropped() {
+        let waiters = Arc::new(Waiters::default());
+        let id = Uuid::new_v4();
+        let a = waiters.subscribe(id, 2).unwrap();
+        let b = waiters.subscribe(Uuid::new_v4(), 2).unwrap();
+        assert!(waiters.subscribe(id, 2).is_none(), "over the bound");
+        assert_eq!(waiters.len(), 2);
+        drop(a);
+        drop(b);
+        assert!(waiters.is_empty());
+        assert!(waiters.lock().is_empty(), "no entry left behind");
+        let mut other = waiters.subscribe(Uuid::new_v4(), 2).unwrap();
+        waiters.wake(id);
+        let woke = tokio::time::timeout(Duration::from_millis(50), other.changed()).await;
+        assert!(woke.is_err(), "a wake-up is for its own request only");
+    }
+}

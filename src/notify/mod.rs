@@ -1,0 +1,251 @@
+//! Notifications: durable, signed webhooks that tell operators about what needs them.
+//!
+//! An event is written to the `webhook_deliveries` outbox in the same transaction as the
+//! change it reports ([`crate::db::commit`]), one row per subscribed webhook, with its body
+//! already rendered. [`sender`] delivers the rows, in order per webhook, with retries, off
+//! the request path; [`sign`] makes the `X-Auth-Router-Signature` header.
+//!
+//! A body never carries a token, a poll token, a state, a code or a verifier: it is built
+//! from the request's public fields only.
+
+pub mod sender;
+pub mod sign;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::config::{Config, WebhookFormat};
+use crate::domain::{secret, Status};
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// Created, and waiting for an operator.
+    RequestPending,
+    RequestApproved,
+    RequestDenied,
+    RequestCancelled,
+    RequestExpired,
+    RequestError,
+    RequestRevoked,
+    /// The provider refused a refresh token: someone must log that account in again.
+    RefreshRejected,
+    /// The control browser did not open a login an operator (or the policy) started.
+    ControlBrowserFailed,
+    /// Queued by `POST /v1/webhooks/test`, to every webhook.
+    Test,
+}
+
+impl EventType {
+    /// Every event a webhook can subscribe to (`test` goes to every webhook).
+    pub const CONFIGURABLE: [&'static str; 9] = [
+        "request.pending",
+        "request.approved",
+        "request.denied",
+        "request.cancelled",
+        "request.expired",
+        "request.error",
+        "request.revoked",
+        "refresh.rejected",
+        "control_browser.failed",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::RequestPending => "request.pending",
+            EventType::RequestApproved => "request.approved",
+            EventType::RequestDenied => "request.denied",
+            EventType::RequestCancelled => "request.cancelled",
+            EventType::RequestExpired => "request.expired",
+            EventType::RequestError => "request.error",
+            EventType::RequestRevoked => "request.revoked",
+            EventType::RefreshRejected => "refresh.rejected",
+            EventType::ControlBrowserFailed => "control_browser.failed",
+            EventType::Test => "test",
+        }
+    }
+
+    pub fn is_configurable(name: &str) -> bool {
+        Self::CONFIGURABLE.contains(&name)
+    }
+
+    /// The event a committed change raises, from its audit action and statuses.
+    pub fn of_change(action: &str, from: Option<Status>, to: Status) -> Option<EventType> {
+        match (action, to) {
+            ("create", Status::Pending) => Some(EventType::RequestPending),
+            ("restore", _) => Some(EventType::ControlBrowserFailed),
+            ("refresh_rejected", _) => Some(EventType::RefreshRejected),
+            (_, Status::Approved) if from != Some(Status::Approved) => {
+                Some(EventType::RequestApproved)
+            }
+            (_, Status::Denied) => Some(EventType::RequestDenied),
+            (_, Status::Cancelled) => Some(EventType::RequestCancelled),
+            (_, Status::Expired) => Some(EventType::RequestExpired),
+            (_, Status::Error) => Some(EventType::RequestError),
+            (_, Status::Revoked) => Some(EventType::RequestRevoked),
+            _ => None,
+        }
+    }
+}
+
+/// A request's public fields, as an event tells them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestSnapshot {
+    pub request_id: Uuid,
+    pub client_name: String,
+    pub hostname: String,
+    pub scopes: Vec<String>,
+    pub status: Status,
+    pub account_id: Option<u32>,
+    pub error: Option<String>,
+}
+
+/// One configured webhook, as the outbox and the sender need it.
+#[derive(Debug)]
+pub struct Hook {
+    /// Its index in `[[notify.webhooks]]`, the name metrics and listings use.
+    pub index: u32,
+    /// SHA-256 of its URL, stored with each row so a row only ever goes to the URL it was
+    /// queued for, even if the configuration is reordered.
+    pub key: Vec<u8>,
+    pub url: SecretString,
+    pub format: WebhookFormat,
+    pub secret: Option<SecretString>,
+    /// Empty: every event.
+    events: Vec<String>,
+}
+
+impl Hook {
+    fn wants(&self, event: EventType) -> bool {
+        event == EventType::Test
+            || self.events.is_empty()
+            || self.events.iter().any(|e| e == event.as_str())
+    }
+}
+
+/// The configured webhooks, and the signal that tells the sender there is work.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pub hooks: Vec<Hook>,
+    console_url: Option<String>,
+    /// Raised after a commit that queued deliveries.
+    pub work: Notify,
+}
+
+impl Outbox {
+    pub fn from_config(config: &Config) -> Self {
+        let hooks = config
+            .notify
+            .webhooks
+            .iter()
+            .enumerate()
+            .map(|(index, hook)| Hook {
+                index: index as u32,
+                key: secret::hash(hook.url.expose_secret()),
+                url: hook.url.clone(),
+                format: hook.format,
+                secret: Some(hook.secret.clone()).filter(|s| !s.expose_secret().is_empty()),
+                events: hook.events.clone(),
+            })
+            .collect();
+        let console_url = Some(config.admin.public_url.trim_end_matches('/'))
+            .filter(|u| !u.is_empty())
+            .map(|u| format!("{u}/admin"));
+        Self {
+            hooks,
+            console_url,
+            work: Notify::new(),
+        }
+    }
+
+    /// The webhooks that get `event`.
+    pub fn targets(&self, event: EventType) -> impl Iterator<Item = &Hook> {
+        self.hooks.iter().filter(move |h| h.wants(event))
+    }
+
+    /// Whether any webhook gets `event`, so that nothing is read when none does.
+    pub fn wants(&self, event: EventType) -> bool {
+        self.targets(event).next().is_some()
+    }
+
+    pub fn hook(&self, index: u32) -> Option<&Hook> {
+        self.hooks.get(index as usize)
+    }
+
+    /// The body `hook` gets for an event.
+    pub fn render(
+        &self,
+        hook: &Hook,
+        id: Uuid,
+        event: EventType,
+        at: DateTime<Utc>,
+        request: Option<&RequestSnapshot>,
+    ) -> String {
+        match hook.format {
+            WebhookFormat::Json => json!({
+                "id": id,
+                "type": event.as_str(),
+                "at": at,
+                "request": request,
+                "console_url": self.console_url,
+            })
+            .to_string(),
+            WebhookFormat::Slack => json!({ "text": self.slack_text(event, request) }).to_string(),
+        }
+    }
+
+    fn slack_text(&self, event: EventType, request: Option<&RequestSnapshot>) -> String {
+        let mut text = match (event, request) {
+            (EventType::Test, _) | (_, None) => {
+                "claude-auth-router: a test notification".to_owned()
+            }
+            (_, Some(r)) => {
+                let scopes = if r.scopes.is_empty() {
+                    "the default scopes".to_owned()
+                } else {
+                    r.scopes.join(" ")
+                };
+                let mut line = format!(
+                    "claude-auth-router: {} — {} on {} asks for {scopes}; request {} is {}",
+                    headline(event),
+                    r.client_name,
+                    r.hostname,
+                    r.request_id,
+                    r.status
+                );
+                if let Some(account) = r.account_id {
+                    line.push_str(&format!(", account {account}"));
+                }
+                if let Some(error) = &r.error {
+                    line.push_str(&format!(" ({error})"));
+                }
+                line
+            }
+        };
+        if let Some(url) = &self.console_url {
+            text.push_str(&format!(" — <{url}|open the console>"));
+        }
+        text
+    }
+}
+
+fn headline(event: EventType) -> &'static str {
+    match event {
+        EventType::RequestPending => "a token request waits for an operator",
+        EventType::RequestApproved => "approved",
+        EventType::RequestDenied => "denied",
+        EventType::RequestCancelled => "cancelled",
+        EventType::RequestExpired => "expired without an answer",
+        EventType::RequestError => "failed",
+        EventType::RequestRevoked => "revoked",
+        EventType::RefreshRejected => {
+            "the provider refused a refresh token: log that account in again"
+        }
+        EventType::ControlBrowserFailed => "the control browser did not open the login",
+        EventType::Test => "test",
+    }
+}
