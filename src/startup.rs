@@ -206,8 +206,12 @@ impl Application {
         };
         // One shutdown for every listener.
         let (stop, stopped) = watch::channel(false);
+        let waiters = db.waiters().clone();
         tokio::spawn(async move {
             shutdown.await;
+            // Long polls answer now, with the state as it is, instead of holding the
+            // graceful shutdown for their whole wait.
+            waiters.close();
             let _ = stop.send(true);
         });
         let until_stopped = move || {

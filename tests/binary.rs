@@ -343,6 +343,66 @@ async fn a_second_serve_on_one_database_is_refused_and_a_kill_9_frees_the_databa
     );
 }
 
+/// A webhook receiver that records the bodies it gets, on `listener`.
+fn receiver(listener: tokio::net::TcpListener) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    got
+}
+
+#[tokio::test]
+async fn an_event_committed_before_a_kill_9_is_delivered_after_the_restart() {
+    let dir = TempDir::new().unwrap();
+    let fake = fake().await;
+    let port = free_port();
+    let receiver_port = free_port();
+    fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[[notify.webhooks]]\nurl = \"http://127.0.0.1:{receiver_port}/hook\"\n\
+             events = [\"request.pending\"]\n"
+        ),
+    )
+    .unwrap();
+    let env = router_env(port, &fake, dir.path());
+    let mut router = Router::start(dir.path(), port, &env, "first.log").await;
+    let (id, _) = Client::new(&router.base).create().await;
+    // The receiver is down: the event waits in the outbox.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    router.signal(libc::SIGKILL);
+    router.wait_exit().await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", receiver_port))
+        .await
+        .unwrap();
+    let got = receiver(listener);
+    let _restarted = Router::start(dir.path(), port, &env, "second.log").await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never delivered after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bodies = got.lock().unwrap().clone();
+    let event: Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(event["type"], "request.pending");
+    assert_eq!(event["request"]["request_id"], id.as_str());
+}
+
 #[tokio::test]
 async fn no_secret_reaches_the_log_even_at_trace_level() {
     let dir = TempDir::new().unwrap();

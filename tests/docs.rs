@@ -5,6 +5,8 @@
 //!   `docs/walkthrough.sh`, which [`the_walkthrough_runs_against_the_real_binaries`] runs;
 //! - `sql`: every statement runs against a migrated database with rows in it;
 //! - `toml`: it loads as a valid router configuration;
+//! - `python`: a webhook receiver's `verify`, run by python3 against a signature the router
+//!   really makes;
 //! - `text`, `json`: output, synopses and payloads, shown and not run.
 //!
 //! Anything else, or no info string, fails.
@@ -86,8 +88,8 @@ fn every_code_block_in_the_docs_says_how_it_is_tested() {
     assert!(blocks.len() > 20, "the docs were read: {}", blocks.len());
     for block in &blocks {
         assert!(
-            ["sh", "sql", "toml", "text", "json"].contains(&block.info.as_str()),
-            "{}: info string {:?}; use sh, sql, toml, text or json (see docs/development.md)",
+            ["sh", "sql", "toml", "python", "text", "json"].contains(&block.info.as_str()),
+            "{}: info string {:?}; use sh, sql, toml, python, text or json (see docs/development.md)",
             block.place,
             block.info
         );
@@ -240,5 +242,40 @@ fn every_relative_link_in_the_docs_points_at_a_file() {
                 doc.display()
             );
         }
+    }
+}
+
+#[test]
+fn every_python_block_verifies_a_signature_the_router_makes_and_refuses_a_forged_one() {
+    let blocks = of_kind("python");
+    assert!(!blocks.is_empty());
+    let body = r#"{"id":"6f1c","type":"test","request":null}"#;
+    let now = chrono::Utc::now().timestamp();
+    let header = claude_auth_router::notify::sign::signature(b"s3cret", now, body.as_bytes());
+    let stale = claude_auth_router::notify::sign::signature(b"s3cret", now - 3600, body.as_bytes());
+    for block in blocks {
+        assert!(
+            block.text.contains("def verify("),
+            "{}: defines verify",
+            block.place
+        );
+        let script = format!(
+            "{}\n\nassert verify(b's3cret', {header:?}, {body:?}.encode())\n\
+             assert not verify(b's3cret', {header:?}, b'{{}}')\n\
+             assert not verify(b'other', {header:?}, {body:?}.encode())\n\
+             assert not verify(b's3cret', {stale:?}, {body:?}.encode())\n\
+             print('verified')\n",
+            block.text
+        );
+        let output = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3 runs the receiver's snippet (.ci/run's machine has it)");
+        assert!(
+            output.status.success() && String::from_utf8_lossy(&output.stdout).contains("verified"),
+            "{}: {}",
+            block.place,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }

@@ -20,6 +20,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// How long past the request's deadline we keep asking, for clocks that disagree.
 const EXPIRY_GRACE: Duration = Duration::from_secs(5);
+/// How long each long poll asks the router to hold its answer (`?wait=`).
+const LONG_POLL_SECS: u64 = 25;
+/// A long poll answered faster than this with an unchanged status was not held (a router
+/// that ignores `wait`): the next poll then waits the interval, so the client never spins.
+const HELD_AT_LEAST: Duration = Duration::from_millis(500);
 
 /// The open request to cancel if waiting is interrupted.
 type OpenRequest = Mutex<Option<(Uuid, String)>>;
@@ -117,11 +122,16 @@ impl RouterClient {
         let id = created.request_id;
         let started = Instant::now();
         let mut pacing = Pacing::new(created.poll_interval_secs);
-        let mut delay = pacing.interval;
+        // Long polls first: the router answers as soon as something changes. A router that
+        // refuses `wait` (400) is polled at its interval instead.
+        let mut long_poll = true;
+        let mut delay = Duration::ZERO;
+        let mut last_status = None;
         loop {
+            let mut wait = long_poll.then_some(LONG_POLL_SECS);
             if let Some(timeout) = options.timeout {
                 let left = timeout.saturating_sub(started.elapsed());
-                if left < delay {
+                if left < delay || (delay.is_zero() && left.is_zero()) {
                     tokio::time::sleep(left).await;
                     let _ = self.cancel(id, &created.poll_token).await;
                     return Err(ClientError::TimedOut {
@@ -129,13 +139,26 @@ impl RouterClient {
                         waited: timeout,
                     });
                 }
+                wait = wait.map(|w| w.min(left.saturating_sub(delay).as_secs()));
             }
             tokio::time::sleep(delay).await;
             let deadline =
                 created.expires_at + chrono::Duration::from_std(EXPIRY_GRACE).unwrap_or_default();
-            match self.status(id, &created.poll_token).await {
-                Ok(Poll::Status(reply)) => {
+            let asked = Instant::now();
+            match self.status(id, &created.poll_token, wait).await {
+                Ok(Poll::WaitUnsupported) => {
+                    long_poll = false;
                     delay = pacing.answered();
+                }
+                Ok(Poll::Status(reply)) => {
+                    let interval = pacing.answered();
+                    let held = asked.elapsed() >= HELD_AT_LEAST;
+                    let changed = last_status != Some(reply.status);
+                    delay = match wait {
+                        Some(w) if w > 0 && (held || changed) => Duration::ZERO,
+                        _ => interval,
+                    };
+                    last_status = Some(reply.status);
                     match reply.status {
                         Status::Approved => {
                             progress.event(&Event::Approved {

@@ -29,7 +29,13 @@ pub enum Poll {
     SlowDown {
         retry_after: Option<Duration>,
     },
+    /// 400 to a long poll: a router from before `?wait=`; poll at the interval instead.
+    WaitUnsupported,
 }
+
+/// How much longer than the asked wait a long poll may take before the client gives up on
+/// the answer: the router answers at the wait's end, so only the network adds to it.
+const LONG_POLL_MARGIN: Duration = Duration::from_secs(10);
 
 impl RouterClient {
     pub fn new(router: &str) -> Result<Self, ClientError> {
@@ -79,11 +85,28 @@ impl RouterClient {
         parse(response, StatusCode::CREATED).await
     }
 
-    pub async fn status(&self, id: Uuid, poll_token: &str) -> Result<Poll, ClientError> {
-        let url = self.url(&format!("/v1/token-requests/{id}/status"));
-        let response = self
-            .send(self.http.get(url).bearer_auth(poll_token))
-            .await?;
+    /// Polls the request's status; with `wait`, a long poll that the router holds up to that
+    /// many seconds for a change.
+    pub async fn status(
+        &self,
+        id: Uuid,
+        poll_token: &str,
+        wait: Option<u64>,
+    ) -> Result<Poll, ClientError> {
+        let mut url = self.url(&format!("/v1/token-requests/{id}/status"));
+        let mut request = self.http.get(url.clone()).bearer_auth(poll_token);
+        if let Some(wait) = wait {
+            url.query_pairs_mut().append_pair("wait", &wait.to_string());
+            request = self
+                .http
+                .get(url)
+                .bearer_auth(poll_token)
+                .timeout(Duration::from_secs(wait) + LONG_POLL_MARGIN);
+        }
+        let response = self.send(request).await?;
+        if wait.is_some() && response.status() == StatusCode::BAD_REQUEST {
+            return Ok(Poll::WaitUnsupported);
+        }
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             let retry_after = response
                 .headers()

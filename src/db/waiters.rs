@@ -7,7 +7,7 @@
 //! answer, or a client that hung up, whose handler future hyper drops) frees it at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -19,6 +19,9 @@ pub struct Waiters {
     by_request: Mutex<HashMap<Uuid, Entry>>,
     /// Subscriptions alive now, across every request.
     count: AtomicUsize,
+    /// Set at shutdown: nobody new waits, and everyone waiting answers now, so a long poll
+    /// never holds a graceful shutdown for its whole wait.
+    closed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -38,7 +41,7 @@ impl Waiters {
     /// Subscribes to changes of request `id`, unless `max` waiters are already waiting.
     pub fn subscribe(self: &Arc<Self>, id: Uuid, max: usize) -> Option<Subscription> {
         let mut map = self.lock();
-        if self.count.load(Ordering::SeqCst) >= max {
+        if self.count.load(Ordering::SeqCst) >= max || self.closed.load(Ordering::SeqCst) {
             return None;
         }
         let entry = map.entry(id).or_insert_with(|| Entry {
@@ -58,6 +61,15 @@ impl Waiters {
     /// Wakes every waiter of `id`. Called after a commit that changed it.
     pub fn wake(&self, id: Uuid) {
         if let Some(entry) = self.lock().get(&id) {
+            entry.signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// At shutdown: wakes every waiter, and refuses new ones.
+    pub fn close(&self) {
+        let map = self.lock();
+        self.closed.store(true, Ordering::SeqCst);
+        for entry in map.values() {
             entry.signal.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
@@ -132,5 +144,16 @@ mod tests {
         waiters.wake(id);
         let woke = tokio::time::timeout(Duration::from_millis(50), other.changed()).await;
         assert!(woke.is_err(), "a wake-up is for its own request only");
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_everyone_and_refuses_new_waiters() {
+        let waiters = Arc::new(Waiters::default());
+        let mut sub = waiters.subscribe(Uuid::new_v4(), 10).unwrap();
+        waiters.close();
+        tokio::time::timeout(Duration::from_millis(100), sub.changed())
+            .await
+            .expect("woken by the shutdown");
+        assert!(waiters.subscribe(Uuid::new_v4(), 10).is_none());
     }
 }

@@ -499,3 +499,93 @@ async fn token_prints_json_or_an_env_line_on_request() {
     );
     assert_eq!(stdout(&env), format!("CLAUDE_CODE_OAUTH_TOKEN={token}\n"));
 }
+
+#[tokio::test]
+async fn token_long_polls_so_an_approval_reaches_it_at_once_not_at_the_next_interval() {
+    let app = spawn_app_with(|c| c.requests.poll_interval_secs = 5).await;
+    let cache = TempDir::new().unwrap();
+    let child = token_command(&app, cache.path(), &[]).spawn().unwrap();
+    let id = pending_requests(&app, 1).await.remove(0);
+    tokio::time::sleep(Duration::from_millis(500)).await; // the CLI is in its long poll
+
+    app.fake.set_browser_mode(BrowserMode::AutoApprove);
+    assert_eq!(app.select(&id, 2).await.status(), StatusCode::OK);
+    let approved_at = Instant::now();
+    let output = finish(child).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        approved_at.elapsed() < Duration::from_secs(2),
+        "printed {:?} after the approval; interval polling would take up to 5 s",
+        approved_at.elapsed()
+    );
+}
+
+/// A router from before long polls: it refuses `?wait=` with 400 and answers plain polls.
+async fn router_without_long_poll() -> String {
+    use axum::extract::Query;
+    use axum::routing::{get, post};
+    use std::collections::HashMap;
+    let app = axum::Router::new()
+        .route(
+            "/v1/token-requests",
+            post(|| async {
+                (
+                    axum::http::StatusCode::CREATED,
+                    axum::Json(serde_json::json!({
+                        "request_id": "0b8f1f4e-7c1d-4e8b-9a53-2f2d3c4b5a69",
+                        "status": "pending",
+                        "poll_token": "old-router-poll-token",
+                        "expires_at": chrono::Utc::now() + chrono::Duration::minutes(10),
+                        "poll_interval_secs": 1,
+                    })),
+                )
+            }),
+        )
+        .route(
+            "/v1/token-requests/{id}/status",
+            get(|Query(q): Query<HashMap<String, String>>| async move {
+                if q.contains_key("wait") {
+                    return (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        axum::Json(serde_json::json!({
+                            "error": "invalid_request", "message": "unknown parameter"
+                        })),
+                    );
+                }
+                (
+                    axum::http::StatusCode::OK,
+                    axum::Json(serde_json::json!({
+                        "request_id": "0b8f1f4e-7c1d-4e8b-9a53-2f2d3c4b5a69",
+                        "status": "approved",
+                        "account_id": 1,
+                        "token": {"access_token": "old-router-token", "refresh_token": null,
+                                  "expires_at": null, "token_type": "bearer", "scope": ""},
+                        "error": null,
+                        "expires_at": chrono::Utc::now() + chrono::Duration::minutes(10),
+                        "poll_interval_secs": 1,
+                    })),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn token_falls_back_to_interval_polling_when_the_router_refuses_wait() {
+    let router = router_without_long_poll().await;
+    let cache = TempDir::new().unwrap();
+
+    let output = finish(
+        command_for(&router, Some(cache.path()), &[])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "old-router-token\n");
+}

@@ -270,3 +270,23 @@ async fn a_long_poll_does_not_count_against_the_concurrency_cap() {
 
     assert_eq!(other.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_shutdown_answers_waiting_long_polls_at_once_instead_of_waiting_them_out() {
+    let mut app = spawn_app().await;
+    let created = app.create_ok().await;
+    let waiter = waiting(&app, &created, 20);
+    until_waiters(&app, 1).await;
+    let started = Instant::now();
+
+    app.stop().await;
+
+    let (code, body, _) = waiter.await.unwrap();
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["status"], "pending");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
