@@ -140,6 +140,18 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Option<HashMap<String, String>> {
     }
 }
 
+/// 401 `invalid_client` when the fake requires a client secret and `sent` is not it.
+fn check_client_secret(s: &crate::State, sent: Option<&str>) -> Option<Response> {
+    let expected = s.options.client_secret.as_deref()?;
+    (sent != Some(expected)).then(|| {
+        oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "bad client secret",
+        )
+    })
+}
+
 /// The client id and secret, from a Basic header (RFC 6749 §2.3.1) or the body.
 fn client_credentials(
     headers: &HeaderMap,
@@ -231,14 +243,8 @@ pub async fn token(
     };
     let (client_id, client_secret) = client_credentials(&headers, &f);
     let mut s = fake.lock();
-    if let Some(expected) = &s.options.client_secret {
-        if client_secret.as_deref() != Some(expected.as_str()) {
-            return oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "bad client secret",
-            );
-        }
+    if let Some(refused) = check_client_secret(&s, client_secret.as_deref()) {
+        return refused;
     }
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let no_rotation = s.options.no_rotation;
@@ -373,14 +379,8 @@ pub async fn revoke(
             "injected",
         );
     }
-    if let Some(expected) = &s.options.client_secret {
-        if client_secret.as_deref() != Some(expected.as_str()) {
-            return oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "bad client secret",
-            );
-        }
+    if let Some(refused) = check_client_secret(&s, client_secret.as_deref()) {
+        return refused;
     }
     let Some(token) = f.get("token").cloned() else {
         return oauth_error(

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{session_cookie, Admin, Json, SESSION_COOKIE};
+use super::extract::{session_cookie, session_csrf, Admin, Json, SESSION_COOKIE};
 use super::token_requests::ListItem;
 use super::AppState;
 use crate::db;
@@ -134,15 +134,7 @@ pub async fn sign_in(
 
 /// `GET /admin/session`: what the page needs once signed in, or 401.
 pub async fn session(State(app): State<AppState>, headers: HeaderMap) -> Result<axum::Json<Value>> {
-    let cookie = session_cookie(&headers).ok_or(Error::Unauthorized)?;
-    let csrf = db::sessions::find(
-        &app.db,
-        &secret::hash(&cookie),
-        &app.admin_token_hash,
-        time::now(),
-    )
-    .await?
-    .ok_or(Error::Unauthorized)?;
+    let csrf = session_csrf(&app, &headers).await?;
     Ok(axum::Json(session_body(&app, &csrf)))
 }
 

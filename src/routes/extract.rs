@@ -104,15 +104,7 @@ where
                 Err(Error::Unauthorized)
             };
         }
-        let cookie = session_cookie(&parts.headers).ok_or(Error::Unauthorized)?;
-        let csrf = db::sessions::find(
-            &app.db,
-            &secret::hash(&cookie),
-            &app.admin_token_hash,
-            time::now(),
-        )
-        .await?
-        .ok_or(Error::Unauthorized)?;
+        let csrf = session_csrf(&app, &parts.headers).await?;
         if !parts.method.is_safe() {
             let sent = parts
                 .headers
@@ -152,6 +144,23 @@ where
         Admin::from_request_parts(parts, state).await?;
         Ok(CodeSubmitter(Actor::Admin))
     }
+}
+
+/// The CSRF token of the console session the request's cookie names, if that session is
+/// live and was signed in with the current admin token; else 401.
+pub async fn session_csrf(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<String, Error> {
+    let cookie = session_cookie(headers).ok_or(Error::Unauthorized)?;
+    db::sessions::find(
+        &app.db,
+        &secret::hash(&cookie),
+        &app.admin_token_hash,
+        time::now(),
+    )
+    .await?
+    .ok_or(Error::Unauthorized)
 }
 
 /// The value of the console's session cookie, if the request carries one.

@@ -14,12 +14,7 @@ async fn audit(app: &crate::helpers::TestApp, query: &str) -> reqwest::Response 
 }
 
 async fn trail(app: &crate::helpers::TestApp, id: &str) -> Vec<Value> {
-    let response = audit(app, &format!("?request_id={id}")).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json::<Value>().await.unwrap()["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    app.audit_trail(id).await
 }
 
 fn rows(events: &[Value]) -> Vec<(String, String, String, String)> {

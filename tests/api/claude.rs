@@ -34,20 +34,6 @@ async fn provider_redirect(app: &TestApp, created: &Created, account: u32) -> St
     app.fake.authorize(&auth_url, account, false).await
 }
 
-async fn audit_rows(app: &TestApp, id: &str) -> Vec<Value> {
-    let trail: Value = app
-        .http
-        .get(app.url(&format!("/v1/audit?request_id={id}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    trail["events"].as_array().unwrap().clone()
-}
-
 #[tokio::test]
 async fn a_login_works_with_only_the_claude_preset_and_url_overrides_through_the_callback_listener()
 {
@@ -94,11 +80,7 @@ async fn a_login_works_with_only_the_claude_preset_and_url_overrides_through_the
         "account-1@fake.example"
     );
     assert_eq!(listed["requests"][0]["organization_name"], "Fake Team");
-    let approve = audit_rows(&app, &created.id)
-        .await
-        .into_iter()
-        .find(|e| e["action"] == "approve")
-        .unwrap();
+    let approve = app.audit_row(&created.id, "approve").await;
     assert!(
         approve["detail"]
             .as_str()
@@ -185,11 +167,7 @@ async fn in_manual_mode_the_control_browser_submits_the_code_page_with_its_submi
     assert_eq!(through_request.status(), StatusCode::OK);
     for created in [&by_state, &by_id] {
         assert_eq!(app.status_ok(created).await["status"], "approved");
-        let approve = audit_rows(&app, &created.id)
-            .await
-            .into_iter()
-            .find(|e| e["action"] == "approve")
-            .unwrap();
+        let approve = app.audit_row(&created.id, "approve").await;
         assert_eq!(approve["actor"], "control_browser");
     }
     let used = submit(&app, "/v1/codes", &shown(&first), SUBMIT_TOKEN).await;
@@ -289,11 +267,7 @@ async fn a_login_to_another_account_than_the_configured_email_is_discarded() {
         1,
         "only the right login's"
     );
-    let row = audit_rows(&app, &wrong.id)
-        .await
-        .into_iter()
-        .find(|e| e["action"] == "account_mismatch")
-        .unwrap();
+    let row = app.audit_row(&wrong.id, "account_mismatch").await;
     let detail = row["detail"].as_str().unwrap();
     assert!(
         detail.contains("alice@team.example") && detail.contains("mallory@elsewhere.example"),

@@ -345,6 +345,35 @@ impl TestApp {
         created
     }
 
+    /// One request's audit trail, oldest first (asserts 200).
+    pub async fn audit_trail(&self, id: &str) -> Vec<Value> {
+        let response = self
+            .http
+            .get(self.url(&format!("/v1/audit?request_id={id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["events"].as_array().unwrap().clone()
+    }
+
+    /// The first audit row of `action` in request `id`'s trail.
+    pub async fn audit_row(&self, id: &str, action: &str) -> Value {
+        self.audit_trail(id)
+            .await
+            .into_iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} row in {id}'s trail"))
+    }
+
+    /// Runs the provider's redirect `callback` in the background; its answer's status.
+    pub fn call_later(&self, callback: &str) -> tokio::task::JoinHandle<StatusCode> {
+        let (http, callback) = (self.http.clone(), callback.to_owned());
+        tokio::spawn(async move { http.get(callback).send().await.unwrap().status() })
+    }
+
     pub async fn list(&self, query: &str) -> Response {
         self.http
             .get(self.url(&format!("/v1/token-requests{query}")))

@@ -126,10 +126,7 @@ async fn a_claimed_login_still_wins_when_a_reselect_fails_during_its_exchange() 
     app.fake
         .set_token_fault(Some(TokenFault::Delay(Duration::from_millis(1_200))));
 
-    let exchange = tokio::spawn({
-        let (http, callback) = (app.http.clone(), callback.clone());
-        async move { http.get(callback).send().await.unwrap().status() }
-    });
+    let exchange = app.call_later(&callback);
     tokio::time::sleep(Duration::from_millis(300)).await; // the state is claimed
     app.fake.set_browser_mode(BrowserMode::Fail);
     let reselect = app.select(&created.id, 2).await;
@@ -160,10 +157,7 @@ async fn a_claimed_login_wins_over_a_reselect_that_opened_a_newer_login() {
     app.fake
         .set_token_fault(Some(TokenFault::Delay(Duration::from_millis(1_200))));
 
-    let exchange = tokio::spawn({
-        let (http, callback) = (app.http.clone(), callback.clone());
-        async move { http.get(callback).send().await.unwrap().status() }
-    });
+    let exchange = app.call_later(&callback);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let newer = app.select_and_capture(&created.id, 2).await;
 

@@ -23,28 +23,23 @@ fn every_database_file(app: &TestApp) -> Vec<u8> {
 }
 
 async fn revoke_trail_detail(app: &TestApp, id: &str) -> String {
-    let trail: Value = app
-        .http
-        .get(app.url(&format!("/v1/audit?request_id={id}")))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let events = trail["events"].as_array().unwrap();
-    let revoke = events.iter().find(|e| e["action"] == "revoke").unwrap();
+    let revoke = app.audit_row(id, "revoke").await;
     revoke["detail"].as_str().unwrap_or_default().to_owned()
 }
 
-#[tokio::test]
-async fn revoke_asks_the_provider_to_revoke_the_refresh_and_the_access_token() {
+/// An app whose configuration revokes at the fake provider.
+async fn app_revoking_at_the_provider() -> TestApp {
     let mut app = spawn_app_with(|_| {}).await;
     let revocation_url = app.fake.revocation_url();
     app.restart_with(|c| c.oauth.revocation_url = revocation_url)
         .await
         .unwrap();
+    app
+}
+
+#[tokio::test]
+async fn revoke_asks_the_provider_to_revoke_the_refresh_and_the_access_token() {
+    let app = app_revoking_at_the_provider().await;
     let created = app.approved(1).await;
     let issued = app.fake.secrets();
 
@@ -71,11 +66,7 @@ async fn revoke_asks_the_provider_to_revoke_the_refresh_and_the_access_token() {
 
 #[tokio::test]
 async fn a_provider_that_fails_to_revoke_is_reported_and_the_local_revoke_still_happens() {
-    let mut app = spawn_app_with(|_| {}).await;
-    let revocation_url = app.fake.revocation_url();
-    app.restart_with(|c| c.oauth.revocation_url = revocation_url)
-        .await
-        .unwrap();
+    let app = app_revoking_at_the_provider().await;
     let created = app.approved(1).await;
     app.fake.set_revocation_fails(true);
 
