@@ -102,6 +102,7 @@ impl Application {
         let sign_in_limiter = SignInLimiter::new(config.limits.failed_sign_ins_per_minute_per_ip);
         let reaper_health = reaper::Health::new(&config.reaper);
         let submit_token_hash = config.submit_token().map(secret::hash);
+        let trusted_proxies = config.trusted_proxies();
         let state = AppState::new(Shared {
             db,
             creates,
@@ -114,6 +115,7 @@ impl Application {
             poll_pacer: Arc::new(poll_pacer),
             create_limiter: Arc::new(create_limiter),
             sign_in_limiter: Arc::new(sign_in_limiter),
+            trusted_proxies,
             reaper_health: Arc::new(reaper_health),
             webhook_http: webhooks,
             metrics,

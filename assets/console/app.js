@@ -135,7 +135,7 @@ function openRow(r) {
   tr.dataset.id = r.request_id;
   tr.append(
     cell('Client', r.client_name, 'client'),
-    cell('Host', r.hostname),
+    cell('Host', r.peer_addr ? `${r.hostname} (${r.peer_addr})` : r.hostname),
     cell('Scopes', r.scopes.join(' ') || '(default)'),
     cell('Age', '', 'age'),
     cell('Expires in', '', 'left'),

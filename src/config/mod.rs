@@ -113,6 +113,8 @@ pub struct LimitsConfig {
     pub failed_sign_ins_per_minute_per_ip: u32,
     /// Long-poll waiters at once; past it, a wait is answered at once as if `wait=0`.
     pub max_waiters: usize,
+    /// Reverse proxies (CIDR blocks) whose `X-Forwarded-For` is believed; empty: none.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -311,6 +313,7 @@ impl Default for LimitsConfig {
             max_concurrent_requests: 512,
             failed_sign_ins_per_minute_per_ip: 10,
             max_waiters: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -428,6 +431,15 @@ impl Config {
     /// The callback listener's address, when one is configured (validated at load).
     pub fn callback_bind_addr(&self) -> Option<SocketAddr> {
         self.oauth.callback_bind_addr.trim().parse().ok()
+    }
+
+    /// `limits.trusted_proxies`, parsed (validated at load).
+    pub fn trusted_proxies(&self) -> Vec<crate::domain::peer::Cidr> {
+        self.limits
+            .trusted_proxies
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect()
     }
 
     /// The control browser's submit token, if one is configured.

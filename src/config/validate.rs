@@ -154,6 +154,11 @@ impl Config {
                 }
             }
         }
+        for block in &self.limits.trusted_proxies {
+            block
+                .parse::<crate::domain::peer::Cidr>()
+                .map_err(|m| invalid("limits.trusted_proxies", &m))?;
+        }
         let mut ids = HashSet::new();
         if let Some(dup) = self.accounts.iter().find(|a| !ids.insert(a.id)) {
             return Err(invalid("accounts", &format!("lists id {} twice", dup.id)));

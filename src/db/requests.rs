@@ -84,6 +84,8 @@ pub struct NewRow {
     pub expires_at: DateTime<Utc>,
     /// The most open requests its hostname may have (0: no limit).
     pub max_open_for_host: u32,
+    /// The client's address (see [`crate::routes`]' peer resolution).
+    pub peer_addr: String,
     pub audit: Audit,
 }
 
@@ -114,8 +116,8 @@ pub async fn insert_in(tx: &mut WriteTx, row: &NewRow) -> Result<Inserted, sqlx:
     sqlx::query!(
         "INSERT INTO auth_requests
              (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
-              poll_token_hash)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",
+              poll_token_hash, peer_addr)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8)",
         hyphenated,
         row.new.client_name,
         row.new.hostname,
@@ -123,6 +125,7 @@ pub async fn insert_in(tx: &mut WriteTx, row: &NewRow) -> Result<Inserted, sqlx:
         created,
         expires,
         row.poll_token_hash,
+        row.peer_addr,
     )
     .execute(tx.conn())
     .await?;
@@ -174,6 +177,8 @@ pub struct Listed {
     pub request: TokenRequest,
     pub account_email: Option<String>,
     pub organization_name: Option<String>,
+    /// The address it came from, when recorded.
+    pub peer_addr: Option<String>,
 }
 
 /// The columns of a listing: a request and, for an approved one, its bundle's identity.
@@ -190,6 +195,7 @@ struct ListRow {
     expires_at: DateTime<Utc>,
     account_email: Option<String>,
     organization_name: Option<String>,
+    peer_addr: Option<String>,
 }
 
 impl TryFrom<ListRow> for Listed {
@@ -211,6 +217,7 @@ impl TryFrom<ListRow> for Listed {
             },
             account_email: r.account_email,
             organization_name: r.organization_name,
+            peer_addr: r.peer_addr,
         })
     }
 }
@@ -257,7 +264,8 @@ pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Lis
                   r.created_at AS "created_at: DateTime<Utc>",
                   r.updated_at AS "updated_at: DateTime<Utc>",
                   r.expires_at AS "expires_at: DateTime<Utc>",
-                  t.account_email AS "account_email?", t.organization_name AS "organization_name?"
+                  t.account_email AS "account_email?", t.organization_name AS "organization_name?",
+                  r.peer_addr
            FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
            WHERE ?1 IS NULL OR r.status = ?1
            ORDER BY r.created_at DESC, r.id DESC
@@ -279,7 +287,8 @@ pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> 
                   r.created_at AS "created_at: DateTime<Utc>",
                   r.updated_at AS "updated_at: DateTime<Utc>",
                   r.expires_at AS "expires_at: DateTime<Utc>",
-                  t.account_email AS "account_email?", t.organization_name AS "organization_name?"
+                  t.account_email AS "account_email?", t.organization_name AS "organization_name?",
+                  r.peer_addr
            FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
            WHERE r.status IN ('pending', 'in_progress')
            ORDER BY r.created_at ASC, r.id ASC
@@ -300,7 +309,8 @@ pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Err
                   r.created_at AS "created_at: DateTime<Utc>",
                   r.updated_at AS "updated_at: DateTime<Utc>",
                   r.expires_at AS "expires_at: DateTime<Utc>",
-                  t.account_email AS "account_email?", t.organization_name AS "organization_name?"
+                  t.account_email AS "account_email?", t.organization_name AS "organization_name?",
+                  r.peer_addr
            FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
            WHERE r.status NOT IN ('pending', 'in_progress')
            ORDER BY r.updated_at DESC, r.id DESC

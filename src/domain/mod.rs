@@ -2,6 +2,7 @@
 //! between them, the validation of what clients send, token bundles, and secrets.
 
 pub mod audit;
+pub mod peer;
 pub mod request;
 pub mod scopes;
 pub mod secret;

@@ -7,19 +7,19 @@
 //! admin token nowhere. Every change the page makes also sends the session's CSRF token in
 //! `X-CSRF-Token` (checked by the [`Admin`] extractor).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{session_cookie, session_csrf, Admin, Json, SESSION_COOKIE};
+use super::extract::{session_cookie, session_csrf, Admin, Json, PeerAddr, SESSION_COOKIE};
 use super::token_requests::ListItem;
 use super::AppState;
 use crate::db;
+use crate::domain::peer::budget_key;
 use crate::domain::{secret, time};
 use crate::error::{Error, Result};
 
@@ -79,7 +79,7 @@ pub struct SignIn {
 /// until the budget refills, so the admin token cannot be guessed at network speed.
 pub async fn sign_in(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    PeerAddr(peer): PeerAddr,
     Json(body): Json<SignIn>,
 ) -> Result<Response> {
     let now = Instant::now();
@@ -88,12 +88,12 @@ pub async fn sign_in(
         message: "too many failed sign-ins from this address; wait and retry".into(),
     };
     app.sign_in_limiter
-        .allows(peer.ip(), now)
+        .allows(budget_key(peer), now)
         .map_err(throttled)?;
     if !secret::verify(&body.token, &app.admin_token_hash) {
-        tracing::warn!(peer = %peer.ip(), "console sign-in refused: wrong admin token");
+        tracing::warn!(%peer, "console sign-in refused: wrong admin token");
         app.sign_in_limiter
-            .check(peer.ip(), now)
+            .check(budget_key(peer), now)
             .map_err(throttled)?;
         return Err(Error::Unauthorized);
     }

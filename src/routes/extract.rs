@@ -51,6 +51,36 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
+/// The client's address: the TCP peer, or behind a trusted proxy the client it forwarded
+/// for (see [`crate::domain::peer::client_addr`]).
+pub struct PeerAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let app = AppState::from_ref(state);
+        let tcp = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no peer address")))?;
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(PeerAddr(crate::domain::peer::client_addr(
+            tcp,
+            forwarded,
+            &app.trusted_proxies,
+        )))
+    }
+}
+
 /// The token of an `Authorization: Bearer …` header, if there is one.
 pub struct Bearer(pub Option<String>);
 

@@ -90,6 +90,8 @@ pub struct Shared {
     pub poll_pacer: Arc<PollPacer>,
     /// The per-IP budget for creating requests.
     pub create_limiter: Arc<CreateLimiter>,
+    /// `limits.trusted_proxies`, parsed once.
+    pub trusted_proxies: Vec<crate::domain::peer::Cidr>,
     /// The per-IP budget of failed console sign-ins.
     pub sign_in_limiter: Arc<SignInLimiter>,
     pub metrics: Arc<Metrics>,

@@ -1,9 +1,8 @@
 //! `/v1/token-requests`: create, poll, list, deny and cancel.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -12,12 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::extract::{Admin, Bearer, Json, RequestId};
+use super::extract::{Admin, Bearer, Json, PeerAddr, RequestId};
 use super::login::current_status;
 use super::AppState;
 use crate::config::Config;
 use crate::db;
 use crate::db::requests::{Inserted, Listed, NewRow};
+use crate::domain::peer::budget_key;
 use crate::domain::request::CreateBody;
 use crate::domain::{
     secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition,
@@ -40,13 +40,13 @@ pub struct Created {
 
 pub async fn create(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    PeerAddr(peer): PeerAddr,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, axum::Json<Created>)> {
     let new = NewTokenRequest::parse(body, &app.config.oauth).map_err(Error::InvalidRequest)?;
     let per_minute = app.config.limits.creates_per_minute_per_ip;
     app.create_limiter
-        .check(peer.ip(), Instant::now())
+        .check(budget_key(peer), Instant::now())
         .map_err(|retry_after| Error::RateLimited {
             retry_after,
             message: format!(
@@ -69,7 +69,9 @@ pub async fn create(
         created_at: now,
         expires_at,
         max_open_for_host: max_open,
-        audit: Audit::new(Actor::Client(hostname.clone()), "create"),
+        peer_addr: peer.to_string(),
+        audit: Audit::new(Actor::Client(hostname.clone()), "create")
+            .with_detail(format!("from {peer}")),
         new,
     };
     let inserted = app.creates.insert(row).await.map_err(|e| {
@@ -267,6 +269,8 @@ pub struct ListItem {
     /// Whose tokens an approved request got, when the provider said.
     account_email: Option<String>,
     organization_name: Option<String>,
+    /// The address the request came from, when recorded.
+    peer_addr: Option<String>,
 }
 
 impl ListItem {
@@ -275,10 +279,12 @@ impl ListItem {
             request: r,
             account_email,
             organization_name,
+            peer_addr,
         } = listed;
         ListItem {
             account_email,
             organization_name,
+            peer_addr,
             request_id: r.id,
             status: r.effective_status(now),
             scopes: r.scopes.as_slice().to_vec(),

@@ -18,6 +18,7 @@ mod load;
 mod long_poll;
 mod migrations;
 mod operations;
+mod peers;
 mod properties;
 mod proxy;
 mod races;

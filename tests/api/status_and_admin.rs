@@ -220,6 +220,7 @@ async fn list_is_newest_first_filters_by_status_and_shows_no_secret() {
             "expires_at",
             "hostname",
             "organization_name",
+            "peer_addr",
             "request_id",
             "scopes",
             "status",
