@@ -22,6 +22,16 @@ pub enum Error {
     InvalidRequestId,
     #[error("a valid bearer token is required (Authorization: Bearer …)")]
     Unauthorized,
+    #[error("this router accepts requests from enrolled clients only: send the client key (Authorization: Bearer …; the CLI reads --client-key-file or AUTH_ROUTER_CLIENT_KEY)")]
+    ClientKeyRequired,
+    #[error("account {0} is not one this request's client may use")]
+    AccountNotAllowed(u32),
+    #[error("account {0} is paused; resume it first, or choose another")]
+    AccountPaused(u32),
+    #[error("a client named {0:?} exists already")]
+    ClientExists(String),
+    #[error("no enrolled client has this id")]
+    ClientNotFound,
     #[error("no token request has this id")]
     RequestNotFound,
     #[error("the request is {status}; this action needs a request that is {needs}")]
@@ -80,7 +90,11 @@ impl Error {
             | Error::InvalidRequestId
             | Error::UnknownAccount(_)
             | Error::InvalidCallback(_)
-            | Error::InvalidCode(_) => StatusCode::BAD_REQUEST,
+            | Error::InvalidCode(_)
+            | Error::AccountNotAllowed(_) => StatusCode::BAD_REQUEST,
+            Error::ClientKeyRequired => StatusCode::UNAUTHORIZED,
+            Error::AccountPaused(_) | Error::ClientExists(_) => StatusCode::CONFLICT,
+            Error::ClientNotFound => StatusCode::NOT_FOUND,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::RequestNotFound | Error::RouteNotFound => StatusCode::NOT_FOUND,
@@ -106,7 +120,11 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => "invalid_request",
             Error::InvalidRequestId => "invalid_request_id",
-            Error::Unauthorized => "unauthorized",
+            Error::Unauthorized | Error::ClientKeyRequired => "unauthorized",
+            Error::AccountNotAllowed(_) => "account_not_allowed",
+            Error::AccountPaused(_) => "account_paused",
+            Error::ClientExists(_) => "client_exists",
+            Error::ClientNotFound => "client_not_found",
             Error::RequestNotFound => "request_not_found",
             Error::InvalidStatus { .. } => "invalid_status",
             Error::UnknownAccount(_) => "unknown_account",

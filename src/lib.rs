@@ -19,6 +19,7 @@
 //! - [`egress`]: the outgoing HTTP clients, and which proxy a provider call goes through.
 //! - [`control_browser`]: the client for the Electron app that opens logins per account.
 //! - [`routes`]: the HTTP API, one file per resource.
+//! - [`policy`]: approving enrolled clients' requests without an operator.
 //! - [`reaper`]: the background task that expires stale requests.
 //! - [`single_flight`]: per-request locks so one refresh at a time reaches the provider.
 //! - [`throttle`]: `slow_down` pacing of polls and the per-IP budget for creating requests.
@@ -43,6 +44,7 @@ pub mod metrics;
 pub mod notify;
 pub mod oauth;
 pub mod ops;
+pub mod policy;
 pub mod reaper;
 pub mod routes;
 pub mod single_flight;

@@ -56,7 +56,7 @@ fn the_committed_config_toml_is_valid_and_matches_the_documented_defaults() {
             defaults.reaper.retain_audit_secs
         );
         assert_eq!(config.limits.creates_per_minute_per_ip, 60);
-        assert_eq!(config.limits.max_open_requests_per_hostname, 10);
+        assert_eq!(config.limits.max_open_requests_per_client, 10);
         assert_eq!(
             config.limits.request_timeout_secs,
             defaults.limits.request_timeout_secs

@@ -38,7 +38,7 @@ pub fn harness() -> &'static Harness {
             config.admin.token = secrecy::SecretString::from("fuzz-admin-token-0123456789abcdefghij");
             config.requests.poll_interval_secs = 0;
             config.limits.creates_per_minute_per_ip = 0;
-            config.limits.max_open_requests_per_hostname = 0;
+            config.limits.max_open_requests_per_client = 0;
             Application::build_with_listener(config, listener)
                 .await
                 .unwrap()

@@ -26,7 +26,7 @@ pub const ENV_PREFIX: &str = "AUTH_ROUTER_";
 
 /// Variables with our prefix that belong to the client commands, not to the server. The
 /// loader skips them so that one shell can run the service and the CLI side by side.
-const CLIENT_ENV_KEYS: &[&str] = &["url", "admin_token"];
+const CLIENT_ENV_KEYS: &[&str] = &["url", "admin_token", "client_key"];
 
 /// The longest retention a key may ask for: 100 years, far inside what dates can hold.
 pub const MAX_RETENTION_SECS: u64 = 100 * 365 * 24 * 3600;
@@ -52,6 +52,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub notify: NotifyConfig,
+    pub policy: PolicyConfig,
     /// The team's provider accounts. When non-empty, select-account refuses other ids.
     pub accounts: Vec<Account>,
 }
@@ -69,6 +70,8 @@ pub struct RequestsConfig {
     pub share_refresh_token: bool,
     /// The longest a status poll may hold its answer (`?wait=N`), waiting for a change.
     pub max_wait_secs: u64,
+    /// Refuse a create without an enrolled client's key (401).
+    pub require_client_key: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -102,8 +105,10 @@ pub struct StorageConfig {
 pub struct LimitsConfig {
     /// Token requests one client IP may create per minute; 0 turns the limit off.
     pub creates_per_minute_per_ip: u32,
-    /// Open requests one hostname may have at once; 0 turns the limit off.
-    pub max_open_requests_per_hostname: u32,
+    /// Open requests one enrolled client (or, for an unverified request, one hostname) may
+    /// have at once; 0 turns the limit off. Its old name is still read, for a release.
+    #[serde(alias = "max_open_requests_per_hostname")]
+    pub max_open_requests_per_client: u32,
     /// The longest any HTTP request may take before the router answers 503.
     pub request_timeout_secs: u64,
     /// HTTP requests served at once; more are refused with 503 at once.
@@ -207,6 +212,35 @@ pub struct AdminConfig {
     pub public_url: String,
 }
 
+/// The approval policy for enrolled clients with `auto_approve`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// An account whose last login failed less than this long ago is skipped.
+    pub unhealthy_cooldown_secs: u64,
+    pub account_strategy: AccountStrategy,
+}
+
+/// How the policy picks among the eligible accounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStrategy {
+    /// The account whose last approval is oldest (never approved first).
+    #[default]
+    LeastRecentlyUsed,
+    /// The account with the fewest live tokens.
+    FewestLiveTokens,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            unhealthy_cooldown_secs: 300,
+            account_strategy: AccountStrategy::LeastRecentlyUsed,
+        }
+    }
+}
+
 /// Notifications: webhooks that hear about what needs an operator.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -278,6 +312,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             notify: NotifyConfig::default(),
+            policy: PolicyConfig::default(),
             accounts: Vec::new(),
         }
     }
@@ -290,6 +325,7 @@ impl Default for RequestsConfig {
             poll_interval_secs: 5,
             share_refresh_token: false,
             max_wait_secs: 25,
+            require_client_key: false,
         }
     }
 }
@@ -308,7 +344,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             creates_per_minute_per_ip: 60,
-            max_open_requests_per_hostname: 10,
+            max_open_requests_per_client: 10,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
             failed_sign_ins_per_minute_per_ip: 10,

@@ -170,7 +170,13 @@ impl Config {
     /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
     fn validate_durations(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 24 * 3600;
-        let ranges: [(&'static str, u64, u64, u64); 11] = [
+        let ranges: [(&'static str, u64, u64, u64); 12] = [
+            (
+                "policy.unhealthy_cooldown_secs",
+                self.policy.unhealthy_cooldown_secs,
+                0,
+                7 * DAY,
+            ),
             ("requests.max_wait_secs", self.requests.max_wait_secs, 0, 60),
             ("notify.timeout_secs", self.notify.timeout_secs, 1, 60),
             (

@@ -121,6 +121,7 @@ mod tests {
             poll_token_hash: vec![1],
             request: TokenRequest {
                 id: Uuid::nil(),
+                client_id: None,
                 client_name: "c".into(),
                 hostname: "h".into(),
                 scopes: Scopes::default(),

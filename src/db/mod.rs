@@ -6,9 +6,11 @@
 //! which WAL lets run beside the writer. The busy timeout still matters for writers outside
 //! the process: an admin's `sqlite3` shell or a backup.
 
+pub mod accounts;
 pub mod audit;
 pub mod batch;
 pub mod cache;
+pub mod clients;
 pub mod commit;
 pub mod deliveries;
 pub mod keys;

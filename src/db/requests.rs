@@ -16,7 +16,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::commit::WriteTx;
-use super::{decode, tokens, Db, PKCE_VERIFIER};
+use super::{accounts, decode, tokens, Db, PKCE_VERIFIER};
 use crate::domain::time::to_db;
 use crate::domain::{
     Audit, NewTokenRequest, Scopes, Status, TokenBundle, TokenRequest, Transition,
@@ -34,6 +34,8 @@ pub struct StoredRequest {
 /// browser call can put them back exactly.
 #[derive(Debug, Clone)]
 pub struct FlowSnapshot {
+    /// The enrolled client that made the request, whose allowed accounts bound the choice.
+    pub client_id: Option<Uuid>,
     pub status: Status,
     pub account_id: Option<u32>,
     pub state_hash: Option<Vec<u8>>,
@@ -82,8 +84,12 @@ pub struct NewRow {
     pub poll_token_hash: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    /// The most open requests its hostname may have (0: no limit).
-    pub max_open_for_host: u32,
+    /// The enrolled client that makes it, if any: the open-request limit then counts its
+    /// requests rather than its hostname's.
+    pub client_id: Option<Uuid>,
+    /// The most open requests its client (or, unverified, its hostname) may have (0: no
+    /// limit).
+    pub max_open: u32,
     /// The client's address (see [`crate::routes`]' peer resolution).
     pub peer_addr: String,
     pub audit: Audit,
@@ -93,20 +99,43 @@ pub struct NewRow {
 /// has `max_open_for_host` open ones. Counting and inserting share the transaction, so
 /// concurrent creates (even in one batch) cannot slip under the limit together.
 pub async fn insert_in(tx: &mut WriteTx, row: &NewRow) -> Result<Inserted, sqlx::Error> {
-    if row.max_open_for_host > 0 {
+    let client_id = row.client_id.map(|c| c.hyphenated().to_string());
+    if row.max_open > 0 {
         let now = to_db(row.created_at);
-        let open = sqlx::query!(
-            r#"SELECT COUNT(*) AS "open!: i64", MIN(expires_at) AS "next: DateTime<Utc>"
-               FROM auth_requests
-               WHERE hostname = ? AND status IN ('pending', 'in_progress') AND expires_at > ?"#,
-            row.new.hostname,
-            now,
-        )
-        .fetch_one(tx.conn())
-        .await?;
-        if open.open >= i64::from(row.max_open_for_host) {
+        let limit = i64::from(row.max_open);
+        // Counting stops at the limit: one hostname with thousands of open requests costs
+        // no more than one with ten.
+        let open = match &client_id {
+            Some(client) => sqlx::query!(
+                r#"SELECT COUNT(*) AS "open!: i64", MIN(expires_at) AS "next: DateTime<Utc>"
+                   FROM (SELECT expires_at FROM auth_requests
+                         WHERE client_id = ?1 AND status IN ('pending', 'in_progress')
+                           AND expires_at > ?2
+                         LIMIT ?3)"#,
+                client,
+                now,
+                limit,
+            )
+            .fetch_one(tx.conn())
+            .await
+            .map(|r| (r.open, r.next))?,
+            None => sqlx::query!(
+                r#"SELECT COUNT(*) AS "open!: i64", MIN(expires_at) AS "next: DateTime<Utc>"
+                   FROM (SELECT expires_at FROM auth_requests
+                         WHERE hostname = ?1 AND client_id IS NULL
+                           AND status IN ('pending', 'in_progress') AND expires_at > ?2
+                         LIMIT ?3)"#,
+                row.new.hostname,
+                now,
+                limit,
+            )
+            .fetch_one(tx.conn())
+            .await
+            .map(|r| (r.open, r.next))?,
+        };
+        if open.0 >= limit {
             return Ok(Inserted::TooManyOpen {
-                next_expiry: open.next.unwrap_or(row.expires_at),
+                next_expiry: open.1.unwrap_or(row.expires_at),
             });
         }
     }
@@ -116,8 +145,8 @@ pub async fn insert_in(tx: &mut WriteTx, row: &NewRow) -> Result<Inserted, sqlx:
     sqlx::query!(
         "INSERT INTO auth_requests
              (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
-              poll_token_hash, peer_addr)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8)",
+              poll_token_hash, peer_addr, client_id)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8, ?9)",
         hyphenated,
         row.new.client_name,
         row.new.hostname,
@@ -126,9 +155,19 @@ pub async fn insert_in(tx: &mut WriteTx, row: &NewRow) -> Result<Inserted, sqlx:
         expires,
         row.poll_token_hash,
         row.peer_addr,
+        client_id,
     )
     .execute(tx.conn())
     .await?;
+    if let Some(client) = &client_id {
+        sqlx::query!(
+            "UPDATE clients SET last_used_at = ?1 WHERE id = ?2",
+            created,
+            client,
+        )
+        .execute(tx.conn())
+        .await?;
+    }
     tx.record(row.id, row.created_at, &row.audit, None, Status::Pending)
         .await?;
     Ok(Inserted::Created)
@@ -137,6 +176,7 @@ pub async fn insert_in(tx: &mut WriteTx, row: &NewRow) -> Result<Inserted, sqlx:
 /// The columns of a request as stored, before they become domain values.
 struct RequestRow {
     id: uuid::fmt::Hyphenated,
+    client_id: Option<uuid::fmt::Hyphenated>,
     client_name: String,
     hostname: String,
     scopes: String,
@@ -157,6 +197,7 @@ impl TryFrom<RequestRow> for StoredRequest {
             poll_token_hash: r.poll_token_hash,
             request: TokenRequest {
                 id: r.id.into_uuid(),
+                client_id: r.client_id.map(uuid::fmt::Hyphenated::into_uuid),
                 client_name: r.client_name,
                 hostname: r.hostname,
                 scopes: Scopes::from_db(&r.scopes),
@@ -184,6 +225,7 @@ pub struct Listed {
 /// The columns of a listing: a request and, for an approved one, its bundle's identity.
 struct ListRow {
     id: uuid::fmt::Hyphenated,
+    client_id: Option<uuid::fmt::Hyphenated>,
     client_name: String,
     hostname: String,
     scopes: String,
@@ -205,6 +247,7 @@ impl TryFrom<ListRow> for Listed {
         Ok(Listed {
             request: TokenRequest {
                 id: r.id.into_uuid(),
+                client_id: r.client_id.map(uuid::fmt::Hyphenated::into_uuid),
                 client_name: r.client_name,
                 hostname: r.hostname,
                 scopes: Scopes::from_db(&r.scopes),
@@ -226,7 +269,8 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, sqlx::Erro
     let id = id.hyphenated();
     let row = sqlx::query_as!(
         RequestRow,
-        r#"SELECT id AS "id: uuid::fmt::Hyphenated", client_name, hostname, scopes, status,
+        r#"SELECT id AS "id: uuid::fmt::Hyphenated",
+                  client_id AS "client_id: uuid::fmt::Hyphenated", client_name, hostname, scopes, status,
                   account_id AS "account_id: u32", error,
                   created_at AS "created_at: DateTime<Utc>",
                   updated_at AS "updated_at: DateTime<Utc>",
@@ -259,7 +303,8 @@ pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Lis
     let status = status.map(Status::as_str);
     let rows = sqlx::query_as!(
         ListRow,
-        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
+        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated",
+                  r.client_id AS "client_id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
                   r.status, r.account_id AS "account_id: u32", r.error,
                   r.created_at AS "created_at: DateTime<Utc>",
                   r.updated_at AS "updated_at: DateTime<Utc>",
@@ -282,7 +327,8 @@ pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Lis
 pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> {
     let rows = sqlx::query_as!(
         ListRow,
-        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
+        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated",
+                  r.client_id AS "client_id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
                   r.status, r.account_id AS "account_id: u32", r.error,
                   r.created_at AS "created_at: DateTime<Utc>",
                   r.updated_at AS "updated_at: DateTime<Utc>",
@@ -304,7 +350,8 @@ pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> 
 pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> {
     let rows = sqlx::query_as!(
         ListRow,
-        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
+        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated",
+                  r.client_id AS "client_id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
                   r.status, r.account_id AS "account_id: u32", r.error,
                   r.created_at AS "created_at: DateTime<Utc>",
                   r.updated_at AS "updated_at: DateTime<Utc>",
@@ -336,7 +383,8 @@ pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::
     let id = id.hyphenated();
     let row = sqlx::query!(
         r#"SELECT status, account_id AS "account_id: u32", state_hash, pkce_verifier,
-                  updated_at, expires_at AS "expires_at: DateTime<Utc>", scopes, version
+                  updated_at, expires_at AS "expires_at: DateTime<Utc>", scopes, version,
+                  client_id AS "client_id: uuid::fmt::Hyphenated"
            FROM auth_requests WHERE id = ?"#,
         id,
     )
@@ -344,6 +392,7 @@ pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::
     .await?;
     row.map(|r| {
         Ok(FlowSnapshot {
+            client_id: r.client_id.map(uuid::fmt::Hyphenated::into_uuid),
             status: decode("status", &r.status)?,
             account_id: r.account_id,
             state_hash: r.state_hash,
@@ -408,17 +457,25 @@ pub async fn start_login(
     Ok(Some(version))
 }
 
+/// The login a select-account started, as [`start_login`] left the row.
+pub struct StartedLogin<'a> {
+    pub version: i64,
+    pub state_hash: &'a [u8],
+    pub account_id: u32,
+}
+
 /// Puts back the flow columns of `before`, unless anything touched the row since our own
 /// `start_login` (which left it at `version`, waiting for `state_hash`).
 pub async fn restore(
     db: &Db,
     id: Uuid,
-    version: i64,
-    state_hash: &[u8],
+    started: &StartedLogin<'_>,
     before: &FlowSnapshot,
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, sqlx::Error> {
+    let (version, state_hash, failed_account) =
+        (started.version, started.state_hash, started.account_id);
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let status = before.status.as_str();
@@ -450,6 +507,10 @@ pub async fn restore(
     }
     tx.record(id, now, audit, Some(Status::InProgress), before.status)
         .await?;
+    if let Some(account) = Some(failed_account) {
+        let reason = audit.detail.as_deref().unwrap_or(audit.action);
+        accounts::record_failure(tx.conn(), account, reason, now).await?;
+    }
     tx.commit().await?;
     Ok(true)
 }
@@ -580,6 +641,7 @@ pub async fn fail_claimed(
     db: &Db,
     id: Uuid,
     version: i64,
+    failed_account: Option<u32>,
     error: &str,
     now: DateTime<Utc>,
     audit: &Audit,
@@ -606,6 +668,10 @@ pub async fn fail_claimed(
     }
     tx.record(id, now, audit, Some(Status::InProgress), Status::Error)
         .await?;
+    if let Some(account) = failed_account {
+        let reason = audit.detail.as_deref().unwrap_or(audit.action);
+        accounts::record_failure(tx.conn(), account, reason, now).await?;
+    }
     tx.commit().await?;
     Ok(true)
 }
@@ -648,6 +714,33 @@ pub async fn finish_by_state(
         .await?;
     tx.commit().await?;
     Ok(Some(id))
+}
+
+/// Leaves a request pending for an operator, with an audit row saying why the approval
+/// policy could not start its login; raises the `request.pending` its quiet create did not.
+pub async fn hold(
+    db: &Db,
+    id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = WriteTx::begin(db).await?;
+    let hyphenated = id.hyphenated();
+    let pending = sqlx::query_scalar!(
+        "SELECT COUNT(*) FROM auth_requests WHERE id = ? AND status = 'pending'",
+        hyphenated
+    )
+    .fetch_one(tx.conn())
+    .await?;
+    if pending != 1 {
+        return Ok(false);
+    }
+    let audit = Audit::new(crate::domain::Actor::Policy, "hold").with_detail(reason);
+    tx.record(id, now, &audit, Some(Status::Pending), Status::Pending)
+        .await?;
+    tx.raise(Some(id), EventType::RequestPending, now).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Applies an id-addressed terminal transition (deny, cancel) to an open, unexpired request.

@@ -14,6 +14,8 @@ pub enum Actor {
     /// The control browser, submitting a code its provider page showed (with the submit
     /// token).
     ControlBrowser,
+    /// The approval policy, for an enrolled client with `auto_approve`.
+    Policy,
 }
 
 impl fmt::Display for Actor {
@@ -24,6 +26,7 @@ impl fmt::Display for Actor {
             Actor::Provider => f.write_str("provider"),
             Actor::Reaper => f.write_str("reaper"),
             Actor::ControlBrowser => f.write_str("control_browser"),
+            Actor::Policy => f.write_str("policy"),
         }
     }
 }

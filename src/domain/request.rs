@@ -57,6 +57,8 @@ fn text_field(name: &str, value: String, max: usize) -> Result<String, String> {
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
     pub id: Uuid,
+    /// The enrolled client that made it (verified), or `None` for an unverified request.
+    pub client_id: Option<Uuid>,
     pub client_name: String,
     pub hostname: String,
     pub scopes: Scopes,
@@ -103,6 +105,7 @@ mod tests {
         let now = Utc::now();
         let mut r = TokenRequest {
             id: Uuid::new_v4(),
+            client_id: None,
             client_name: "c".into(),
             hostname: "h".into(),
             scopes: Scopes::default(),

@@ -44,8 +44,16 @@ pub async fn complete(
             }
             tracing::warn!(request_id = %id, error = %text, "token exchange failed");
             let audit = Audit::new(Actor::Provider, "fail").with_detail(text.clone());
-            db::requests::fail_claimed(&app.db, id, claim.version, &text, time::now(), &audit)
-                .await?;
+            db::requests::fail_claimed(
+                &app.db,
+                id,
+                claim.version,
+                claim.account_id,
+                &text,
+                time::now(),
+                &audit,
+            )
+            .await?;
             return Err(Error::ExchangeFailed(text));
         }
     };
@@ -107,6 +115,7 @@ async fn refuse_wrong_account(
         &app.db,
         id,
         claim.version,
+        claim.account_id,
         ACCOUNT_MISMATCH,
         time::now(),
         &audit,

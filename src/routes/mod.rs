@@ -1,13 +1,15 @@
 //! The HTTP API, one file per resource, and the state every handler shares.
 
+mod accounts;
 mod admin_actions;
 mod callback;
+mod clients;
 mod console;
 mod extract;
 mod health;
 mod login;
 mod refresh;
-mod select_account;
+pub(crate) mod select_account;
 mod token_requests;
 mod webhooks;
 
@@ -130,6 +132,17 @@ pub fn router(state: AppState) -> Router {
             post(admin_actions::submit_code),
         )
         .route("/v1/codes", post(admin_actions::submit_code_by_state))
+        .route("/v1/clients", post(clients::add).get(clients::list))
+        .route(
+            "/v1/clients/{id}",
+            axum::routing::patch(clients::update).delete(clients::remove),
+        )
+        .route("/v1/clients/{id}/rotate-key", post(clients::rotate_key))
+        .route("/v1/clients/{id}/disable", post(clients::disable))
+        .route("/v1/clients/{id}/enable", post(clients::enable))
+        .route("/v1/accounts", get(accounts::list))
+        .route("/v1/accounts/{id}/pause", post(accounts::pause))
+        .route("/v1/accounts/{id}/resume", post(accounts::resume))
         .route("/v1/audit", get(admin_actions::audit))
         .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/v1/webhooks/test", post(webhooks::test))

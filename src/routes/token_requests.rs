@@ -16,6 +16,7 @@ use super::login::current_status;
 use super::AppState;
 use crate::config::Config;
 use crate::db;
+use crate::db::clients::Client;
 use crate::db::requests::{Inserted, Listed, NewRow};
 use crate::domain::peer::budget_key;
 use crate::domain::request::CreateBody;
@@ -38,12 +39,33 @@ pub struct Created {
     poll_interval_secs: u64,
 }
 
+/// `POST /v1/token-requests`. With `Authorization: Bearer <client key>` the request is bound
+/// to that enrolled client (its name, its allowed scopes, its open-request budget); a key
+/// that is wrong, rotated out or disabled is 401, never an unverified request. Without a
+/// key it is unverified, unless `requests.require_client_key` refuses it.
 pub async fn create(
     State(app): State<AppState>,
     PeerAddr(peer): PeerAddr,
+    bearer: Bearer,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, axum::Json<Created>)> {
-    let new = NewTokenRequest::parse(body, &app.config.oauth).map_err(Error::InvalidRequest)?;
+    let client = enrolled_client(&app, &bearer).await?;
+    let mut new = NewTokenRequest::parse(body, &app.config.oauth).map_err(Error::InvalidRequest)?;
+    if let Some(client) = &client {
+        new.client_name = client.name.clone();
+        let allowed = &client.scopes;
+        if let Some(scope) = new
+            .scopes
+            .as_slice()
+            .iter()
+            .find(|s| !allowed.is_empty() && !allowed.contains(s))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "scope {scope:?} is not one this client may ask for ({})",
+                allowed.join(" ")
+            )));
+        }
+    }
     let per_minute = app.config.limits.creates_per_minute_per_ip;
     app.create_limiter
         .check(budget_key(peer), Instant::now())
@@ -57,7 +79,7 @@ pub async fn create(
     let poll_token = secret::generate();
     let now = time::now();
     let expires_at = now + app.config.requests.ttl();
-    let max_open = app.config.limits.max_open_requests_per_hostname;
+    let max_open = app.config.limits.max_open_requests_per_client;
     let (hostname, client_name, scopes) = (
         new.hostname.clone(),
         new.client_name.clone(),
@@ -68,10 +90,10 @@ pub async fn create(
         poll_token_hash: secret::hash(poll_token.expose_secret()),
         created_at: now,
         expires_at,
-        max_open_for_host: max_open,
+        client_id: client.as_ref().map(|c| c.client_id),
+        max_open,
         peer_addr: peer.to_string(),
-        audit: Audit::new(Actor::Client(hostname.clone()), "create")
-            .with_detail(format!("from {peer}")),
+        audit: create_audit(&hostname, peer, client.as_ref()),
         new,
     };
     let inserted = app.creates.insert(row).await.map_err(|e| {
@@ -83,14 +105,24 @@ pub async fn create(
     })?;
     if let Inserted::TooManyOpen { next_expiry } = inserted {
         let retry_after = (next_expiry - now).to_std().unwrap_or_default();
+        let who = if client.is_some() {
+            &client_name
+        } else {
+            &hostname
+        };
         return Err(Error::RateLimited {
             retry_after,
             message: format!(
-                "{hostname} already has {max_open} open requests; finish or cancel one, or wait for one to expire"
+                "{who} already has {max_open} open requests; finish or cancel one, or wait for one to expire"
             ),
         });
     }
-    tracing::info!(request_id = %id, %client_name, %hostname, %scopes, "token request created");
+    tracing::info!(request_id = %id, %client_name, %hostname, %scopes, verified = client.is_some(), "token request created");
+    if let Some(client) = client.filter(|c| c.auto_approve) {
+        // After the commit, as select-account would: the answer stays 201 pending, and the
+        // client's next poll sees the login under way (or the request waiting, if not).
+        crate::policy::approve(&app, id, &client).await;
+    }
     let created = Created {
         request_id: id,
         status: Status::Pending,
@@ -101,10 +133,42 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
+/// The enrolled client whose key the request carries: `None` without a key; 401 for a key
+/// that is wrong, rotated out or disabled, and for no key under `require_client_key`.
+async fn enrolled_client(app: &AppState, bearer: &Bearer) -> Result<Option<Client>> {
+    let Some(key) = &bearer.0 else {
+        if app.config.requests.require_client_key {
+            return Err(Error::ClientKeyRequired);
+        }
+        return Ok(None);
+    };
+    match db::clients::find_by_key(&app.db, &secret::hash(key)).await? {
+        Some(client) if !client.disabled => Ok(Some(client)),
+        _ => Err(Error::Unauthorized),
+    }
+}
+
+/// The audit row of a create: who (an enrolled client is named as such), and from where. An
+/// auto-approved request's create is quiet: no `request.pending`, nobody needs to act.
+fn create_audit(hostname: &str, peer: std::net::IpAddr, client: Option<&Client>) -> Audit {
+    let detail = match client {
+        Some(c) => format!("from {peer}, enrolled client {} ({})", c.name, c.client_id),
+        None => format!("from {peer}, unverified"),
+    };
+    let audit = Audit::new(Actor::Client(hostname.to_owned()), "create").with_detail(detail);
+    match client {
+        Some(c) if c.auto_approve => audit.quiet(),
+        _ => audit,
+    }
+}
+
 #[derive(Serialize)]
 pub struct StatusBody {
     request_id: Uuid,
     status: Status,
+    client_id: Option<Uuid>,
+    /// Whether an enrolled client's key made the request.
+    verified: bool,
     account_id: Option<u32>,
     token: Option<TokenView>,
     error: Option<String>,
@@ -238,6 +302,8 @@ async fn status_body(app: &AppState, request: &TokenRequest) -> Result<StatusBod
     Ok(StatusBody {
         request_id: request.id,
         status,
+        client_id: request.client_id,
+        verified: request.client_id.is_some(),
         account_id: request.account_id,
         token,
         error: request.error.clone(),
@@ -257,6 +323,8 @@ pub struct ListParams {
 #[derive(Serialize)]
 pub struct ListItem {
     request_id: Uuid,
+    client_id: Option<Uuid>,
+    verified: bool,
     client_name: String,
     hostname: String,
     scopes: Vec<String>,
@@ -282,6 +350,8 @@ impl ListItem {
             peer_addr,
         } = listed;
         ListItem {
+            client_id: r.client_id,
+            verified: r.client_id.is_some(),
             account_email,
             organization_name,
             peer_addr,

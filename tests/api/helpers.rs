@@ -118,7 +118,7 @@ fn test_settings(config: &mut Config, dir: &TempDir, addr: SocketAddr, fake: &Fa
     config.reaper.interval_secs = 3600;
     config.requests.poll_interval_secs = 0;
     config.limits.creates_per_minute_per_ip = 0;
-    config.limits.max_open_requests_per_hostname = 0;
+    config.limits.max_open_requests_per_client = 0;
 }
 
 async fn launch(

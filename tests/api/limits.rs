@@ -93,7 +93,7 @@ async fn an_address_creating_too_fast_gets_rate_limited() {
 
 #[tokio::test]
 async fn a_hostname_with_too_many_open_requests_gets_rate_limited_even_when_racing() {
-    let app = spawn_app_with(|c| c.limits.max_open_requests_per_hostname = 3).await;
+    let app = spawn_app_with(|c| c.limits.max_open_requests_per_client = 3).await;
 
     let racing =
         join_all((0..8).map(|_| app.create(json!({"client_name": "c", "hostname": "busy-host"}))))

@@ -7,6 +7,7 @@ mod busy;
 mod callback;
 mod claude;
 mod cli;
+mod clients;
 mod console;
 mod console_browser;
 mod create;

@@ -82,6 +82,7 @@ async fn upgrading_from_the_first_schema_keeps_every_request_and_token() {
             "auth_requests_by_state",
             "auth_requests_by_status_created",
             "auth_requests_finished_by_updated",
+            "auth_requests_open_by_client",
             "auth_requests_open_by_expiry",
             "auth_requests_open_by_hostname",
         ]

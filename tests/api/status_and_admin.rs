@@ -214,6 +214,7 @@ async fn list_is_newest_first_filters_by_status_and_shows_no_secret() {
         [
             "account_email",
             "account_id",
+            "client_id",
             "client_name",
             "created_at",
             "error",
@@ -224,7 +225,8 @@ async fn list_is_newest_first_filters_by_status_and_shows_no_secret() {
             "request_id",
             "scopes",
             "status",
-            "updated_at"
+            "updated_at",
+            "verified"
         ]
     );
 }

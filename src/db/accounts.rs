@@ -1,0 +1,124 @@
+//! `account_state`: what operators set about the configured accounts (paused), and how their
+//! logins went; plus what the requests say about each account (live tokens, last approval).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+use super::clients::admin_event;
+use super::{begin, Db};
+use crate::domain::time::to_db;
+
+/// What the router knows of one account.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub paused: bool,
+    /// Approved requests whose refresh token the provider has not refused.
+    pub live_tokens: i64,
+    pub last_approved_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub last_failure: Option<String>,
+}
+
+/// Pauses or resumes account `id`, with its trail row. `false` when it already was.
+pub async fn set_paused(
+    db: &Db,
+    id: u32,
+    paused: bool,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = begin(db).await?;
+    let at = to_db(now);
+    let done = sqlx::query!(
+        "INSERT INTO account_state (account_id, paused, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (account_id) DO UPDATE SET paused = ?2, updated_at = ?3
+         WHERE paused != ?2",
+        id,
+        paused,
+        at,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let action = if paused { "pause" } else { "resume" };
+    admin_event(&mut tx, now, &format!("account:{id}"), action, None).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Whether account `id` is paused.
+pub async fn is_paused(db: &Db, id: u32) -> Result<bool, sqlx::Error> {
+    let paused = sqlx::query_scalar!(
+        r#"SELECT paused AS "paused: bool" FROM account_state WHERE account_id = ?"#,
+        id
+    )
+    .fetch_optional(&db.read)
+    .await?;
+    Ok(paused.unwrap_or(false))
+}
+
+/// Notes a failed login of account `id`, inside the transaction that records the failure.
+pub async fn record_failure(
+    conn: &mut SqliteConnection,
+    id: u32,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let at = to_db(at);
+    sqlx::query!(
+        "INSERT INTO account_state (account_id, last_failure_at, last_failure, updated_at)
+         VALUES (?1, ?2, ?3, ?2)
+         ON CONFLICT (account_id) DO UPDATE SET last_failure_at = ?2, last_failure = ?3,
+             updated_at = ?2",
+        id,
+        at,
+        reason,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The facts of every account that has any.
+pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, sqlx::Error> {
+    let mut out: HashMap<u32, Facts> = HashMap::new();
+    let states = sqlx::query!(
+        r#"SELECT account_id AS "account_id!: u32", paused AS "paused: bool",
+                  last_failure_at AS "last_failure_at: DateTime<Utc>", last_failure
+           FROM account_state"#
+    )
+    .fetch_all(&db.read)
+    .await?;
+    for s in states {
+        let f = out.entry(s.account_id).or_default();
+        f.paused = s.paused;
+        f.last_failure_at = s.last_failure_at;
+        f.last_failure = s.last_failure;
+    }
+    let live = sqlx::query!(
+        r#"SELECT r.account_id AS "account_id!: u32", COUNT(*) AS "n!: i64"
+           FROM auth_requests r JOIN token_bundles t ON t.request_id = r.id
+           WHERE r.status = 'approved' AND t.refresh_error IS NULL AND r.account_id IS NOT NULL
+           GROUP BY r.account_id"#
+    )
+    .fetch_all(&db.read)
+    .await?;
+    for l in live {
+        out.entry(l.account_id).or_default().live_tokens = l.n;
+    }
+    let approved = sqlx::query!(
+        r#"SELECT r.account_id AS "account_id!: u32", MAX(a.at) AS "at!: DateTime<Utc>"
+           FROM audit_events a JOIN auth_requests r ON r.id = a.request_id
+           WHERE a.action = 'approve' AND r.account_id IS NOT NULL
+           GROUP BY r.account_id"#
+    )
+    .fetch_all(&db.read)
+    .await?;
+    for a in approved {
+        out.entry(a.account_id).or_default().last_approved_at = Some(a.at);
+    }
+    Ok(out)
+}

@@ -1,0 +1,265 @@
+//! `clients`: enrolled clients, and `admin_events`, the trail of every change to them (and
+//! to accounts). Each change and its event row are one transaction.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::{begin, decode, Db};
+use crate::domain::time::to_db;
+
+/// An enrolled client as listings show it: never its key or the key's hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct Client {
+    pub client_id: Uuid,
+    pub name: String,
+    /// Allowed scopes; empty: any the router allows.
+    pub scopes: Vec<String>,
+    /// Allowed account ids; empty: any.
+    pub accounts: Vec<u32>,
+    pub auto_approve: bool,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+struct Row {
+    id: String,
+    name: String,
+    scopes: String,
+    accounts: String,
+    auto_approve: bool,
+    disabled: bool,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<Row> for Client {
+    type Error = sqlx::Error;
+
+    fn try_from(r: Row) -> Result<Self, sqlx::Error> {
+        Ok(Client {
+            client_id: decode("id", &r.id)?,
+            name: r.name,
+            scopes: words(&r.scopes),
+            accounts: r
+                .accounts
+                .split_whitespace()
+                .map(|a| decode("accounts", a))
+                .collect::<Result<_, _>>()?,
+            auto_approve: r.auto_approve,
+            disabled: r.disabled,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+        })
+    }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
+fn accounts_text(accounts: &[u32]) -> String {
+    accounts
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A change to a client or an account, with who made it.
+pub async fn admin_event(
+    conn: &mut SqliteConnection,
+    at: DateTime<Utc>,
+    subject: &str,
+    action: &str,
+    detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let at = to_db(at);
+    sqlx::query!(
+        "INSERT INTO admin_events (at, actor, subject, action, detail) VALUES (?, 'admin', ?, ?, ?)",
+        at,
+        subject,
+        action,
+        detail,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What a new client is given.
+pub struct NewClient<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub key_hash: &'a [u8],
+    pub scopes: &'a [String],
+    pub accounts: &'a [u32],
+    pub auto_approve: bool,
+}
+
+/// Stores a new client; `false` when the name is taken.
+pub async fn insert(db: &Db, c: &NewClient<'_>, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    let mut tx = begin(db).await?;
+    let (id, at) = (c.id.hyphenated().to_string(), to_db(now));
+    let (scopes, accounts) = (c.scopes.join(" "), accounts_text(c.accounts));
+    let done = sqlx::query!(
+        "INSERT INTO clients (id, name, key_hash, scopes, accounts, auto_approve, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        id,
+        c.name,
+        c.key_hash,
+        scopes,
+        accounts,
+        c.auto_approve,
+        at,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let subject = format!("client:{id}");
+    let detail = format!("name {}", c.name);
+    admin_event(&mut tx, now, &subject, "add", Some(&detail)).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn list(db: &Db) -> Result<Vec<Client>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        Row,
+        r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
+                  disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
+                  last_used_at AS "last_used_at: DateTime<Utc>"
+           FROM clients ORDER BY name"#
+    )
+    .fetch_all(&db.read)
+    .await?;
+    rows.into_iter().map(Client::try_from).collect()
+}
+
+pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, sqlx::Error> {
+    let id = id.hyphenated().to_string();
+    let row = sqlx::query_as!(
+        Row,
+        r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
+                  disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
+                  last_used_at AS "last_used_at: DateTime<Utc>"
+           FROM clients WHERE id = ?"#,
+        id,
+    )
+    .fetch_optional(&db.read)
+    .await?;
+    row.map(Client::try_from).transpose()
+}
+
+/// The client whose key hashes to `key_hash`, disabled or not.
+pub async fn find_by_key(db: &Db, key_hash: &[u8]) -> Result<Option<Client>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        Row,
+        r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
+                  disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
+                  last_used_at AS "last_used_at: DateTime<Utc>"
+           FROM clients WHERE key_hash = ?"#,
+        key_hash,
+    )
+    .fetch_optional(&db.read)
+    .await?;
+    row.map(Client::try_from).transpose()
+}
+
+/// A change to one client: what to set, and how the trail names it.
+pub enum Change<'a> {
+    RotateKey(&'a [u8]),
+    Disabled(bool),
+    Update {
+        scopes: Option<&'a [String]>,
+        accounts: Option<&'a [u32]>,
+        auto_approve: Option<bool>,
+    },
+}
+
+/// Applies `change` to client `id` with its trail row; `false` when there is no such client.
+pub async fn change(
+    db: &Db,
+    id: Uuid,
+    change: Change<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = begin(db).await?;
+    let hyphenated = id.hyphenated().to_string();
+    let (action, done) = match change {
+        Change::RotateKey(hash) => (
+            "rotate_key",
+            sqlx::query!(
+                "UPDATE clients SET key_hash = ? WHERE id = ?",
+                hash,
+                hyphenated
+            )
+            .execute(&mut *tx)
+            .await?,
+        ),
+        Change::Disabled(disabled) => (
+            if disabled { "disable" } else { "enable" },
+            sqlx::query!(
+                "UPDATE clients SET disabled = ? WHERE id = ?",
+                disabled,
+                hyphenated
+            )
+            .execute(&mut *tx)
+            .await?,
+        ),
+        Change::Update {
+            scopes,
+            accounts,
+            auto_approve,
+        } => {
+            let scopes = scopes.map(|s| s.join(" "));
+            let accounts = accounts.map(accounts_text);
+            (
+                "update",
+                sqlx::query!(
+                    "UPDATE clients SET scopes = COALESCE(?, scopes),
+                         accounts = COALESCE(?, accounts), auto_approve = COALESCE(?, auto_approve)
+                     WHERE id = ?",
+                    scopes,
+                    accounts,
+                    auto_approve,
+                    hyphenated
+                )
+                .execute(&mut *tx)
+                .await?,
+            )
+        }
+    };
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    admin_event(&mut tx, now, &format!("client:{hyphenated}"), action, None).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Deletes client `id`; its requests stay, with the name they were made under.
+pub async fn delete(db: &Db, id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    let mut tx = begin(db).await?;
+    let hyphenated = id.hyphenated().to_string();
+    let done = sqlx::query!("DELETE FROM clients WHERE id = ?", hyphenated)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    admin_event(
+        &mut tx,
+        now,
+        &format!("client:{hyphenated}"),
+        "remove",
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
