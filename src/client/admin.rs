@@ -46,6 +46,13 @@ pub enum AdminAction {
     Revoke { id: Uuid },
     /// Show a request's audit trail, oldest first.
     Audit { id: Uuid },
+    /// Enrolled clients: add (prints the key once), list, rotate (prints the new key once),
+    /// disable, enable, update, remove.
+    #[command(subcommand)]
+    Clients(ClientsAction),
+    /// The configured accounts: list (paused, live tokens, health), pause, resume.
+    #[command(subcommand)]
+    Accounts(AccountsAction),
     /// List recent webhook deliveries, newest first, with status and attempts.
     Webhooks {
         #[arg(long, default_value_t = 50)]
@@ -54,6 +61,51 @@ pub enum AdminAction {
         #[arg(long)]
         test: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsAction {
+    Add {
+        name: String,
+        /// An allowed scope; repeat for several [default: any the router allows].
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// An allowed account id; repeat for several [default: any].
+        #[arg(long = "account")]
+        accounts: Vec<u32>,
+        /// Approve its requests without an operator.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    List,
+    Rotate {
+        id: Uuid,
+    },
+    Disable {
+        id: Uuid,
+    },
+    Enable {
+        id: Uuid,
+    },
+    Update {
+        id: Uuid,
+        #[arg(long = "scope")]
+        scopes: Option<Vec<String>>,
+        #[arg(long = "account")]
+        accounts: Option<Vec<u32>>,
+        #[arg(long)]
+        auto_approve: Option<bool>,
+    },
+    Remove {
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsAction {
+    List,
+    Pause { id: u32 },
+    Resume { id: u32 },
 }
 
 /// Runs the command with the admin token; returns the exit code (0 done, 1 error, 2 usage).
@@ -133,6 +185,76 @@ async fn execute(
                 .admin_get(&format!("/v1/audit?request_id={id}&limit=1000"), token)
                 .await
         }
+        AdminAction::Clients(action) => {
+            let post =
+                |path: String| async move { client.admin_post(&path, token, &json!({})).await };
+            match action {
+                ClientsAction::Add {
+                    name,
+                    scopes,
+                    accounts,
+                    auto_approve,
+                } => {
+                    let body = json!({
+                        "name": name, "scopes": scopes, "accounts": accounts,
+                        "auto_approve": auto_approve,
+                    });
+                    client.admin_post("/v1/clients", token, &body).await
+                }
+                ClientsAction::List => client.admin_get("/v1/clients", token).await,
+                ClientsAction::Rotate { id } => post(format!("/v1/clients/{id}/rotate-key")).await,
+                ClientsAction::Disable { id } => post(format!("/v1/clients/{id}/disable")).await,
+                ClientsAction::Enable { id } => post(format!("/v1/clients/{id}/enable")).await,
+                ClientsAction::Update {
+                    id,
+                    scopes,
+                    accounts,
+                    auto_approve,
+                } => {
+                    let mut body = serde_json::Map::new();
+                    if let Some(s) = scopes {
+                        body.insert("scopes".into(), json!(s));
+                    }
+                    if let Some(a) = accounts {
+                        body.insert("accounts".into(), json!(a));
+                    }
+                    if let Some(a) = auto_approve {
+                        body.insert("auto_approve".into(), json!(a));
+                    }
+                    client
+                        .admin_send(
+                            reqwest::Method::PATCH,
+                            &format!("/v1/clients/{id}"),
+                            token,
+                            &Value::Object(body),
+                        )
+                        .await
+                }
+                ClientsAction::Remove { id } => {
+                    client
+                        .admin_send(
+                            reqwest::Method::DELETE,
+                            &format!("/v1/clients/{id}"),
+                            token,
+                            &json!({}),
+                        )
+                        .await
+                }
+            }
+        }
+        AdminAction::Accounts(action) => match action {
+            AccountsAction::List => client.admin_get("/v1/accounts", token).await,
+            AccountsAction::Pause { id } => {
+                client
+                    .admin_post(&format!("/v1/accounts/{id}/pause"), token, &json!({}))
+                    .await
+            }
+            AccountsAction::Resume { id } => {
+                client
+                    .admin_post(&format!("/v1/accounts/{id}/resume"), token, &json!({}))
+                    .await
+            }
+        },
         AdminAction::Webhooks { limit, test } => {
             if *test {
                 client
@@ -194,6 +316,68 @@ fn render(action: &AdminAction, answer: &Value) -> String {
                 .collect();
             table(&["AT", "ACTOR", "ACTION", "STATUS", "DETAIL"], &rows)
         }
+        AdminAction::Clients(ClientsAction::List) => {
+            let rows: Vec<Vec<String>> = items(answer, "clients")
+                .iter()
+                .map(|c| {
+                    let list = |k: &str| {
+                        let joined = items(c, k)
+                            .iter()
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        if joined.is_empty() { "any".to_owned() } else { joined }
+                    };
+                    vec![
+                        text(c, "client_id"),
+                        text(c, "name"),
+                        list("scopes"),
+                        list("accounts"),
+                        text(c, "auto_approve"),
+                        text(c, "disabled"),
+                        text(c, "last_used_at"),
+                    ]
+                })
+                .collect();
+            table(
+                &["ID", "NAME", "SCOPES", "ACCOUNTS", "AUTO", "DISABLED", "LAST USED"],
+                &rows,
+            )
+        }
+        AdminAction::Clients(ClientsAction::Add { .. } | ClientsAction::Rotate { .. }) => format!(
+            "client {}: key {}\n(shown this once: give it to the client, e.g. as AUTH_ROUTER_CLIENT_KEY or a --client-key-file)\n",
+            text(answer, "client_id"),
+            text(answer, "client_key"),
+        ),
+        AdminAction::Clients(_) => format!("{answer}\n"),
+        AdminAction::Accounts(AccountsAction::List) => {
+            let rows: Vec<Vec<String>> = items(answer, "accounts")
+                .iter()
+                .map(|a| {
+                    [
+                        "id",
+                        "label",
+                        "email",
+                        "paused",
+                        "live_tokens",
+                        "last_approved_at",
+                        "last_failure_at",
+                    ]
+                    .iter()
+                    .map(|k| text(a, k))
+                    .collect()
+                })
+                .collect();
+            table(
+                &["ID", "LABEL", "EMAIL", "PAUSED", "LIVE", "LAST APPROVED", "LAST FAILURE"],
+                &rows,
+            )
+        }
+        AdminAction::Accounts(_) => format!(
+            "account {} paused: {}\n",
+            text(answer, "id"),
+            text(answer, "paused")
+        ),
         AdminAction::Webhooks { .. } => {
             let rows: Vec<Vec<String>> = items(answer, "deliveries")
                 .iter()

@@ -40,6 +40,26 @@ pub struct TokenArgs {
     /// Give up waiting for approval after this many seconds (and cancel the request).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// A file holding this machine's enrolled client key (else AUTH_ROUTER_CLIENT_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// The client key from `--client-key-file`, else `AUTH_ROUTER_CLIENT_KEY`, if any.
+fn client_key(
+    file: Option<&std::path::Path>,
+) -> Result<Option<secrecy::SecretString>, ClientError> {
+    let key = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            ClientError::Usage(format!(
+                "cannot read --client-key-file {}: {e}",
+                path.display()
+            ))
+        })?,
+        None => std::env::var("AUTH_ROUTER_CLIENT_KEY").unwrap_or_default(),
+    };
+    let key = key.trim();
+    Ok((!key.is_empty()).then(|| secrecy::SecretString::from(key.to_owned())))
 }
 
 /// The variable Claude Code reads its OAuth token from.
@@ -194,7 +214,9 @@ fn options(args: TokenArgs) -> Result<TokenOptions, ClientError> {
             )
         })?),
     };
+    let client_key = client_key(args.client_key_file.as_deref())?;
     Ok(TokenOptions {
+        client_key,
         client_name: args.client_name.unwrap_or_else(user_name),
         hostname: args.hostname.unwrap_or_else(host_name),
         scopes: args.scopes,

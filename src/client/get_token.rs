@@ -95,7 +95,12 @@ impl RouterClient {
         }
 
         let created = self
-            .create(&options.client_name, &options.hostname, &options.scopes)
+            .create(
+                &options.client_name,
+                &options.hostname,
+                &options.scopes,
+                options.client_key.as_ref(),
+            )
             .await?;
         *open.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((created.request_id, created.poll_token.clone()));

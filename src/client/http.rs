@@ -72,16 +72,21 @@ impl RouterClient {
         url
     }
 
+    /// Creates a request; with `client_key`, as that enrolled client.
     pub async fn create(
         &self,
         client_name: &str,
         hostname: &str,
         scopes: &[String],
+        client_key: Option<&secrecy::SecretString>,
     ) -> Result<Created, ClientError> {
+        use secrecy::ExposeSecret;
         let body = json!({ "client_name": client_name, "hostname": hostname, "scopes": scopes });
-        let response = self
-            .send(self.http.post(self.url("/v1/token-requests")).json(&body))
-            .await?;
+        let mut request = self.http.post(self.url("/v1/token-requests")).json(&body);
+        if let Some(key) = client_key {
+            request = request.bearer_auth(key.expose_secret());
+        }
+        let response = self.send(request).await?;
         parse(response, StatusCode::CREATED).await
     }
 
@@ -157,13 +162,29 @@ impl RouterClient {
         admin_token: &str,
         body: &Value,
     ) -> Result<Value, ClientError> {
+        self.admin_send(reqwest::Method::POST, path, admin_token, body)
+            .await
+    }
+
+    /// Any method with the admin token and a JSON body; the answer's JSON on a 200 or 201.
+    pub async fn admin_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        admin_token: &str,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
         let request = self
             .http
-            .post(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(admin_token)
             .json(body);
         let response = self.send(request).await?;
-        parse(response, StatusCode::OK).await
+        let expected = match response.status() {
+            StatusCode::CREATED => StatusCode::CREATED,
+            _ => StatusCode::OK,
+        };
+        parse(response, expected).await
     }
 
     fn url_with_query(&self, path_and_query: &str) -> Url {

@@ -46,6 +46,8 @@ pub struct TokenOptions {
     pub min_validity: Duration,
     /// Give up waiting for approval after this long (the request's own deadline applies too).
     pub timeout: Option<Duration>,
+    /// The enrolled client's key: the request is then verified and bound to that client.
+    pub client_key: Option<secrecy::SecretString>,
 }
 
 impl TokenOptions {
@@ -57,6 +59,7 @@ impl TokenOptions {
             cache_dir: None,
             min_validity: Duration::from_secs(300),
             timeout: None,
+            client_key: None,
         }
     }
 }

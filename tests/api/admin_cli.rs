@@ -6,7 +6,9 @@ use fake_upstream::BrowserMode;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::helpers::{spawn_app, TestApp, ADMIN_TOKEN};
+use reqwest::StatusCode;
+
+use crate::helpers::{spawn_app, spawn_app_with, two_accounts, TestApp, ADMIN_TOKEN};
 
 async fn admin(app: &TestApp, token: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_claude-auth-router"));
@@ -107,4 +109,48 @@ async fn a_missing_token_is_a_usage_error_and_a_wrong_one_an_error_that_says_so(
     );
     assert_eq!(bad_id.status.code(), Some(2));
     assert_eq!(app.db_status(&created.id).await, "pending");
+}
+
+#[tokio::test]
+async fn clients_are_enrolled_from_the_terminal_with_the_key_shown_once_and_accounts_paused() {
+    let app = spawn_app_with(|c| c.accounts = two_accounts()).await;
+
+    let added = admin(
+        &app,
+        Some(ADMIN_TOKEN),
+        &["clients", "add", "laptop-7", "--account", "1"],
+    )
+    .await;
+    let listed = admin(&app, Some(ADMIN_TOKEN), &["clients", "list"]).await;
+    let paused = admin(&app, Some(ADMIN_TOKEN), &["accounts", "pause", "2"]).await;
+    let accounts = admin(&app, Some(ADMIN_TOKEN), &["accounts", "list"]).await;
+
+    assert_eq!(added.status.code(), Some(0), "{}", err(&added));
+    let shown = out(&added);
+    let key = shown
+        .split("key ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the key is printed")
+        .to_owned();
+    assert_eq!(key.len(), 43, "{shown}");
+    assert!(shown.contains("shown this once"));
+    let listed = out(&listed);
+    assert!(
+        listed.contains("laptop-7") && !listed.contains(&key),
+        "{listed}"
+    );
+    assert_eq!(paused.status.code(), Some(0), "{}", err(&paused));
+    let accounts = out(&accounts);
+    let backup = accounts.lines().find(|l| l.starts_with("2 ")).unwrap();
+    assert!(backup.contains("true"), "{accounts}");
+    let verified = app
+        .http
+        .post(app.url("/v1/token-requests"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"client_name": "x", "hostname": "h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), StatusCode::CREATED);
 }

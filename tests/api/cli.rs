@@ -589,3 +589,42 @@ async fn token_falls_back_to_interval_polling_when_the_router_refuses_wait() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output), "old-router-token\n");
 }
+
+#[tokio::test]
+async fn token_sends_the_client_key_from_a_file_so_the_request_is_verified() {
+    let app = fast_app(Options::default()).await;
+    let enrolled = app
+        .admin_post("/v1/clients", serde_json::json!({"name": "alice-enrolled"}))
+        .await;
+    let key = enrolled.json::<Value>().await.unwrap()["client_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cache = TempDir::new().unwrap();
+    let key_file = cache.path().join("client.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+
+    let output = first_token(
+        &app,
+        &cache.path().join("tokens"),
+        &["--client-key-file", key_file.to_str().unwrap()],
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let listed: Value = app.list("").await.json().await.unwrap();
+    assert_eq!(listed["requests"][0]["verified"], true);
+    assert_eq!(listed["requests"][0]["client_name"], "alice-enrolled");
+    let missing = finish(
+        token_command(
+            &app,
+            cache.path(),
+            &["--client-key-file", "/nonexistent/key"],
+        )
+        .spawn()
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(2), "a usage error");
+    assert!(stderr(&missing).contains("--client-key-file"));
+}
