@@ -31,7 +31,68 @@ struct Created {
 
 fn main() {
     raise_open_files();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("baseline") {
+        return baseline(&args[2]);
+    }
     tokio::runtime::Runtime::new().unwrap().block_on(run());
+}
+
+/// The floor: a bare axum server whose only route holds every answer 60 s, on the same
+/// runtime defaults as the router, to show what 10,000 held connections cost by themselves.
+fn baseline(addr: &str) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let app = axum::Router::new().route(
+            "/wait",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "ok"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+/// VmHWM of process `pid`, in MiB.
+fn peak_of(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// The same 10,000 held requests against the bare axum server: its peak memory.
+async fn baseline_peak(http: &reqwest::Client) -> f64 {
+    let port = free_port();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["baseline", &format!("127.0.0.1:{port}")])
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/wait");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "the baseline did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move { http.get(url).send().await.is_ok() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let peak = peak_of(child.id());
+    for h in held {
+        h.abort();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    peak
 }
 
 /// 10,000 sockets on each side need more than the usual 1,024 descriptors; the router
@@ -128,14 +189,7 @@ impl Router {
     }
 
     fn peak_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
+        peak_of(self.child.id())
     }
 
     async fn waiters(&self, http: &reqwest::Client) -> u64 {
@@ -199,6 +253,10 @@ async fn run() {
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap();
+
+    // 0. The floor: what 10,000 held requests cost a bare axum server.
+    let floor = baseline_peak(&http).await;
+    println!("bare axum holding {WAITERS} requests: peak {floor:.1} MiB");
 
     // 1. 10,000 waiters, then 1,000 approvals in a burst.
     let router = Router::start(dir.path(), &fake, 5).await;

@@ -130,11 +130,21 @@ async function act(id, label, run) {
   }
 }
 
+// The client's name with a badge that says whether an enrolled client's key made the request.
+function clientCell(r) {
+  const td = cell('Client', r.client_name, 'client');
+  const badge = document.createElement('span');
+  badge.className = r.verified ? 'badge verified' : 'badge unverified';
+  badge.textContent = r.verified ? 'verified' : 'unverified';
+  td.append(' ', badge);
+  return td;
+}
+
 function openRow(r) {
   const tr = document.createElement('tr');
   tr.dataset.id = r.request_id;
   tr.append(
-    cell('Client', r.client_name, 'client'),
+    clientCell(r),
     cell('Host', r.peer_addr ? `${r.hostname} (${r.peer_addr})` : r.hostname),
     cell('Scopes', r.scopes.join(' ') || '(default)'),
     cell('Age', '', 'age'),

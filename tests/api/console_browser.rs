@@ -144,6 +144,31 @@ async fn an_operator_signs_in_approves_denies_and_revokes_from_the_page() {
     let approved = app.create_ok().await;
     let row = format!("#open tr[data-id='{}']", approved.id);
     wait_text(&b, &format!("{row} .client"), "alice").await;
+    wait_text(&b, &format!("{row} .badge.unverified"), "unverified").await;
+    let enrolled = app
+        .admin_post("/v1/clients", json!({"name": "enrolled-laptop"}))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let verified: serde_json::Value = app
+        .http
+        .post(app.url("/v1/token-requests"))
+        .bearer_auth(enrolled["client_key"].as_str().unwrap())
+        .json(&json!({"client_name": "x", "hostname": "laptop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let verified_row = format!(
+        "#open tr[data-id='{}']",
+        verified["request_id"].as_str().unwrap()
+    );
+    wait_text(&b, &format!("{verified_row} .client"), "enrolled-laptop").await;
+    let badge = wait_text(&b, &format!("{verified_row} .badge.verified"), "verified").await;
+    assert_eq!(badge, "verified");
     css(&b, &format!("{row} input.account"))
         .await
         .send_keys("5")
