@@ -75,7 +75,10 @@ async fn baseline_peak(http: &reqwest::Client) -> f64 {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/wait");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "the baseline did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -251,10 +251,7 @@ pub async fn status(
     };
     let skipped = asked > 0 && subscription.is_none();
     // The hot path: most polls are answered from the process's read-through cache.
-    // The database calls are boxed: an async fn's future is as large as its largest await,
-    // and a long poll keeps this future alive while it waits. Boxed, the (large) query
-    // futures exist only while they run, not for every waiter's whole wait.
-    let mut stored = Box::pin(db::requests::find_cached(&app.db, id))
+    let mut stored = db::requests::find_cached(&app.db, id)
         .await?
         .ok_or(Error::RequestNotFound)?;
     if !secret::verify(&poll_token, &stored.poll_token_hash) {
@@ -278,12 +275,12 @@ pub async fn status(
                 _ = subscription.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
-            stored = Box::pin(db::requests::find_cached(&app.db, id))
+            stored = db::requests::find_cached(&app.db, id)
                 .await?
                 .ok_or(Error::RequestNotFound)?;
         }
     }
-    let body = Box::pin(status_body(&app, &stored.request)).await?;
+    let body = status_body(&app, &stored.request).await?;
     let mut response = axum::Json(body).into_response();
     if skipped {
         response.headers_mut().insert(
