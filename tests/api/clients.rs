@@ -97,16 +97,7 @@ async fn wrong_rotated_and_disabled_keys_are_refused_and_never_taken_as_unverifi
             .status(),
         StatusCode::CREATED
     );
-    let listed: Value = app
-        .http
-        .get(app.url("/v1/clients"))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.admin_get("/v1/clients").await;
     let text = listed.to_string();
     assert!(
         !text.contains(&new_key) && !text.contains(&old_key),
@@ -217,16 +208,7 @@ async fn a_failing_control_browser_leaves_an_auto_approved_request_for_an_operat
         hold["detail"].as_str().unwrap().contains("did not start"),
         "{hold}"
     );
-    let accounts: Value = app
-        .http
-        .get(app.url("/v1/accounts"))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accounts: Value = app.admin_get("/v1/accounts").await;
     let failed = &accounts["accounts"][0];
     assert!(failed["last_failure_at"].is_string(), "{accounts}");
 }
@@ -291,16 +273,7 @@ async fn a_paused_account_stays_paused_across_a_restart_and_refuses_select_accou
         "account_paused",
     )
     .await;
-    let accounts: Value = app
-        .http
-        .get(app.url("/v1/accounts"))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accounts: Value = app.admin_get("/v1/accounts").await;
     assert_eq!(accounts["accounts"][1]["paused"], true);
     assert_eq!(accounts["accounts"][0]["paused"], false);
     app.admin_post("/v1/accounts/2/resume", json!({})).await;

@@ -383,6 +383,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET path` as an admin; the JSON answer (asserts 200).
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn admin_post(&self, path: &str, body: Value) -> Response {
         self.http
             .post(self.url(path))

@@ -193,16 +193,7 @@ async fn a_receiver_that_is_down_gets_every_event_in_order_once_it_is_up() {
         .collect();
     let created: Vec<String> = created.into_iter().map(|c| c.id).collect();
     assert_eq!(ids, created, "in commit order");
-    let listed: Value = app
-        .http
-        .get(app.url("/v1/webhooks/deliveries"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.admin_get("/v1/webhooks/deliveries").await;
     let first = listed["deliveries"]
         .as_array()
         .unwrap()
