@@ -5,7 +5,10 @@
 'use strict';
 
 const REFRESH_MS = 1500;
-const state = { csrf: null, accounts: [], skew: 0, timer: null, busy: new Set() };
+const state = {
+  csrf: null, accounts: [], facts: new Map(), clients: new Map(), skew: 0, timer: null,
+  busy: new Set(),
+};
 const $ = (selector) => document.querySelector(selector);
 
 function say(text, kind) {
@@ -39,6 +42,8 @@ function showSignIn() {
   clearInterval(state.timer);
   state.timer = null;
   state.csrf = null;
+  $('#client-key-value').textContent = '';
+  $('#client-key').hidden = true;
   $('#console').hidden = true;
   $('#sign-out').hidden = true;
   $('#sign-in').hidden = false;
@@ -89,15 +94,33 @@ function accountLabel(id) {
   return a && a.label ? `${a.label} (${id})` : String(id);
 }
 
-function accountChooser() {
+// What an account option says: its label, and whether it is paused or its last login failed.
+function accountOption(option, a) {
+  const f = state.facts.get(a.id) || {};
+  const notes = [];
+  if (f.paused) notes.push('paused');
+  if (f.last_failure_at) notes.push('last login failed');
+  const name = a.label ? `${a.label} (${a.id})` : String(a.id);
+  option.textContent = notes.length ? `${name}: ${notes.join(', ')}` : name;
+  option.disabled = Boolean(f.paused);
+}
+
+// The accounts request `r` may be given: its enrolled client's allowed ones, else all.
+function allowedAccounts(r) {
+  const client = r.client_id && state.clients.get(r.client_id);
+  const allowed = client && client.accounts.length ? new Set(client.accounts) : null;
+  return state.accounts.filter((a) => !allowed || allowed.has(a.id));
+}
+
+function accountChooser(r) {
   if (state.accounts.length) {
     const select = document.createElement('select');
     select.className = 'account';
     select.setAttribute('aria-label', 'Account');
-    for (const a of state.accounts) {
+    for (const a of allowedAccounts(r)) {
       const option = document.createElement('option');
       option.value = String(a.id);
-      option.textContent = a.label ? `${a.label} (${a.id})` : String(a.id);
+      accountOption(option, a);
       select.appendChild(option);
     }
     return select;
@@ -154,7 +177,7 @@ function openRow(r) {
   );
   const actions = document.createElement('div');
   actions.className = 'actions';
-  const chooser = accountChooser();
+  const chooser = accountChooser(r);
   const short = r.request_id.slice(0, 8);
   actions.append(
     chooser,
@@ -199,6 +222,10 @@ function updateOpenRow(tr, r) {
   status.className = `status status-${r.status}`;
   tr.querySelector('.chosen').textContent = accountLabel(r.account_id);
   tr.querySelector('.code-box').hidden = r.status !== 'in_progress';
+  for (const option of tr.querySelectorAll('select.account option')) {
+    const a = state.accounts.find((x) => String(x.id) === option.value);
+    if (a) accountOption(option, a);
+  }
 }
 
 // The chosen account, and whose tokens the provider said they are, when it did.
@@ -293,11 +320,116 @@ function sync(tbody, list, make, update) {
   }
 }
 
+function when(at) {
+  return at ? `${duration(now() - Date.parse(at))} ago` : '—';
+}
+
+function renderAccounts(accounts) {
+  const tbody = $('#accounts tbody');
+  for (const a of accounts) {
+    let tr = tbody.querySelector(`tr[data-account="${a.id}"]`);
+    if (!tr) {
+      tr = document.createElement('tr');
+      tr.dataset.account = String(a.id);
+      tr.append(cell('Account', accountLabel(a.id)), cell('Email', a.email || '—'),
+        cell('State', '', 'state'), cell('Live tokens', '', 'live'),
+        cell('Last approved', '', 'approved'), cell('Last failure', '', 'failure'));
+      const td = cell('Actions');
+      const actions = document.createElement('div');
+      actions.className = 'actions';
+      td.append(actions);
+      tr.append(td);
+      tbody.append(tr);
+    }
+    tr.querySelector('.state').textContent = a.paused ? 'paused' : 'active';
+    tr.querySelector('.live').textContent = String(a.live_tokens);
+    tr.querySelector('.approved').textContent = when(a.last_approved_at);
+    tr.querySelector('.failure').textContent = a.last_failure_at
+      ? `${when(a.last_failure_at)}: ${a.last_failure || ''}` : '—';
+    const actions = tr.querySelector('.actions');
+    const wanted = a.paused ? 'resume' : 'pause';
+    if (!actions.querySelector(`.${wanted}`)) {
+      actions.replaceChildren(button(a.paused ? 'Resume' : 'Pause', wanted, () =>
+        act(`account-${a.id}`, `${a.paused ? 'Resume' : 'Pause'} account ${accountLabel(a.id)}`,
+          () => api('POST', `/v1/accounts/${a.id}/${wanted}`))));
+    }
+  }
+  $('#accounts-empty').hidden = accounts.length > 0;
+  $('#accounts').hidden = accounts.length === 0;
+}
+
+function showKey(name, key) {
+  $('#client-key-name').textContent = name;
+  $('#client-key-value').textContent = key;
+  $('#client-key').hidden = false;
+  $('#client-key-copy').focus();
+}
+
+function renderClients(clients) {
+  const tbody = $('#clients tbody');
+  const wanted = new Set(clients.map((c) => c.client_id));
+  for (const tr of [...tbody.children]) if (!wanted.has(tr.dataset.client)) tr.remove();
+  for (const c of clients) {
+    let tr = tbody.querySelector(`tr[data-client="${c.client_id}"]`);
+    if (!tr) {
+      tr = document.createElement('tr');
+      tr.dataset.client = c.client_id;
+      tr.append(cell('Client', c.name, 'name'), cell('Scopes', '', 'scopes'),
+        cell('Accounts', '', 'accounts'), cell('Approval', '', 'approval'),
+        cell('State', '', 'state'), cell('Last used', '', 'used'));
+      const td = cell('Actions');
+      const actions = document.createElement('div');
+      actions.className = 'actions';
+      const id = `client-${c.client_id}`;
+      actions.append(
+        button('Rotate key', 'rotate', () => act(id, `Rotate the key of ${c.name}`, async () => {
+          const r = await api('POST', `/v1/clients/${c.client_id}/rotate-key`);
+          showKey(c.name, r.client_key);
+          return r;
+        })),
+        button('Disable', 'toggle', () => {
+          const current = state.clients.get(c.client_id);
+          const verb = current && current.disabled ? 'enable' : 'disable';
+          act(id, `${verb} ${c.name}`, () => api('POST', `/v1/clients/${c.client_id}/${verb}`));
+        }),
+        button('Edit', 'edit', () => {
+          const current = state.clients.get(c.client_id) || c;
+          const scopes = window.prompt('Allowed scopes (space-separated; empty: any)', current.scopes.join(' '));
+          if (scopes === null) return;
+          const accounts = window.prompt('Allowed account ids (space-separated; empty: any)', current.accounts.join(' '));
+          if (accounts === null) return;
+          const auto = window.confirm('Approve its requests without an operator?');
+          act(id, `Edit ${c.name}`, () => api('PATCH', `/v1/clients/${c.client_id}`, {
+            scopes: scopes.split(/\s+/).filter(Boolean),
+            accounts: accounts.split(/\s+/).filter(Boolean).map(Number),
+            auto_approve: auto,
+          }));
+        }),
+      );
+      td.append(actions);
+      tr.append(td);
+      tbody.append(tr);
+    }
+    tr.querySelector('.scopes').textContent = c.scopes.join(' ') || 'any';
+    tr.querySelector('.accounts').textContent = c.accounts.map(accountLabel).join(', ') || 'any';
+    tr.querySelector('.approval').textContent = c.auto_approve ? 'automatic' : 'operator';
+    tr.querySelector('.state').textContent = c.disabled ? 'disabled' : 'active';
+    tr.querySelector('.used').textContent = when(c.last_used_at);
+    tr.querySelector('.toggle').textContent = c.disabled ? 'Enable' : 'Disable';
+  }
+  $('#clients-empty').hidden = clients.length > 0;
+  $('#clients').hidden = clients.length === 0;
+}
+
 async function refresh() {
   if (!state.csrf) return;
   try {
     const o = await api('GET', '/admin/overview');
     state.skew = Date.parse(o.now) - Date.now();
+    state.facts = new Map(o.accounts.map((a) => [a.id, a]));
+    state.clients = new Map(o.clients.map((c) => [c.client_id, c]));
+    renderAccounts(o.accounts);
+    renderClients(o.clients);
     sync($('#open tbody'), o.open, openRow, updateOpenRow);
     sync($('#recent tbody'), o.recent, recentRow, updateRecentRow);
     $('#open-empty').hidden = o.open.length > 0;
@@ -323,6 +455,37 @@ document.addEventListener('DOMContentLoaded', async () => {
       say(error.status === 401 ? 'That admin token is not right.' : `Sign-in failed: ${error.message}`, 'error');
       $('#token').select();
     }
+  });
+  $('#client-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = $('#client-name').value.trim();
+    const body = {
+      name,
+      scopes: $('#client-scopes').value.split(/\s+/).filter(Boolean),
+      accounts: $('#client-accounts').value.split(/\s+/).filter(Boolean).map(Number),
+      auto_approve: $('#client-auto').checked,
+    };
+    try {
+      const created = await api('POST', '/v1/clients', body);
+      $('#client-form').reset();
+      say(`Client ${name} added.`, 'ok');
+      showKey(name, created.client_key);
+      refresh();
+    } catch (error) {
+      say(`Adding the client failed: ${error.message}`, 'error');
+    }
+  });
+  $('#client-key-copy').addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText($('#client-key-value').textContent);
+      say('The key is on the clipboard.', 'ok');
+    } catch (_) {
+      say('Copying failed: select the key and copy it.', 'error');
+    }
+  });
+  $('#client-key-done').addEventListener('click', () => {
+    $('#client-key-value').textContent = '';
+    $('#client-key').hidden = true;
   });
   $('#sign-out').addEventListener('click', async () => {
     try { await api('DELETE', '/admin/session'); } catch (_) { /* signed out anyway */ }

@@ -11,6 +11,11 @@ use crate::error::{Error, Result};
 
 /// `GET /v1/accounts`: one entry per configured account.
 pub async fn list(State(app): State<AppState>, _: Admin) -> Result<axum::Json<Value>> {
+    Ok(axum::Json(json!({ "accounts": entries(&app).await? })))
+}
+
+/// The configured accounts with what the router knows of each, for the API and the console.
+pub async fn entries(app: &AppState) -> Result<Vec<Value>> {
     let facts = db::accounts::facts(&app.db).await?;
     let accounts: Vec<Value> = app
         .config
@@ -30,7 +35,7 @@ pub async fn list(State(app): State<AppState>, _: Admin) -> Result<axum::Json<Va
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "accounts": accounts })))
+    Ok(accounts)
 }
 
 pub async fn pause(

@@ -167,15 +167,21 @@ fn session_body(app: &AppState, csrf: &str) -> Value {
     json!({ "csrf_token": csrf, "accounts": accounts })
 }
 
-/// `GET /admin/overview`: everything the page shows, in one call it can repeat every
-/// second or two.
+/// `GET /admin/overview`: everything the page shows (requests, accounts with their health,
+/// enrolled clients without their keys), in one call it can repeat every second or two.
 pub async fn overview(State(app): State<AppState>, _: Admin) -> Result<axum::Json<Value>> {
     let now = time::now();
     let open = db::requests::list_open(&app.db, MAX_OPEN).await?;
     let recent = db::requests::list_finished(&app.db, MAX_RECENT).await?;
     let open: Vec<ListItem> = open.into_iter().map(|r| ListItem::new(r, now)).collect();
     let recent: Vec<ListItem> = recent.into_iter().map(|r| ListItem::new(r, now)).collect();
-    Ok(axum::Json(
-        json!({ "now": now, "open": open, "recent": recent }),
-    ))
+    let accounts = super::accounts::entries(&app).await?;
+    let clients = db::clients::list(&app.db).await?;
+    Ok(axum::Json(json!({
+        "now": now,
+        "open": open,
+        "recent": recent,
+        "accounts": accounts,
+        "clients": clients,
+    })))
 }

@@ -1,6 +1,6 @@
 //! The HTTP API, one file per resource, and the state every handler shares.
 
-mod accounts;
+pub(crate) mod accounts;
 mod admin_actions;
 mod callback;
 mod clients;

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{spawn_app, TestApp, ADMIN_TOKEN};
+use crate::helpers::{spawn_app, spawn_app_with, two_accounts, TestApp, ADMIN_TOKEN};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -328,4 +328,93 @@ async fn a_failing_control_browser_is_reported_and_the_request_stays_for_another
     .await;
 
     b.client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_enrolls_a_client_sees_its_key_once_and_pauses_an_account() {
+    let app = spawn_app_with(|c| c.accounts = two_accounts()).await;
+    app.fake.set_browser_mode(BrowserMode::AutoApprove);
+    let b = browser().await;
+    sign_in(&b, &app, ADMIN_TOKEN).await;
+    css(&b, "#console:not([hidden])").await;
+
+    // Add a client that needs no operator; its key is shown once.
+    css(&b, "#client-name")
+        .await
+        .send_keys("auto-laptop")
+        .await
+        .unwrap();
+    css(&b, "#client-auto").await.click().await.unwrap();
+    css(&b, "#client-form button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(&b, "#client-key:not([hidden])").await;
+    let key = css(&b, "#client-key-value").await.text().await.unwrap();
+    assert_eq!(key.len(), 43, "a 256-bit key: {key:?}");
+    wait_text(&b, "#clients tr .name", "auto-laptop").await;
+    wait_text(&b, "#clients tr .approval", "automatic").await;
+    css(&b, "#client-key-done").await.click().await.unwrap();
+    css(&b, "#client-key[hidden]").await;
+    let page = b.client.source().await.unwrap();
+    assert!(
+        !page.contains(&key),
+        "the key is gone from the page once dismissed"
+    );
+
+    // A request from that client is approved without a click.
+    let created: serde_json::Value = app
+        .http
+        .post(app.url("/v1/token-requests"))
+        .bearer_auth(&key)
+        .json(&json!({"client_name": "x", "hostname": "auto-host"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = format!(
+        "#recent tr[data-id='{}']",
+        created["request_id"].as_str().unwrap()
+    );
+    wait_text(&b, &format!("{row} .status"), "approved").await;
+
+    // Pause account 2 from the Accounts panel.
+    css(&b, "#accounts tr[data-account='2'] button.pause")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_text(&b, "#accounts tr[data-account='2'] .state", "paused").await;
+    let accounts = app.admin_get("/v1/accounts").await;
+    assert_eq!(accounts["accounts"][1]["paused"], true);
+    let waiting = app.create_ok().await;
+    let option = format!(
+        "#open tr[data-id='{}'] select.account option[value='2']",
+        waiting.id
+    );
+    wait_text(&b, &option, "paused").await;
+
+    // The panels stay usable at phone width.
+    b.client.set_window_size(390, 844).await.unwrap();
+    for selector in [
+        "#accounts tr[data-account='1'] button.pause",
+        "#client-form button[type=submit]",
+        "#clients tr button.rotate",
+    ] {
+        let button = css(&b, selector).await;
+        let (x, _, width, _) = button.rectangle().await.unwrap();
+        assert!(
+            x >= 0.0 && x + width <= 390.0,
+            "{selector} fits: x={x} w={width}"
+        );
+    }
+    let shot = b.client.screenshot().await.unwrap();
+    std::fs::write(
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/console-panels-phone.png"),
+        shot,
+    )
+    .unwrap();
 }
