@@ -159,6 +159,7 @@ function clientCell(r) {
   const badge = document.createElement('span');
   badge.className = r.verified ? 'badge verified' : 'badge unverified';
   badge.textContent = r.verified ? 'verified' : 'unverified';
+  badge.title = r.verified ? `enrolled client ${r.client_id}` : 'no client key: the name is only a claim';
   td.append(' ', badge);
   return td;
 }
