@@ -1,6 +1,8 @@
 //! The long-poll benchmark (run it with `bench/long_poll.sh`, which builds in release).
 //!
 //! Against the real release binary on a temporary database, over loopback:
+//! - the floors: a bare axum server, and hyper's HTTP/1 server alone, each holding 10,000
+//!   requests, for what the connections cost by themselves;
 //! - 10,000 long-poll waiters (`?wait=60`) on 10,000 requests: the router's peak memory;
 //! - 1,000 of them (logins already open in the control browser) approved in a burst, as the
 //!   provider's redirects arrive: the time from each approval's commit (its audit row's
@@ -35,6 +37,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("baseline") {
         return baseline(&args[2]);
     }
+    if args.get(1).map(String::as_str) == Some("hyper") {
+        return bare_hyper(&args[2]);
+    }
     tokio::runtime::Runtime::new().unwrap().block_on(run());
 }
 
@@ -54,6 +59,27 @@ fn baseline(addr: &str) {
     });
 }
 
+/// The floor under the floor: hyper's HTTP/1 server alone, no axum, no protocol detection.
+fn bare_hyper(addr: &str) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(String::from("ok")))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
 /// VmHWM of process `pid`, in MiB.
 fn peak_of(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -66,11 +92,12 @@ fn peak_of(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-/// The same 10,000 held requests against the bare axum server: its peak memory.
-async fn baseline_peak(http: &reqwest::Client) -> f64 {
+/// The same 10,000 held requests against a bare server (`mode`: axum or hyper alone): its
+/// peak memory.
+async fn baseline_peak(http: &reqwest::Client, mode: &str) -> f64 {
     let port = free_port();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["baseline", &format!("127.0.0.1:{port}")])
+        .args([mode, &format!("127.0.0.1:{port}")])
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/wait");
@@ -258,8 +285,10 @@ async fn run() {
         .unwrap();
 
     // 0. The floor: what 10,000 held requests cost a bare axum server.
-    let floor = baseline_peak(&http).await;
+    let floor = baseline_peak(&http, "baseline").await;
     println!("bare axum holding {WAITERS} requests: peak {floor:.1} MiB");
+    let hyper_floor = baseline_peak(&http, "hyper").await;
+    println!("bare hyper (HTTP/1 only) holding {WAITERS} requests: peak {hyper_floor:.1} MiB");
 
     // 1. 10,000 waiters, then 1,000 approvals in a burst.
     let router = Router::start(dir.path(), &fake, 5).await;
