@@ -55,8 +55,10 @@ pub async fn is_paused(db: &Db, id: u32) -> Result<bool, sqlx::Error> {
         r#"SELECT paused AS "paused: bool" FROM account_state WHERE account_id = ?"#,
         id
     )
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_all(&db.read)
+    .await?
+    .into_iter()
+    .next();
     Ok(paused.unwrap_or(false))
 }
 

@@ -150,8 +150,10 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, sqlx::Error> {
            FROM clients WHERE id = ?"#,
         id,
     )
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_all(&db.read)
+    .await?
+    .into_iter()
+    .next();
     row.map(Client::try_from).transpose()
 }
 
@@ -165,8 +167,10 @@ pub async fn find_by_key(db: &Db, key_hash: &[u8]) -> Result<Option<Client>, sql
            FROM clients WHERE key_hash = ?"#,
         key_hash,
     )
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_all(&db.read)
+    .await?
+    .into_iter()
+    .next();
     row.map(Client::try_from).transpose()
 }
 

@@ -62,8 +62,9 @@ pub async fn oldest_pending(db: &Db, webhook: u32) -> Result<Option<Due>, sqlx::
            ORDER BY id LIMIT 1"#,
         webhook,
     )
-    .fetch_optional(&db.read)
+    .fetch_all(&db.read)
     .await
+    .map(|rows| rows.into_iter().next())
 }
 
 /// Records a 2xx.

@@ -5,6 +5,13 @@
 //! transaction never fails to upgrade its lock. Reads use a pool of read-only connections,
 //! which WAL lets run beside the writer. The busy timeout still matters for writers outside
 //! the process: an admin's `sqlite3` shell or a backup.
+//!
+//! Reads of one row use `fetch_all`, not `fetch_optional`: sqlx-sqlite resets a statement
+//! that was not stepped to its end only later, on its worker thread, and until then the
+//! statement keeps its read transaction open, so the connection's next read can see a
+//! snapshot from before a write that already committed (sqlx issue #2543). Stepping to the
+//! end finishes the statement before the answer comes back, so a read that follows a commit
+//! (a long poll woken by it, a request after a key rotation) sees it.
 
 pub mod accounts;
 pub mod audit;

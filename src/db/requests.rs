@@ -279,8 +279,10 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, sqlx::Erro
            FROM auth_requests WHERE id = ?"#,
         id,
     )
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_all(&db.read)
+    .await?
+    .into_iter()
+    .next();
     row.map(StoredRequest::try_from).transpose()
 }
 
@@ -388,8 +390,10 @@ pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::
            FROM auth_requests WHERE id = ?"#,
         id,
     )
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_all(&db.read)
+    .await?
+    .into_iter()
+    .next();
     row.map(|r| {
         Ok(FlowSnapshot {
             client_id: r.client_id.map(uuid::fmt::Hyphenated::into_uuid),

@@ -46,8 +46,9 @@ pub async fn find(
         admin_token_hash,
         now,
     )
-    .fetch_optional(&db.read)
+    .fetch_all(&db.read)
     .await
+    .map(|rows| rows.into_iter().next())
 }
 
 pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), sqlx::Error> {

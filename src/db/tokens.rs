@@ -78,8 +78,10 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, sqlx
            FROM token_bundles WHERE request_id = ?"#,
         id,
     )
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_all(&db.read)
+    .await?
+    .into_iter()
+    .next();
     let Some(r) = row else { return Ok(None) };
     Ok(Some(TokenBundle {
         access_token: db.open(ACCESS_TOKEN, request_id, &r.access_token)?,
@@ -116,8 +118,10 @@ pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshSt
         "SELECT generation, refresh_token, refresh_error, scope FROM token_bundles WHERE request_id = ?",
         id,
     )
-    .fetch_optional(&db.read)
-    .await?;
+    .fetch_all(&db.read)
+    .await?
+    .into_iter()
+    .next();
     let Some(r) = row else { return Ok(None) };
     Ok(Some(RefreshState {
         generation: r.generation,

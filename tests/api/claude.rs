@@ -288,8 +288,14 @@ async fn refresh_rotates_with_one_upstream_call_for_eight_and_never_reuses_the_o
     let created = app.create_ok().await;
     assert_eq!(app.select(&created.id, 1).await.status(), StatusCode::OK);
     let calls_before = app.fake.token_calls();
+    // The provider takes a moment, so all eight calls arrive while the first is in flight.
+    app.fake
+        .set_token_fault(Some(TokenFault::Delay(std::time::Duration::from_millis(
+            300,
+        ))));
 
     let answers = join_all((0..8).map(|_| app.refresh(&created.id, &created.poll_token))).await;
+    app.fake.set_token_fault(None);
 
     let mut tokens = Vec::new();
     for answer in answers {
