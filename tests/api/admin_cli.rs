@@ -145,12 +145,10 @@ async fn clients_are_enrolled_from_the_terminal_with_the_key_shown_once_and_acco
     let backup = accounts.lines().find(|l| l.starts_with("2 ")).unwrap();
     assert!(backup.contains("true"), "{accounts}");
     let verified = app
-        .http
-        .post(app.url("/v1/token-requests"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"client_name": "x", "hostname": "h"}))
-        .send()
-        .await
-        .unwrap();
+        .create_as(
+            &key,
+            serde_json::json!({"client_name": "x", "hostname": "h"}),
+        )
+        .await;
     assert_eq!(verified.status(), StatusCode::CREATED);
 }

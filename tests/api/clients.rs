@@ -19,16 +19,6 @@ async fn enroll(app: &TestApp, body: Value) -> (String, String) {
     )
 }
 
-async fn create_with_key(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
-    app.http
-        .post(app.url("/v1/token-requests"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 fn request_body(name: &str) -> Value {
     json!({"client_name": name, "hostname": "laptop"})
 }
@@ -43,7 +33,7 @@ async fn a_forged_client_name_does_not_pass_as_the_enrolled_client() {
     let (alice_id, alice_key) = enroll(&app, json!({"name": "alice"})).await;
 
     let forged = app.create(request_body("alice")).await;
-    let genuine = create_with_key(&app, &alice_key, request_body("mallory")).await;
+    let genuine = app.create_as(&alice_key, request_body("mallory")).await;
 
     assert_eq!(forged.status(), StatusCode::CREATED);
     assert_eq!(genuine.status(), StatusCode::CREATED);
@@ -67,7 +57,7 @@ async fn wrong_rotated_and_disabled_keys_are_refused_and_never_taken_as_unverifi
     let app = accounts_app().await;
     let (id, old_key) = enroll(&app, json!({"name": "bob"})).await;
 
-    let wrong = create_with_key(&app, "not-a-client-key", request_body("bob")).await;
+    let wrong = app.create_as("not-a-client-key", request_body("bob")).await;
     assert_error(wrong, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let rotated = app
         .admin_post(&format!("/v1/clients/{id}/rotate-key"), json!({}))
@@ -77,24 +67,20 @@ async fn wrong_rotated_and_disabled_keys_are_refused_and_never_taken_as_unverifi
         .as_str()
         .unwrap()
         .to_owned();
-    let stale = create_with_key(&app, &old_key, request_body("bob")).await;
+    let stale = app.create_as(&old_key, request_body("bob")).await;
     assert_error(stale, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert_eq!(
-        create_with_key(&app, &new_key, request_body("bob"))
-            .await
-            .status(),
+        app.create_as(&new_key, request_body("bob")).await.status(),
         StatusCode::CREATED
     );
     app.admin_post(&format!("/v1/clients/{id}/disable"), json!({}))
         .await;
-    let disabled = create_with_key(&app, &new_key, request_body("bob")).await;
+    let disabled = app.create_as(&new_key, request_body("bob")).await;
     assert_error(disabled, StatusCode::UNAUTHORIZED, "unauthorized").await;
     app.admin_post(&format!("/v1/clients/{id}/enable"), json!({}))
         .await;
     assert_eq!(
-        create_with_key(&app, &new_key, request_body("bob"))
-            .await
-            .status(),
+        app.create_as(&new_key, request_body("bob")).await.status(),
         StatusCode::CREATED
     );
     let listed: Value = app.admin_get("/v1/clients").await;
@@ -124,9 +110,7 @@ async fn require_client_key_refuses_a_create_without_one() {
 
     assert_error(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
     assert_eq!(
-        create_with_key(&app, &key, request_body("carol"))
-            .await
-            .status(),
+        app.create_as(&key, request_body("carol")).await.status(),
         StatusCode::CREATED
     );
 }
@@ -140,19 +124,19 @@ async fn a_clients_scopes_and_accounts_bound_what_it_may_ask_for_and_be_given() 
     )
     .await;
 
-    let too_wide = create_with_key(
-        &app,
-        &key,
-        json!({"client_name": "d", "hostname": "h", "scopes": ["user:profile"]}),
-    )
-    .await;
+    let too_wide = app
+        .create_as(
+            &key,
+            json!({"client_name": "d", "hostname": "h", "scopes": ["user:profile"]}),
+        )
+        .await;
     assert_error(too_wide, StatusCode::BAD_REQUEST, "invalid_request").await;
-    let ok = create_with_key(
-        &app,
-        &key,
-        json!({"client_name": "d", "hostname": "h", "scopes": ["user:inference"]}),
-    )
-    .await;
+    let ok = app
+        .create_as(
+            &key,
+            json!({"client_name": "d", "hostname": "h", "scopes": ["user:inference"]}),
+        )
+        .await;
     let id = ok.json::<Value>().await.unwrap()["request_id"]
         .as_str()
         .unwrap()
@@ -173,7 +157,7 @@ async fn an_auto_approved_request_is_logged_in_by_the_policy_without_an_operator
     app.fake.set_browser_mode(BrowserMode::AutoApprove);
     let (_, key) = enroll(&app, json!({"name": "erin", "auto_approve": true})).await;
 
-    let created = create_with_key(&app, &key, request_body("erin")).await;
+    let created = app.create_as(&key, request_body("erin")).await;
 
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
@@ -194,7 +178,8 @@ async fn a_failing_control_browser_leaves_an_auto_approved_request_for_an_operat
     app.fake.set_browser_mode(BrowserMode::Fail);
     let (_, key) = enroll(&app, json!({"name": "frank", "auto_approve": true})).await;
 
-    let created: Value = create_with_key(&app, &key, request_body("frank"))
+    let created: Value = app
+        .create_as(&key, request_body("frank"))
         .await
         .json()
         .await
@@ -220,7 +205,8 @@ async fn the_least_recently_used_account_is_picked_and_a_paused_one_skipped() {
     let (_, key) = enroll(&app, json!({"name": "gina", "auto_approve": true})).await;
     let mut picked = Vec::new();
     for _ in 0..3 {
-        let created: Value = create_with_key(&app, &key, request_body("gina"))
+        let created: Value = app
+            .create_as(&key, request_body("gina"))
             .await
             .json()
             .await
@@ -241,7 +227,8 @@ async fn the_least_recently_used_account_is_picked_and_a_paused_one_skipped() {
     );
 
     app.admin_post("/v1/accounts/1/pause", json!({})).await;
-    let created: Value = create_with_key(&app, &key, request_body("gina"))
+    let created: Value = app
+        .create_as(&key, request_body("gina"))
         .await
         .json()
         .await
@@ -292,7 +279,7 @@ async fn the_open_limit_counts_per_client_under_racing_creates_and_others_cannot
         );
     }
 
-    let racing = join_all((0..8).map(|_| create_with_key(&app, &key, request_body("hank")))).await;
+    let racing = join_all((0..8).map(|_| app.create_as(&key, request_body("hank")))).await;
 
     let created = racing
         .iter()
@@ -310,9 +297,7 @@ async fn a_removed_clients_requests_stay_with_its_name() {
     let app = accounts_app().await;
     let (id, key) = enroll(&app, json!({"name": "ivy"})).await;
     assert_eq!(
-        create_with_key(&app, &key, request_body("x"))
-            .await
-            .status(),
+        app.create_as(&key, request_body("x")).await.status(),
         StatusCode::CREATED
     );
 
@@ -328,6 +313,6 @@ async fn a_removed_clients_requests_stay_with_its_name() {
     let listed: Value = app.list("").await.json().await.unwrap();
     assert_eq!(listed["requests"][0]["client_name"], "ivy");
     assert_eq!(listed["requests"][0]["client_id"], id.as_str());
-    let gone = create_with_key(&app, &key, request_body("x")).await;
+    let gone = app.create_as(&key, request_body("x")).await;
     assert_error(gone, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }

@@ -152,13 +152,11 @@ async fn an_operator_signs_in_approves_denies_and_revokes_from_the_page() {
         .await
         .unwrap();
     let verified: serde_json::Value = app
-        .http
-        .post(app.url("/v1/token-requests"))
-        .bearer_auth(enrolled["client_key"].as_str().unwrap())
-        .json(&json!({"client_name": "x", "hostname": "laptop"}))
-        .send()
+        .create_as(
+            enrolled["client_key"].as_str().unwrap(),
+            json!({"client_name": "x", "hostname": "laptop"}),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -365,13 +363,8 @@ async fn an_operator_enrolls_a_client_sees_its_key_once_and_pauses_an_account() 
 
     // A request from that client is approved without a click.
     let created: serde_json::Value = app
-        .http
-        .post(app.url("/v1/token-requests"))
-        .bearer_auth(&key)
-        .json(&json!({"client_name": "x", "hostname": "auto-host"}))
-        .send()
+        .create_as(&key, json!({"client_name": "x", "hostname": "auto-host"}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -5,17 +5,11 @@ use fake_upstream::BrowserMode;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{contains_bytes, spawn_app, spawn_app_with, TestApp};
 
 fn new_key() -> SecretString {
     let bytes: [u8; 32] = rand::random();
     SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 /// Approves one request through the callback and leaves another with its login open.
@@ -62,7 +56,7 @@ async fn with_a_key_no_token_or_verifier_reaches_the_database_files() {
     assert_eq!(secrets.len(), 5);
     for secret in secrets {
         assert!(
-            !contains(&files, &secret),
+            !contains_bytes(&files, &secret),
             "{secret} is readable in the database files"
         );
     }
@@ -79,7 +73,7 @@ async fn without_a_key_the_same_check_finds_the_tokens_in_plaintext() {
         .unwrap()
         .to_owned();
     assert!(
-        contains(&app.database_bytes(), &access),
+        contains_bytes(&app.database_bytes(), &access),
         "the check above would see a plaintext token"
     );
     assert!(!stored_verifier(&app, &open.id).await.starts_with("enc:"));

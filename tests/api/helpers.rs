@@ -194,16 +194,14 @@ impl TestApp {
         self.start(listener, callback).await
     }
 
-    /// The raw bytes of the database file and its WAL, as a thief would copy them.
+    /// The raw bytes of the database file, its WAL and its shared-memory index, as a thief
+    /// would copy them.
     pub fn database_bytes(&self) -> Vec<u8> {
-        let path = self
-            .config
-            .database_url
-            .trim_start_matches("sqlite://")
-            .to_owned();
-        let mut bytes = std::fs::read(&path).unwrap_or_default();
-        bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
-        bytes
+        let path = self.config.database_url.trim_start_matches("sqlite://");
+        ["", "-wal", "-shm"]
+            .iter()
+            .flat_map(|suffix| std::fs::read(format!("{path}{suffix}")).unwrap_or_default())
+            .collect()
     }
 
     /// The running app's own database handle: the reaper through it behaves as the
@@ -260,6 +258,17 @@ impl TestApp {
     pub async fn create(&self, body: Value) -> Response {
         self.http
             .post(self.url("/v1/token-requests"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a request as the enrolled client whose key is `key`.
+    pub async fn create_as(&self, key: &str, body: Value) -> Response {
+        self.http
+            .post(self.url("/v1/token-requests"))
+            .bearer_auth(key)
             .json(&body)
             .send()
             .await
@@ -496,4 +505,11 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
         .query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// Whether `needle` appears anywhere in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }

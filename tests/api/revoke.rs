@@ -4,23 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app_with, TestApp};
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
-/// The bytes of the database, its WAL and its shared-memory index, as a thief would copy
-/// them.
-fn every_database_file(app: &TestApp) -> Vec<u8> {
-    let path = app.config.database_url.trim_start_matches("sqlite://");
-    ["", "-wal", "-shm"]
-        .iter()
-        .flat_map(|suffix| std::fs::read(format!("{path}{suffix}")).unwrap_or_default())
-        .collect()
-}
+use crate::helpers::{contains_bytes, spawn_app_with, TestApp};
 
 async fn revoke_trail_detail(app: &TestApp, id: &str) -> String {
     let revoke = app.audit_row(id, "revoke").await;
@@ -93,16 +77,19 @@ async fn a_revoked_token_is_in_none_of_the_database_files_once_revoke_answers() 
     let issued = app.fake.secrets();
     let tokens = [issued.access_tokens, issued.refresh_tokens].concat();
     assert_eq!(tokens.len(), 4, "two generations of tokens");
-    let before = every_database_file(&app);
+    let before = app.database_bytes();
     assert!(
-        tokens.iter().any(|t| contains(&before, t)),
+        tokens.iter().any(|t| contains_bytes(&before, t)),
         "without encryption the files hold the tokens, so the check below can fail"
     );
 
     assert_eq!(app.revoke(&created.id).await.status(), StatusCode::OK);
 
-    let after = every_database_file(&app);
+    let after = app.database_bytes();
     for token in &tokens {
-        assert!(!contains(&after, token), "{token} is still in the files");
+        assert!(
+            !contains_bytes(&after, token),
+            "{token} is still in the files"
+        );
     }
 }
