@@ -28,7 +28,9 @@ pub const TTL: Duration = Duration::from_secs(60);
 /// How long a tombstone blocks stale inserts: longer than any read can take (a read waits at
 /// most the pool's 10 s acquire timeout plus the query itself).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
-/// Past this many entries, expired ones are dropped; past twice as many, all are.
+/// Past this many entries, expired ones are dropped; if that is not enough, all are. The same
+/// bound holds for tombstones, where "all" becomes one bulk tombstone (`cleared_at`), so the
+/// work of a forget stays amortised constant however many rows one commit changes.
 const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Default)]
@@ -80,6 +82,12 @@ impl RequestCache {
             inner
                 .tombstones
                 .retain(|_, t| now.saturating_duration_since(*t) < TOMBSTONE_TTL);
+            if inner.tombstones.len() >= MAX_ENTRIES / 2 {
+                // All recent: one bulk tombstone stands in for all of them (it is at least as
+                // new as each), instead of scanning them again on the next forget.
+                inner.tombstones.clear();
+                inner.cleared_at = Some(now);
+            }
         }
         inner.tombstones.insert(id, now);
     }
@@ -166,6 +174,21 @@ mod tests {
             cache.get(id, Instant::now()).is_some(),
             "a later read caches"
         );
+    }
+
+    #[test]
+    fn forgetting_more_rows_than_the_bound_still_blocks_every_stale_read() {
+        let cache = RequestCache::default();
+        let read_started = Instant::now();
+        let ids: Vec<Uuid> = (0..MAX_ENTRIES * 3).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            cache.forget(*id);
+        }
+        assert!(cache.lock().tombstones.len() <= MAX_ENTRIES);
+        for id in [ids[0], ids[MAX_ENTRIES], ids[ids.len() - 1]] {
+            cache.put(id, row(Status::Pending), read_started);
+            assert!(cache.get(id, Instant::now()).is_none(), "stale read cached");
+        }
     }
 
     #[test]
