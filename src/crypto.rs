@@ -250,10 +250,21 @@ impl Key {
         let digest = Sha256::new_with_prefix(b"claude-auth-router storage key id\0")
             .chain_update(&bytes)
             .finalize();
-        let id = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let id = hex(&digest[..4]);
         let cipher = XChaCha20Poly1305::new_from_slice(&bytes).expect("32-byte key");
         Ok(Key { id, cipher })
     }
+}
+
+/// Lower-case hex, for digests and hashes that travel as text.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    text
 }
 
 fn invalid(key: &'static str, message: &str) -> ConfigError {

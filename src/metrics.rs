@@ -24,14 +24,53 @@ use crate::db::retention::Purged;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     method: &'static str,
-    route: String,
+    route: RouteLabel,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: &'static str,
-    route: String,
+    route: RouteLabel,
+}
+
+/// A route pattern from the router's own table, or `unmatched`. It holds axum's shared
+/// pattern, so labelling a request allocates nothing.
+#[derive(Clone, Debug)]
+pub struct RouteLabel(Option<axum::extract::MatchedPath>);
+
+impl RouteLabel {
+    pub fn new(matched: Option<axum::extract::MatchedPath>) -> Self {
+        Self(matched)
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", |p| p.as_str())
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for RouteLabel {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -212,8 +251,7 @@ pub fn method_label(method: &http::Method) -> &'static str {
 impl Metrics {
     /// Records one HTTP answer. `route` must be a route pattern (or `unmatched`), never a
     /// raw path, and `method` comes from [`method_label`].
-    pub fn http(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
-        let route = route.to_owned();
+    pub fn http(&self, method: &'static str, route: RouteLabel, status: u16, elapsed: Duration) {
         self.http_latency
             .get_or_create(&RouteLabels {
                 method,

@@ -57,7 +57,7 @@ impl Cache {
         key_scopes.dedup();
         let key =
             Sha256::digest(format!("{router}\n{client_name}\n{}", key_scopes.join(" ")).as_bytes());
-        let name: String = key.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let name = crate::crypto::hex(&key[..12]);
         Self {
             dir: dir.to_path_buf(),
             file: dir.join(format!("{name}.json")),

@@ -51,6 +51,47 @@ pub async fn record(
     Ok(())
 }
 
+/// The audit rows of many changes in one statement (a batch of creates): one round trip to
+/// SQLite's thread instead of one per row. The rows travel as a JSON array.
+pub async fn record_all(
+    conn: &mut SqliteConnection,
+    changes: &[super::commit::Change<'_>],
+) -> Result<(), sqlx::Error> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        id: uuid::fmt::Hyphenated,
+        at: String,
+        actor: String,
+        action: &'a str,
+        from: Option<&'static str>,
+        to: &'static str,
+        detail: Option<&'a str>,
+    }
+    let rows: Vec<Row<'_>> = changes
+        .iter()
+        .map(|c| Row {
+            id: c.id.hyphenated(),
+            at: to_db(c.at),
+            actor: c.audit.actor.to_string(),
+            action: c.audit.action,
+            from: c.from.map(Status::as_str),
+            to: c.to.as_str(),
+            detail: c.audit.detail.as_deref(),
+        })
+        .collect();
+    let rows = serde_json::to_string(&rows).expect("audit rows serialise");
+    sqlx::query!(
+        "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail)
+         SELECT value ->> 'id', value ->> 'at', value ->> 'actor', value ->> 'action',
+                value ->> 'from', value ->> 'to', value ->> 'detail'
+         FROM json_each(?1)",
+        rows,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// One request's trail oldest first, or everyone's newest first.
 pub async fn list(
     db: &Db,

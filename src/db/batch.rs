@@ -5,14 +5,26 @@
 //! create, plus every create already queued behind it (up to [`MAX_BATCH`]), writes them all
 //! in one transaction and commits once: they share the fsync. Each handler answers only
 //! after that commit, so an acknowledged create is exactly as durable as before.
+//!
+//! A batch is also written in a fixed number of statements, whatever its size: one count of
+//! open requests per kind of key, one multi-row `INSERT` of the requests and one of their
+//! audit rows (through [`WriteTx::record_all`]). Each statement is a round trip to SQLite's
+//! connection thread, and per-create statements made those hops the cost of a create
+//! (BENCHMARKS.md, "Throughput"). The rows travel as one JSON array each, read back with
+//! `json_each`, so the statements stay fixed text that `sqlx` checks at compile time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::commit::WriteTx;
-use super::requests::{insert_in, Inserted, NewRow};
+use super::commit::{Change, WriteTx};
+use super::requests::{Inserted, NewRow};
 use super::Db;
+use crate::domain::time::to_db;
+use crate::domain::Status;
 
 /// The most creates one transaction takes.
 const MAX_BATCH: usize = 64;
@@ -84,11 +96,305 @@ async fn writer(db: Db, jobs: Arc<Mutex<mpsc::Receiver<(NewRow, Reply)>>>) {
 
 /// One transaction for the whole batch; nothing is kept unless all of it commits.
 async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, sqlx::Error> {
+    let rows: Vec<&NewRow> = batch.iter().map(|(row, _)| row).collect();
     let mut tx = WriteTx::begin(db).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (row, _) in batch {
-        outcomes.push(insert_in(&mut tx, row).await?);
-    }
+    let outcomes = insert_all(&mut tx, &rows).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Stores the rows that their open-request limit allows, in order, inside `tx`.
+///
+/// The limit is exact: the open requests of every key in the batch are counted in this
+/// transaction (which holds the write lock), and each accepted row counts against the rows
+/// after it, so no two creates can slip under a limit together. Each count stops at the
+/// limit, so a hostname with thousands of open requests costs no more than one with ten.
+pub async fn insert_all(tx: &mut WriteTx, rows: &[&NewRow]) -> Result<Vec<Inserted>, sqlx::Error> {
+    let mut open = count_open(tx, rows).await?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut accepted = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.max_open > 0 {
+            let (count, next) = open.entry(LimitKey::of(row)).or_default();
+            if *count >= i64::from(row.max_open) {
+                outcomes.push(Inserted::TooManyOpen {
+                    next_expiry: next.unwrap_or(row.expires_at),
+                });
+                continue;
+            }
+            *count += 1;
+            *next = Some(next.map_or(row.expires_at, |n| n.min(row.expires_at)));
+        }
+        outcomes.push(Inserted::Created);
+        accepted.push(*row);
+    }
+    if accepted.is_empty() {
+        return Ok(outcomes);
+    }
+    let json = serde_json::to_string(&accepted.iter().map(|r| RowJson::of(r)).collect::<Vec<_>>())
+        .expect("rows serialise");
+    sqlx::query!(
+        "INSERT INTO auth_requests
+             (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
+              poll_token_hash, peer_addr, client_id)
+         SELECT value ->> 'id', value ->> 'client_name', value ->> 'hostname',
+                value ->> 'scopes', 'pending', value ->> 'created', value ->> 'created',
+                value ->> 'expires', unhex(value ->> 'hash'), value ->> 'peer',
+                value ->> 'client'
+         FROM json_each(?1)",
+        json,
+    )
+    .execute(tx.conn())
+    .await?;
+    let used: Vec<ClientUse> = accepted
+        .iter()
+        .filter_map(|r| {
+            r.client_id.map(|c| ClientUse {
+                id: c.hyphenated(),
+                at: to_db(r.created_at),
+            })
+        })
+        .collect();
+    if !used.is_empty() {
+        let used = serde_json::to_string(&used).expect("rows serialise");
+        sqlx::query!(
+            "UPDATE clients SET last_used_at = u.value ->> 'at'
+             FROM json_each(?1) AS u WHERE clients.id = u.value ->> 'id'",
+            used,
+        )
+        .execute(tx.conn())
+        .await?;
+    }
+    let changes: Vec<Change<'_>> = accepted
+        .iter()
+        .map(|r| Change {
+            id: r.id,
+            at: r.created_at,
+            audit: &r.audit,
+            from: None,
+            to: Status::Pending,
+        })
+        .collect();
+    tx.record_all(&changes).await?;
+    Ok(outcomes)
+}
+
+/// Whose open requests a row's limit counts: its enrolled client's, or (unverified) its
+/// hostname's requests made without a client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LimitKey {
+    Client(uuid::Uuid),
+    Hostname(String),
+}
+
+impl LimitKey {
+    fn of(row: &NewRow) -> Self {
+        match row.client_id {
+            Some(client) => Self::Client(client),
+            None => Self::Hostname(row.new.hostname.clone()),
+        }
+    }
+}
+
+/// Open requests per key of the limited rows, each counted up to the batch's highest limit,
+/// with the soonest of their deadlines: two statements at most, whatever the batch holds.
+async fn count_open(
+    tx: &mut WriteTx,
+    rows: &[&NewRow],
+) -> Result<HashMap<LimitKey, (i64, Option<DateTime<Utc>>)>, sqlx::Error> {
+    let limited: Vec<&&NewRow> = rows.iter().filter(|r| r.max_open > 0).collect();
+    let mut open = HashMap::new();
+    let (Some(cap), Some(now)) = (
+        limited.iter().map(|r| i64::from(r.max_open)).max(),
+        limited.iter().map(|r| r.created_at).min(),
+    ) else {
+        return Ok(open);
+    };
+    let now = to_db(now);
+    let mut clients = Vec::new();
+    let mut hostnames = Vec::new();
+    for row in &limited {
+        match LimitKey::of(row) {
+            LimitKey::Client(c) => clients.push(c.hyphenated().to_string()),
+            LimitKey::Hostname(h) => hostnames.push(h),
+        }
+    }
+    for keys in [&mut clients, &mut hostnames] {
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    if !clients.is_empty() {
+        let keys = serde_json::to_string(&clients).expect("keys serialise");
+        let counted = sqlx::query!(
+            r#"SELECT CAST(k.value AS TEXT) AS "key!: uuid::fmt::Hyphenated",
+                      (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
+                         WHERE client_id = k.value AND status IN ('pending', 'in_progress')
+                           AND expires_at > ?2 LIMIT ?3)) AS "open!: i64",
+                      (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
+                         WHERE client_id = k.value AND status IN ('pending', 'in_progress')
+                           AND expires_at > ?2 LIMIT ?3)) AS "next: DateTime<Utc>"
+               FROM json_each(?1) AS k"#,
+            keys,
+            now,
+            cap,
+        )
+        .fetch_all(tx.conn())
+        .await?;
+        for c in counted {
+            open.insert(LimitKey::Client(c.key.into_uuid()), (c.open, c.next));
+        }
+    }
+    if !hostnames.is_empty() {
+        let keys = serde_json::to_string(&hostnames).expect("keys serialise");
+        let counted = sqlx::query!(
+            r#"SELECT CAST(k.value AS TEXT) AS "key!: String",
+                      (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
+                         WHERE hostname = k.value AND client_id IS NULL
+                           AND status IN ('pending', 'in_progress') AND expires_at > ?2
+                         LIMIT ?3)) AS "open!: i64",
+                      (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
+                         WHERE hostname = k.value AND client_id IS NULL
+                           AND status IN ('pending', 'in_progress') AND expires_at > ?2
+                         LIMIT ?3)) AS "next: DateTime<Utc>"
+               FROM json_each(?1) AS k"#,
+            keys,
+            now,
+            cap,
+        )
+        .fetch_all(tx.conn())
+        .await?;
+        for h in counted {
+            open.insert(LimitKey::Hostname(h.key), (h.open, h.next));
+        }
+    }
+    Ok(open)
+}
+
+/// A request row as the multi-row `INSERT` reads it.
+#[derive(Serialize)]
+struct RowJson<'a> {
+    id: uuid::fmt::Hyphenated,
+    client_name: &'a str,
+    hostname: &'a str,
+    scopes: String,
+    created: String,
+    expires: String,
+    /// The poll token's hash in hex (JSON has no bytes; SQL's `unhex` restores them).
+    hash: String,
+    peer: &'a str,
+    client: Option<uuid::fmt::Hyphenated>,
+}
+
+impl<'a> RowJson<'a> {
+    fn of(row: &'a NewRow) -> Self {
+        Self {
+            id: row.id.hyphenated(),
+            client_name: &row.new.client_name,
+            hostname: &row.new.hostname,
+            scopes: row.new.scopes.to_db(),
+            created: to_db(row.created_at),
+            expires: to_db(row.expires_at),
+            hash: crate::crypto::hex(&row.poll_token_hash),
+            peer: &row.peer_addr,
+            client: row.client_id.map(|c| c.hyphenated()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ClientUse {
+    id: uuid::fmt::Hyphenated,
+    at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Actor, Audit, NewTokenRequest, Scopes};
+
+    fn row(hostname: &str, max_open: u32, at: DateTime<Utc>) -> NewRow {
+        NewRow {
+            id: uuid::Uuid::new_v4(),
+            new: NewTokenRequest {
+                client_name: "cli \"quoted\" \\ name".into(),
+                hostname: hostname.into(),
+                scopes: Scopes::default(),
+            },
+            poll_token_hash: vec![0x00, 0x7f, 0x80, 0xff],
+            created_at: at,
+            expires_at: at + chrono::Duration::seconds(600),
+            client_id: None,
+            max_open,
+            peer_addr: "127.0.0.1".into(),
+            audit: Audit::new(Actor::Client(hostname.into()), "create"),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_batch_keeps_the_open_request_limit_exact_and_stores_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let now = crate::domain::time::now();
+        let earlier = row("busy", 3, now);
+        let mut tx = WriteTx::begin(&db).await.unwrap();
+        insert_all(&mut tx, &[&earlier]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        // One open already; of four more for the same hostname, two fit; other hosts and
+        // unlimited rows are not held back by it.
+        let rows = [
+            row("busy", 3, now),
+            row("other", 3, now),
+            row("busy", 3, now),
+            row("busy", 3, now),
+            row("busy", 3, now),
+            row("busy", 0, now),
+        ];
+        let refs: Vec<&NewRow> = rows.iter().collect();
+        let mut tx = WriteTx::begin(&db).await.unwrap();
+        let outcomes = insert_all(&mut tx, &refs).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                Inserted::Created,
+                Inserted::Created,
+                Inserted::Created,
+                Inserted::TooManyOpen {
+                    next_expiry: earlier.expires_at
+                },
+                Inserted::TooManyOpen {
+                    next_expiry: earlier.expires_at
+                },
+                Inserted::Created,
+            ]
+        );
+
+        let stored = crate::db::requests::find(&db, rows[0].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.request.client_name, rows[0].new.client_name);
+        assert_eq!(stored.request.expires_at, rows[0].expires_at);
+        assert_eq!(stored.poll_token_hash, rows[0].poll_token_hash);
+        assert!(crate::db::requests::find(&db, rows[3].id)
+            .await
+            .unwrap()
+            .is_none());
+        let audited: Vec<String> =
+            sqlx::query_scalar("SELECT request_id FROM audit_events ORDER BY id")
+                .fetch_all(&db.read)
+                .await
+                .unwrap();
+        let expected: Vec<String> = [&earlier, &rows[0], &rows[1], &rows[2], &rows[5]]
+            .iter()
+            .map(|r| r.id.hyphenated().to_string())
+            .collect();
+        assert_eq!(
+            audited, expected,
+            "one audit row per stored create, in order"
+        );
+    }
 }

@@ -16,6 +16,15 @@ use crate::domain::time::{self, to_db};
 use crate::domain::{Audit, Scopes, Status};
 use crate::notify::{EventType, RequestSnapshot};
 
+/// One change to a request, as its audit row records it.
+pub struct Change<'a> {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub audit: &'a Audit,
+    pub from: Option<Status>,
+    pub to: Status,
+}
+
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     db: Db,
@@ -69,10 +78,33 @@ impl WriteTx {
         to: Status,
     ) -> Result<(), sqlx::Error> {
         audit::record(&mut self.tx, id, at, audit, from, to).await?;
-        self.changed.push(id);
-        if !audit.quiet {
-            if let Some(event) = EventType::of_change(audit.action, from, to) {
-                self.raise(Some(id), event, at).await?;
+        self.recorded(&Change {
+            id,
+            at,
+            audit,
+            from,
+            to,
+        })
+        .await
+    }
+
+    /// [`record`](Self::record) for many changes at once (a batch of creates): their audit
+    /// rows in one statement, then each change's event.
+    pub async fn record_all(&mut self, changes: &[Change<'_>]) -> Result<(), sqlx::Error> {
+        audit::record_all(&mut self.tx, changes).await?;
+        for change in changes {
+            self.recorded(change).await?;
+        }
+        Ok(())
+    }
+
+    /// What follows a change's audit row: the change is noted for after the commit, and
+    /// its event (if any) queued.
+    async fn recorded(&mut self, change: &Change<'_>) -> Result<(), sqlx::Error> {
+        self.changed.push(change.id);
+        if !change.audit.quiet {
+            if let Some(event) = EventType::of_change(change.audit.action, change.from, change.to) {
+                self.raise(Some(change.id), event, change.at).await?;
             }
         }
         Ok(())

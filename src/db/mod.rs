@@ -92,14 +92,18 @@ impl Db {
             // What a delete frees is overwritten with zeros, so a revoked or purged token
             // does not linger in free space; see [`Db::scrub`] for the WAL.
             .pragma("secure_delete", "ON");
+        // No ping before each acquire: the database is a local file, and the ping is one
+        // more round trip to the connection's thread on every statement.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.read_only(true))
             .await?;

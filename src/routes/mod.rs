@@ -5,6 +5,7 @@ mod admin_actions;
 mod callback;
 mod clients;
 mod console;
+mod edge;
 mod extract;
 mod health;
 mod login;
@@ -14,24 +15,15 @@ mod token_requests;
 mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{MatchedPath, State};
-use axum::http::{header, HeaderValue, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::{get, post};
 use axum::BoxError;
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::control_browser::ControlBrowser;
@@ -196,55 +188,16 @@ fn layered(capped: Router<AppState>, uncapped: Router<AppState>, state: AppState
         .merge(uncapped)
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
-            // Every request is bounded, as the API's own 503.
+            // One boxed layer around every route: each `Router::layer` call boxes again.
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overload_or_timeout))
-                .timeout(Duration::from_secs(limits.request_timeout_secs)),
+                .layer(edge::EdgeLayer {
+                    metrics: state.metrics.clone(),
+                    timeout: Duration::from_secs(limits.request_timeout_secs),
+                })
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(span_without_query))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(STRICT_CSP),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
         .with_state(state)
-}
-
-/// For every answer that does not set its own (the console's assets do): nothing may load,
-/// run or frame. The callback's page is plain HTML and needs none of it.
-const STRICT_CSP: &str =
-    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-/// Counts and times every request by its route pattern (never the raw path, which would
-/// carry request ids and grow without bound).
-async fn track(State(app): State<AppState>, request: Request<Body>, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = crate::metrics::method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    app.metrics.http(
-        method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }
 
 async fn overload_or_timeout(err: BoxError) -> Error {
@@ -255,15 +208,4 @@ async fn overload_or_timeout(err: BoxError) -> Error {
     } else {
         Error::Internal(anyhow::anyhow!("middleware error: {err}"))
     }
-}
-
-/// The request span names the method, the path and the request id only: the callback's
-/// query carries the code and the state, which must never reach a log.
-fn span_without_query(request: &Request<Body>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
 }
