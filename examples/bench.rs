@@ -110,7 +110,6 @@ impl Router {
             .env("AUTH_ROUTER_REQUESTS__TTL_SECS", "3600")
             .env("AUTH_ROUTER_REAPER__INTERVAL_SECS", reaper_secs.to_string())
             .env("AUTH_ROUTER_LIMITS__CREATES_PER_MINUTE_PER_IP", "0")
-            .env("AUTH_ROUTER_LIMITS__MAX_OPEN_REQUESTS_PER_HOSTNAME", "0")
             .env("AUTH_ROUTER_LIMITS__MAX_CONCURRENT_REQUESTS", "4096")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("router.log")).unwrap())
@@ -156,6 +155,32 @@ async fn wait_up(url: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{url} did not come up");
+}
+
+/// Status polling of 1,000 requests, creation, and the mixed load against `router`, each a
+/// row of the report.
+async fn three_loads(
+    report: &mut String,
+    router: &Router,
+    dir: &Path,
+    secs: u64,
+    baseline: f64,
+    suffix: &str,
+) -> [Load; 3] {
+    let polled = create_requests(&router.base, POLLED_REQUESTS).await;
+    let mut loads = Vec::new();
+    for (name, file, create_every) in [
+        ("status polling", "status.lua", 0),
+        ("creation", "create.lua", 1),
+        ("mixed, 1 create : 20 polls", "mixed.lua", 21),
+    ] {
+        let lua = script(dir, file, &polled, create_every, None);
+        let load = wrk(&router.base, Some(&lua), secs);
+        eprintln!("{name}{suffix}: {load:?}");
+        row(report, &format!("{name}{suffix}"), &load, baseline);
+        loads.push(load);
+    }
+    loads.try_into().expect("three loads")
 }
 
 /// Runs wrk and reads requests per second, p50, p99 and max latency.
@@ -210,21 +235,38 @@ fn wrk(url: &str, script: Option<&Path>, secs: u64) -> Load {
 }
 
 /// A wrk script that polls the given requests round-robin, and every `create_every`-th
-/// request (0: never) creates one instead.
-fn script(dir: &Path, name: &str, requests: &[(String, String)], create_every: u32) -> PathBuf {
+/// request (0: never) creates one instead: for `create_host` when given, otherwise for a
+/// hostname of its own (so the per-hostname open-request limit, on at its default, counts
+/// on every create and never refuses one).
+fn script(
+    dir: &Path,
+    name: &str,
+    requests: &[(String, String)],
+    create_every: u32,
+    create_host: Option<&str>,
+) -> PathBuf {
     let mut lua = String::from("local reqs = {\n");
     for (id, token) in requests {
         let _ = writeln!(lua, "  {{\"{id}\", \"{token}\"}},");
     }
+    let host = match create_host {
+        Some(host) => format!("'{host}'"),
+        None => "\"wrk-\" .. tid .. \"-\" .. i".to_owned(),
+    };
     let _ = write!(
         lua,
         r#"}}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 local i = 0
 local create_every = {create_every}
-local body = '{{"client_name": "bench", "hostname": "wrk"}}'
 request = function()
   i = i + 1
   if create_every > 0 and i % create_every == 0 then
+    local body = '{{"client_name": "bench", "hostname": "' .. {host} .. '"}}'
     return wrk.format("POST", "/v1/token-requests", {{["Content-Type"] = "application/json"}}, body)
   end
   local r = reqs[(i % #reqs) + 1]
@@ -240,10 +282,10 @@ end
 async fn create_requests(base: &str, n: usize) -> Vec<(String, String)> {
     let http = reqwest::Client::new();
     let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let body: Value = http
             .post(format!("{base}/v1/token-requests"))
-            .json(&json!({"client_name": "bench", "hostname": "poller"}))
+            .json(&json!({"client_name": "bench", "hostname": format!("poller-{i}")}))
             .send()
             .await
             .unwrap()
@@ -260,7 +302,13 @@ async fn create_requests(base: &str, n: usize) -> Vec<(String, String)> {
 
 /// Fills the database with `rows` requests of `status`, changed just now (so retention leaves
 /// them alone) and expiring at `expires_at`, in one statement (the router must not be running).
-async fn fill(db: &Path, rows: u64, status: &str, expires_at: &str) -> Duration {
+async fn fill(
+    db: &Path,
+    rows: u64,
+    status: &str,
+    expires_at: &str,
+    hostname: Option<&str>,
+) -> Duration {
     let started = Instant::now();
     let url = format!("sqlite://{}", db.display());
     claude_auth_router::db::Db::connect(&url)
@@ -274,13 +322,15 @@ async fn fill(db: &Path, rows: u64, status: &str, expires_at: &str) -> Duration 
          INSERT INTO auth_requests (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at, poll_token_hash)
          SELECT lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2)
                 || '-a' || substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6))),
-                'filler', 'host-' || (x % 5000), 'user:inference', ?2, ?3, ?3, ?4, randomblob(32)
+                'filler', coalesce(?5, 'host-' || (x % 5000)), 'user:inference', ?2, ?3, ?3, ?4,
+                randomblob(32)
          FROM n",
     )
     .bind(rows as i64)
     .bind(status)
     .bind(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
     .bind(expires_at)
+    .bind(hostname)
     .execute(&pool)
     .await
     .unwrap();
@@ -294,7 +344,7 @@ async fn approvals(base: &str, secs: u64, concurrency: usize) -> (f64, f64, f64)
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
-    let workers = (0..concurrency).map(|_| {
+    let workers = (0..concurrency).map(|worker| {
         let http = http.clone();
         let base = base.to_owned();
         tokio::spawn(async move {
@@ -303,7 +353,7 @@ async fn approvals(base: &str, secs: u64, concurrency: usize) -> (f64, f64, f64)
                 let t = Instant::now();
                 let created: Value = http
                     .post(format!("{base}/v1/token-requests"))
-                    .json(&json!({"client_name": "bench", "hostname": "e2e"}))
+                    .json(&json!({"client_name": "bench", "hostname": format!("e2e-{worker}")}))
                     .send()
                     .await
                     .unwrap()
@@ -395,39 +445,18 @@ async fn run(secs: u64) {
         baseline.rps,
     );
 
-    // 1,000 rows: polling, creation, mixed.
+    // 1,000 rows: polling, creation, mixed, approvals.
     let small = dir.path().join("small");
     std::fs::create_dir_all(&small).unwrap();
     let router = Router::start(&small, &fake, 3600).await;
-    let polled = create_requests(&router.base, POLLED_REQUESTS).await;
-    let status_script = script(&small, "status.lua", &polled, 0);
-    let status_1k = wrk(&router.base, Some(&status_script), secs);
-    eprintln!("status @1k: {status_1k:?}");
-    row(
-        &mut report,
-        "status polling, 1,000 rows",
-        &status_1k,
-        baseline.rps,
-    );
-    let create_script = script(&small, "create.lua", &polled, 1);
-    let create = wrk(&router.base, Some(&create_script), secs);
-    eprintln!("create: {create:?}");
-    row(&mut report, "creation", &create, baseline.rps);
-    let mixed_script = script(&small, "mixed.lua", &polled, 21);
-    let mixed = wrk(&router.base, Some(&mixed_script), secs);
-    eprintln!("mixed: {mixed:?}");
-    row(
-        &mut report,
-        "mixed, 1 create : 20 polls",
-        &mixed,
-        baseline.rps,
-    );
+    let [status_1k, create_1k, mixed_1k] =
+        three_loads(&mut report, &router, &small, secs, baseline.rps, "").await;
     let (approvals_per_sec, ap50, ap99) = approvals(&router.base, secs, 16).await;
     eprintln!("approvals/s: {approvals_per_sec:.0} p50 {ap50:.2} p99 {ap99:.2}");
     peak = peak.max(router.peak_mib());
     router.stop();
 
-    // 1,000,000 finished rows: polling the same 1,000 open ones.
+    // 1,000,000 finished rows: the same three loads.
     let big = dir.path().join("big");
     std::fs::create_dir_all(&big).unwrap();
     let filled = fill(
@@ -435,18 +464,56 @@ async fn run(secs: u64) {
         FILLER_ROWS,
         "approved",
         "2026-01-01T00:00:00.000Z",
+        None,
     )
     .await;
     eprintln!("filled {FILLER_ROWS} rows in {filled:?}");
     let router = Router::start(&big, &fake, 3600).await;
-    let polled_big = create_requests(&router.base, POLLED_REQUESTS).await;
-    let big_script = script(&big, "status.lua", &polled_big, 0);
-    let status_1m = wrk(&router.base, Some(&big_script), secs);
-    eprintln!("status @1M: {status_1m:?}");
+    let [status_1m, create_1m, mixed_1m] = three_loads(
+        &mut report,
+        &router,
+        &big,
+        secs,
+        baseline.rps,
+        ", 1,000,000 rows",
+    )
+    .await;
+    peak = peak.max(router.peak_mib());
+    router.stop();
+
+    // 10,000 open requests on one hostname: the same three loads, then creates for that
+    // hostname, each refused at its limit once the count reaches it.
+    let busy = dir.path().join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    let later = (chrono::Utc::now() + chrono::Duration::hours(2))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    fill(
+        &busy.join("bench.db"),
+        10_000,
+        "pending",
+        &later,
+        Some("busy"),
+    )
+    .await;
+    let router = Router::start(&busy, &fake, 3600).await;
+    let [status_busy, create_busy, mixed_busy] = three_loads(
+        &mut report,
+        &router,
+        &busy,
+        secs,
+        baseline.rps,
+        ", 10,000 open on one hostname",
+    )
+    .await;
+    let polled = create_requests(&router.base, 10).await;
+    let refused_script = script(&busy, "refused.lua", &polled, 1, Some("busy"));
+    let refused = wrk(&router.base, Some(&refused_script), secs);
+    eprintln!("refused: {refused:?}");
     row(
         &mut report,
-        "status polling, 1,000,000 rows",
-        &status_1m,
+        "creates for that hostname (all refused 429 at the limit of 10)",
+        &refused,
         baseline.rps,
     );
     peak = peak.max(router.peak_mib());
@@ -458,10 +525,10 @@ async fn run(secs: u64) {
     let soon = (chrono::Utc::now() + chrono::Duration::seconds(20))
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
-    fill(&reap.join("bench.db"), FILLER_ROWS, "pending", &soon).await;
+    fill(&reap.join("bench.db"), FILLER_ROWS, "pending", &soon, None).await;
     let router = Router::start(&reap, &fake, 1).await;
     let polled_reap = create_requests(&router.base, 200).await;
-    let reap_script = script(&reap, "status.lua", &polled_reap, 0);
+    let reap_script = script(&reap, "status.lua", &polled_reap, 0, None);
     let wait = Duration::from_secs(20).saturating_sub(Duration::from_secs(2));
     tokio::time::sleep(wait.saturating_sub(Duration::from_secs(3))).await;
     let reaping = wrk(&router.base, Some(&reap_script), 25);
@@ -493,10 +560,17 @@ async fn run(secs: u64) {
         report,
         "Router peak memory (VmHWM, highest of the runs): **{peak:.1} MiB**."
     );
-    let _ = writeln!(
-        report,
-        "Status at 1,000,000 rows vs 1,000 rows: {:.0}%.",
-        100.0 * status_1m.rps / status_1k.rps
-    );
+    for (name, load) in [
+        ("status", [&status_1k, &status_1m, &status_busy]),
+        ("creation", [&create_1k, &create_1m, &create_busy]),
+        ("mixed", [&mixed_1k, &mixed_1m, &mixed_busy]),
+    ] {
+        let _ = writeln!(
+            report,
+            "{name} at 1,000,000 rows vs 1,000: {:.0}%; with 10,000 open on one hostname: {:.0}%.",
+            100.0 * load[1].rps / load[0].rps,
+            100.0 * load[2].rps / load[0].rps,
+        );
+    }
     println!("{report}");
 }

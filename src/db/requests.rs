@@ -740,43 +740,89 @@ pub async fn revoke(
     Ok(true)
 }
 
-/// Expires every open request whose deadline has passed, with one audit row each, in one
-/// transaction of two indexed statements over the same rows, and a `request.expired` event
-/// each for the webhooks that want it.
+/// Requests one expiry transaction takes at most. A pass over a backlog (a million requests
+/// that expired while the router was down) is then many short transactions: the ids in
+/// memory and the time other writers wait on the lock stay bounded.
+pub const EXPIRE_CHUNK: i64 = 5_000;
+
+/// Expires every open request whose deadline has passed, with one audit row each and a
+/// `request.expired` event each for the webhooks that want it, [`EXPIRE_CHUNK`] requests
+/// per transaction.
+pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let expired = expire_chunk(db, now).await?;
+        total += expired;
+        if expired < EXPIRE_CHUNK as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// One transaction of [`expire_due`]: the due requests are read once (ids and statuses),
+/// then their audit rows and their update name exactly those ids. (The update's status
+/// check is a guard, written `+status` so SQLite looks the rows up by id instead of
+/// walking every open request through the status index.)
 ///
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
 /// can only use the partial index `auth_requests_open_by_expiry` (or seek the status index)
 /// when the statuses are literals; a unit test keeps the two lists equal, and an API test
 /// checks that the plan never scans the whole table.
-pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    #[derive(serde::Serialize)]
+    struct Due {
+        id: uuid::fmt::Hyphenated,
+        from: String,
+    }
     let mut tx = WriteTx::begin(db).await?;
     let at = now;
     let now = to_db(now);
-    sqlx::query!(
-        "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status)
-         SELECT id, ?1, 'reaper', 'expire', status, 'expired' FROM auth_requests
-         WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1",
+    let due = sqlx::query!(
+        r#"SELECT id AS "id!: uuid::fmt::Hyphenated", status FROM auth_requests
+           WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1 LIMIT ?2"#,
         now,
-    )
-    .execute(tx.conn())
-    .await?;
-    let expired = sqlx::query_scalar!(
-        r#"UPDATE auth_requests
-           SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
-               version = version + 1
-           WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1
-           RETURNING id AS "id!: uuid::fmt::Hyphenated""#,
-        now,
+        EXPIRE_CHUNK,
     )
     .fetch_all(tx.conn())
     .await?;
-    for id in &expired {
-        let id = id.into_uuid();
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let due: Vec<Due> = due
+        .into_iter()
+        .map(|r| Due {
+            id: r.id,
+            from: r.status,
+        })
+        .collect();
+    let rows = serde_json::to_string(&due).expect("ids serialise");
+    sqlx::query!(
+        "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status)
+         SELECT value ->> 'id', ?1, 'reaper', 'expire', value ->> 'from', 'expired'
+         FROM json_each(?2)",
+        now,
+        rows,
+    )
+    .execute(tx.conn())
+    .await?;
+    sqlx::query!(
+        "UPDATE auth_requests
+         SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
+             version = version + 1
+         WHERE id IN (SELECT value ->> 'id' FROM json_each(?2))
+           AND +status IN ('pending', 'in_progress')",
+        now,
+        rows,
+    )
+    .execute(tx.conn())
+    .await?;
+    for due in &due {
+        let id = due.id.into_uuid();
         tx.changed(id);
         tx.raise(Some(id), EventType::RequestExpired, at).await?;
     }
     tx.commit().await?;
-    Ok(expired.len() as u64)
+    Ok(due.len() as u64)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
+use claude_auth_router::db::requests::EXPIRE_CHUNK;
 use claude_auth_router::reaper::reap_once;
 use reqwest::StatusCode;
 
@@ -61,28 +62,86 @@ async fn the_background_reaper_expires_stale_requests_on_its_interval() {
 }
 
 #[tokio::test]
-async fn the_reapers_scan_reads_only_open_rows_through_an_index() {
+async fn the_reapers_statements_read_only_open_rows_through_an_index() {
     let app = spawn_app().await;
     let pool = app.sql_pool().await;
+    let plan = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+            rows.into_iter().map(|r| r.3).collect::<Vec<String>>()
+        }
+    };
 
-    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN UPDATE auth_requests SET status = 'expired'
-         WHERE status IN ('pending', 'in_progress') AND expires_at <= '2030-01-01T00:00:00.000Z'",
+    let find = plan(
+        "EXPLAIN QUERY PLAN SELECT id, status FROM auth_requests
+         WHERE status IN ('pending', 'in_progress') AND expires_at <= '2030-01-01T00:00:00.000Z'
+         LIMIT 5000",
     )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-
-    let detail: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+    .await;
     assert!(
-        detail.iter().all(|d| d.contains("USING INDEX")),
-        "no full scan: {detail:?}"
+        find.iter().all(|d| d.contains("USING INDEX")),
+        "no full scan: {find:?}"
     );
     assert!(
-        detail
-            .iter()
+        find.iter()
             .any(|d| d.contains("auth_requests_open_by_expiry") || d.contains("(status=?)")),
-        "{detail:?}"
+        "{find:?}"
+    );
+    let update = plan(
+        "EXPLAIN QUERY PLAN UPDATE auth_requests SET status = 'expired'
+         WHERE id IN (SELECT value ->> 'id' FROM json_each('[]'))
+           AND +status IN ('pending', 'in_progress')",
+    )
+    .await;
+    assert!(
+        update.iter().any(|d| d.contains("(id=?)")),
+        "the update looks its rows up by id, not through every open row: {update:?}"
     );
     assert_eq!(app.get(&app.url("/healthz")).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_backlog_larger_than_one_transaction_is_expired_in_full_with_one_audit_row_each() {
+    let app = spawn_app().await;
+    let pool = app.sql_pool().await;
+    let backlog = EXPIRE_CHUNK * 2 + 7;
+    sqlx::query(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
+         INSERT INTO auth_requests (id, client_name, hostname, scopes, status, created_at,
+                                    updated_at, expires_at, poll_token_hash)
+         SELECT printf('%08x-0000-4000-8000-000000000000', x), 'c', 'h', '', CASE x % 2 WHEN 0 THEN 'pending' ELSE 'in_progress' END,
+                '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z',
+                '2026-01-01T00:10:00.000Z', x'00'
+         FROM n",
+    )
+    .bind(backlog)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let open = app.create_ok().await;
+
+    let expired = reap_once(&app.db().await, chrono::Utc::now())
+        .await
+        .unwrap();
+
+    assert_eq!(expired, backlog as u64);
+    let (rows, audited, from_in_progress): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM auth_requests WHERE status = 'expired'),
+                (SELECT COUNT(DISTINCT request_id) FROM audit_events WHERE action = 'expire'),
+                (SELECT COUNT(*) FROM audit_events
+                 WHERE action = 'expire' AND from_status = 'in_progress')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((rows, audited), (backlog, backlog));
+    // Odd x went in as in_progress.
+    assert_eq!(
+        from_in_progress,
+        (backlog + 1) / 2,
+        "each row's own old status"
+    );
+    assert_eq!(app.db_status(&open.id).await, "pending", "not yet due");
 }
