@@ -743,7 +743,7 @@ pub async fn revoke(
 /// Requests one expiry transaction takes at most. A pass over a backlog (a million requests
 /// that expired while the router was down) is then many short transactions: the ids in
 /// memory and the time other writers wait on the lock stay bounded.
-pub const EXPIRE_CHUNK: i64 = 5_000;
+pub const EXPIRE_CHUNK: i64 = 10_000;
 
 /// Expires every open request whose deadline has passed, with one audit row each and a
 /// `request.expired` event each for the webhooks that want it, [`EXPIRE_CHUNK`] requests
