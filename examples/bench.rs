@@ -4,8 +4,10 @@
 //! run a minimal axum server answering a constant string, measured with the same wrk
 //! settings, so each scenario can be reported as a ratio that holds on any machine:
 //!
-//! - status polling (64 connections, poll pacing off), at 1,000 and 1,000,000 rows;
-//! - creation; a mixed load of 1 create to 20 polls;
+//! - status polling (64 connections, poll pacing off), creation (the per-hostname limit on,
+//!   a hostname per create) and a mixed load of 1 create to 20 polls, each on a fresh
+//!   database, on 1,000,000 finished rows and on 10,000 open requests of one hostname;
+//! - creates for that hostname, each counted up to its limit and refused;
 //! - end-to-end approvals per second through the fake upstream;
 //! - a reaper pass expiring 1,000,000 rows while polls run (their p99 and max during it);
 //! - the router's peak memory (VmHWM).
