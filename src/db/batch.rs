@@ -70,34 +70,86 @@ impl InsertBatcher {
     }
 }
 
+/// The most batches the writer commits on the write connection before handing it back,
+/// when creates keep queuing back to back: other writers wait at most that many commits.
+const MAX_HELD_BATCHES: usize = 8;
+
 async fn writer(db: Db, jobs: Arc<Mutex<mpsc::Receiver<(NewRow, Reply)>>>) {
     let mut jobs = jobs.lock().await;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match write(&db, &batch).await {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+        // The connection is kept for the batches already waiting behind this one: giving it
+        // back and taking it again costs a trip through the runtime (the pool returns it on a
+        // task of its own), up to 1.5 ms of a 4 ms cycle under load.
+        let mut conn = match db.write.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                answer(&mut batch, Err(e));
+                continue;
+            }
+        };
+        for _ in 0..MAX_HELD_BATCHES {
+            let outcome = write(&db, &mut conn, &batch).await;
+            answer(&mut batch, outcome);
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
                 }
             }
-            Err(e) => {
-                let error = BatchError {
-                    busy: crate::error::is_busy(&e),
-                    message: e.to_string(),
-                };
-                tracing::warn!(error = %error, creates = batch.len(), "a batch of creates failed");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(error.clone()));
-                }
+            if batch.is_empty() {
+                break;
+            }
+        }
+        // What was taken but not written goes first with the next connection.
+        if !batch.is_empty() {
+            drop(conn);
+            let outcome = match WriteTx::begin(&db).await {
+                Ok(tx) => write_in(tx, &batch).await,
+                Err(e) => Err(e),
+            };
+            answer(&mut batch, outcome);
+        }
+    }
+}
+
+/// Answers every create of `batch` with its outcome, or all of them with the error.
+fn answer(batch: &mut Vec<(NewRow, Reply)>, outcome: Result<Vec<Inserted>, sqlx::Error>) {
+    match outcome {
+        Ok(outcomes) => {
+            for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            let error = BatchError {
+                busy: crate::error::is_busy(&e),
+                message: e.to_string(),
+            };
+            tracing::warn!(error = %error, creates = batch.len(), "a batch of creates failed");
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(error.clone()));
             }
         }
     }
 }
 
-/// One transaction for the whole batch; nothing is kept unless all of it commits.
-async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, sqlx::Error> {
+/// One transaction for the whole batch on the held connection; nothing is kept unless all
+/// of it commits.
+async fn write(
+    db: &Db,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    batch: &[(NewRow, Reply)],
+) -> Result<Vec<Inserted>, sqlx::Error> {
+    let tx = WriteTx::begin_on(db, conn).await?;
+    write_in(tx, batch).await
+}
+
+async fn write_in(
+    mut tx: WriteTx<'_>,
+    batch: &[(NewRow, Reply)],
+) -> Result<Vec<Inserted>, sqlx::Error> {
     let rows: Vec<&NewRow> = batch.iter().map(|(row, _)| row).collect();
-    let mut tx = WriteTx::begin(db).await?;
     let outcomes = insert_all(&mut tx, &rows).await?;
     tx.commit().await?;
     Ok(outcomes)
@@ -109,7 +161,10 @@ async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, sqlx
 /// transaction (which holds the write lock), and each accepted row counts against the rows
 /// after it, so no two creates can slip under a limit together. Each count stops at the
 /// limit, so a hostname with thousands of open requests costs no more than one with ten.
-pub async fn insert_all(tx: &mut WriteTx, rows: &[&NewRow]) -> Result<Vec<Inserted>, sqlx::Error> {
+pub async fn insert_all(
+    tx: &mut WriteTx<'_>,
+    rows: &[&NewRow],
+) -> Result<Vec<Inserted>, sqlx::Error> {
     let mut open = count_open(tx, rows).await?;
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut accepted = Vec::with_capacity(rows.len());
@@ -199,7 +254,7 @@ impl LimitKey {
 /// Open requests per key of the limited rows, each counted up to the batch's highest limit,
 /// with the soonest of their deadlines: two statements at most, whatever the batch holds.
 async fn count_open(
-    tx: &mut WriteTx,
+    tx: &mut WriteTx<'_>,
     rows: &[&NewRow],
 ) -> Result<HashMap<LimitKey, (i64, Option<DateTime<Utc>>)>, sqlx::Error> {
     let limited: Vec<&&NewRow> = rows.iter().filter(|r| r.max_open > 0).collect();

@@ -25,8 +25,8 @@ pub struct Change<'a> {
     pub to: Status,
 }
 
-pub struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+pub struct WriteTx<'c> {
+    tx: sqlx::Transaction<'c, sqlx::Sqlite>,
     db: Db,
     /// Requests whose status (or outcome) changed: cached rows dropped, waiters woken.
     changed: Vec<Uuid>,
@@ -37,17 +37,33 @@ pub struct WriteTx {
     queued: bool,
 }
 
-impl WriteTx {
+impl WriteTx<'static> {
     /// Takes SQLite's write lock at once, so reading the old status and changing it can
     /// never be interleaved with another writer.
     pub async fn begin(db: &Db) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            tx: db.write.begin_with("BEGIN IMMEDIATE").await?,
+        Ok(Self::new(db, db.write.begin_with("BEGIN IMMEDIATE").await?))
+    }
+}
+
+impl<'c> WriteTx<'c> {
+    /// [`begin`](WriteTx::begin) on the write connection the caller already holds: the
+    /// create writer keeps it across batches that are queued back to back.
+    pub async fn begin_on(
+        db: &Db,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    ) -> Result<Self, sqlx::Error> {
+        use sqlx::Connection as _;
+        Ok(Self::new(db, conn.begin_with("BEGIN IMMEDIATE").await?))
+    }
+
+    fn new(db: &Db, tx: sqlx::Transaction<'c, sqlx::Sqlite>) -> Self {
+        Self {
+            tx,
             db: db.clone(),
             changed: Vec::new(),
             touched: Vec::new(),
             queued: false,
-        })
+        }
     }
 
     /// The transaction's connection, for the change's own statements.
