@@ -410,4 +410,6 @@ async fn an_operator_enrolls_a_client_sees_its_key_once_and_pauses_an_account() 
         shot,
     )
     .unwrap();
+    // Closing the session ends Chromium; dropping chromedriver alone would orphan it.
+    b.client.close().await.unwrap();
 }
