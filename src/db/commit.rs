@@ -77,12 +77,6 @@ impl<'c> WriteTx<'c> {
         self.touched.push(id);
     }
 
-    /// A transition of request `id` written without [`record`](Self::record) (the reaper's
-    /// bulk expiry writes its audit rows in one statement).
-    pub fn changed(&mut self, id: Uuid) {
-        self.changed.push(id);
-    }
-
     /// Writes the audit row of a change to request `id`, and the outbox rows of the event
     /// the change raises (if any webhook wants it).
     pub async fn record(

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::commit::WriteTx;
+use super::commit::{Change, WriteTx};
 use super::{accounts, decode, tokens, Db, PKCE_VERIFIER};
 use crate::domain::time::to_db;
 use crate::domain::{
@@ -760,27 +760,21 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error>
 }
 
 /// One transaction of [`expire_due`]: the due requests are read once (ids and statuses),
-/// then their audit rows and their update name exactly those ids. (The update's status
-/// check is a guard, written `+status` so SQLite looks the rows up by id instead of
-/// walking every open request through the status index.)
+/// then updated by id, and their audit rows and events recorded through the one commit
+/// path. (The update's status check is a guard, written `+status` so SQLite looks the rows
+/// up by id instead of walking every open request through the status index.)
 ///
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
 /// can only use the partial index `auth_requests_open_by_expiry` (or seek the status index)
 /// when the statuses are literals; a unit test keeps the two lists equal, and an API test
 /// checks that the plan never scans the whole table.
 async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    #[derive(serde::Serialize)]
-    struct Due {
-        id: uuid::fmt::Hyphenated,
-        from: String,
-    }
     let mut tx = WriteTx::begin(db).await?;
-    let at = now;
-    let now = to_db(now);
+    let at = to_db(now);
     let due = sqlx::query!(
         r#"SELECT id AS "id!: uuid::fmt::Hyphenated", status FROM auth_requests
            WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1 LIMIT ?2"#,
-        now,
+        at,
         EXPIRE_CHUNK,
     )
     .fetch_all(tx.conn())
@@ -788,39 +782,33 @@ async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     if due.is_empty() {
         return Ok(0);
     }
-    let due: Vec<Due> = due
-        .into_iter()
-        .map(|r| Due {
-            id: r.id,
-            from: r.status,
-        })
-        .collect();
-    let rows = serde_json::to_string(&due).expect("ids serialise");
-    sqlx::query!(
-        "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status)
-         SELECT value ->> 'id', ?1, 'reaper', 'expire', value ->> 'from', 'expired'
-         FROM json_each(?2)",
-        now,
-        rows,
-    )
-    .execute(tx.conn())
-    .await?;
+    let ids: Vec<uuid::fmt::Hyphenated> = due.iter().map(|r| r.id).collect();
+    let ids = serde_json::to_string(&ids).expect("ids serialise");
     sqlx::query!(
         "UPDATE auth_requests
          SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
              version = version + 1
-         WHERE id IN (SELECT value ->> 'id' FROM json_each(?2))
+         WHERE id IN (SELECT value FROM json_each(?2))
            AND +status IN ('pending', 'in_progress')",
-        now,
-        rows,
+        at,
+        ids,
     )
     .execute(tx.conn())
     .await?;
-    for due in &due {
-        let id = due.id.into_uuid();
-        tx.changed(id);
-        tx.raise(Some(id), EventType::RequestExpired, at).await?;
-    }
+    let audit = Audit::new(crate::domain::Actor::Reaper, "expire");
+    let changes = due
+        .iter()
+        .map(|r| {
+            Ok(Change {
+                id: r.id.into_uuid(),
+                at: now,
+                audit: &audit,
+                from: Some(decode("status", &r.status)?),
+                to: Status::Expired,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    tx.record_all(&changes).await?;
     tx.commit().await?;
     Ok(due.len() as u64)
 }

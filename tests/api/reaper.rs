@@ -91,7 +91,7 @@ async fn the_reapers_statements_read_only_open_rows_through_an_index() {
     );
     let update = plan(
         "EXPLAIN QUERY PLAN UPDATE auth_requests SET status = 'expired'
-         WHERE id IN (SELECT value ->> 'id' FROM json_each('[]'))
+         WHERE id IN (SELECT value FROM json_each('[]'))
            AND +status IN ('pending', 'in_progress')",
     )
     .await;
