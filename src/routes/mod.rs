@@ -178,7 +178,7 @@ fn layered(capped: Router<AppState>, uncapped: Router<AppState>, state: AppState
     // plain concurrency limit would give each route a semaphore of its own.
     let capped = capped.layer(
         ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(overload_or_timeout))
+            .layer(HandleErrorLayer::new(overloaded))
             .load_shed()
             .layer(GlobalConcurrencyLimitLayer::new(
                 limits.max_concurrent_requests,
@@ -200,10 +200,10 @@ fn layered(capped: Router<AppState>, uncapped: Router<AppState>, state: AppState
         .with_state(state)
 }
 
-async fn overload_or_timeout(err: BoxError) -> Error {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        Error::Timeout
-    } else if err.is::<tower::load_shed::error::Overloaded>() {
+/// The concurrency cap's refusal, as the API's own 503. (The request timeout is the edge
+/// layer's, which answers on its own.)
+async fn overloaded(err: BoxError) -> Error {
+    if err.is::<tower::load_shed::error::Overloaded>() {
         Error::Overloaded
     } else {
         Error::Internal(anyhow::anyhow!("middleware error: {err}"))
