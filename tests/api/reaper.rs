@@ -105,6 +105,24 @@ async fn the_reapers_statements_read_only_open_rows_through_an_index() {
 #[tokio::test]
 async fn a_backlog_larger_than_one_transaction_is_expired_in_full_with_one_audit_row_each() {
     let app = spawn_app().await;
+    // The background reaper's first pass runs at startup; under load it could land after
+    // the backlog is written and expire it first. Wait for it (the next is an hour away).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !app
+        .get(&app.url("/metrics"))
+        .await
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .any(|l| l == "auth_router_reaper_runs_total 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reaper pass at startup"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let pool = app.sql_pool().await;
     let backlog = EXPIRE_CHUNK * 2 + 7;
     sqlx::query(
