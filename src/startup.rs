@@ -98,7 +98,7 @@ impl Application {
         };
         let poll_pacer = PollPacer::new(Duration::from_secs(config.requests.poll_interval_secs));
         let create_limiter = CreateLimiter::new(config.limits.creates_per_minute_per_ip);
-        let creates = InsertBatcher::spawn(db.clone());
+        let creates = InsertBatcher::spawn(db.clone()).context("starting the create writer")?;
         let sign_in_limiter = SignInLimiter::new(config.limits.failed_sign_ins_per_minute_per_ip);
         let reaper_health = reaper::Health::new(&config.reaper);
         let submit_token_hash = config.submit_token().map(secret::hash);
