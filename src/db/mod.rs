@@ -91,11 +91,7 @@ impl Db {
             .foreign_keys(true)
             // What a delete frees is overwritten with zeros, so a revoked or purged token
             // does not linger in free space; see [`Db::scrub`] for the WAL.
-            .pragma("secure_delete", "ON")
-            // Statement journals (a multi-row statement's undo, inside a transaction) in
-            // memory: on disk each batch of creates opened, wrote and unlinked a temp file.
-            // They hold no committed data, so nothing durable moves.
-            .pragma("temp_store", "MEMORY");
+            .pragma("secure_delete", "ON");
         // No ping before each acquire: the database is a local file, and the ping is one
         // more round trip to the connection's thread on every statement.
         let write = SqlitePoolOptions::new()
