@@ -422,7 +422,8 @@ mod tests {
             .await
             .unwrap();
         let now = crate::domain::time::now();
-        let earlier = row("busy", 3, now);
+        // Made a minute earlier, so it is the soonest to end: refused creates must name it.
+        let earlier = row("busy", 3, now - chrono::Duration::seconds(60));
         let mut tx = WriteTx::begin(&db).await.unwrap();
         insert_all(&mut tx, &[&earlier]).await.unwrap();
         tx.commit().await.unwrap();

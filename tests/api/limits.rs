@@ -143,6 +143,57 @@ async fn a_hostname_with_too_many_open_requests_gets_rate_limited_even_when_raci
     );
 }
 
+/// A create batch counts open requests through the partial indexes, and stops at the limit:
+/// a hostname with thousands of open requests must not make every create scan them. (A copy
+/// of the count in `src/db/batch.rs`, as SQLite plans it.)
+#[tokio::test]
+async fn the_create_limit_count_reads_open_rows_through_their_index() {
+    let app = spawn_app_with(|_| {}).await;
+    let pool = app.sql_pool().await;
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT is_client, key, open, next
+           FROM (
+             SELECT 1 AS is_client, CAST(k.value AS TEXT) AS key,
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
+                       WHERE client_id = k.value AND status IN ('pending', 'in_progress')
+                         AND expires_at > 'x' LIMIT 10)) AS open,
+                    (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
+                       WHERE client_id = k.value AND status IN ('pending', 'in_progress')
+                         AND expires_at > 'x' LIMIT 10)) AS next
+             FROM json_each('[]') AS k
+             UNION ALL
+             SELECT 0, CAST(k.value AS TEXT),
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
+                       WHERE hostname = k.value AND client_id IS NULL
+                         AND status IN ('pending', 'in_progress') AND expires_at > 'x'
+                       LIMIT 10)),
+                    (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
+                       WHERE hostname = k.value AND client_id IS NULL
+                         AND status IN ('pending', 'in_progress') AND expires_at > 'x'
+                       LIMIT 10))
+             FROM json_each('[]') AS k)
+           WHERE open > 0",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+    for index in [
+        "auth_requests_open_by_client",
+        "auth_requests_open_by_hostname",
+    ] {
+        assert!(
+            plan.iter()
+                .any(|d| d.contains(index) && d.contains("auth_requests")),
+            "{index} not used: {plan:?}"
+        );
+    }
+    assert!(
+        !plan.iter().any(|d| d.starts_with("SCAN auth_requests")),
+        "no scan of the requests: {plan:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_request_slower_than_the_server_timeout_answers_503_and_the_service_carries_on() {
     let app = spawn_app_with(|c| {
