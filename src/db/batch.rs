@@ -96,9 +96,9 @@ async fn writer(db: Db, jobs: Arc<Mutex<mpsc::Receiver<(NewRow, Reply)>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut done = Vec::with_capacity(MAX_BATCH);
     loop {
-        // A batch taken but not written last time (the connection was handed back) goes
-        // first; otherwise wait for the next create.
-        if batch.is_empty() && jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        // Every batch taken was answered before the connection went back, so wait for the
+        // next create (the held turns leave what queued during the last one to this call).
+        if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
         // The connection is kept for the batches already waiting behind this one: giving it
