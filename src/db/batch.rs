@@ -6,18 +6,16 @@
 //! in one transaction and commits once: they share the fsync. Each handler answers only
 //! after that commit, so an acknowledged create is exactly as durable as before.
 //!
-//! A batch is also written in a fixed number of statements, whatever its size: one count of
-//! open requests per kind of key, one multi-row `INSERT` of the requests and one of their
-//! audit rows (through [`WriteTx::record_all`]). Each statement is a round trip to SQLite's
-//! connection thread, and per-create statements made those hops the cost of a create
-//! (BENCHMARKS.md, "Throughput"). The rows travel as one JSON array each, read back with
-//! `json_each`, so the statements stay fixed text that `sqlx` checks at compile time.
+//! A batch is also written in a fixed number of trips to SQLite's connection thread, whatever
+//! its size: `BEGIN`, one [`WriteTx::apply`] that runs every count, insert and audit row on
+//! the connection's own handle ([`super::sync`]), and the commit. Each trip is a wake-up on
+//! each side, and one trip per statement (then one per batch statement, with the rows sent as
+//! JSON) made those trips the cost of a create (BENCHMARKS.md, "Throughput").
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::commit::{Change, WriteTx};
@@ -186,78 +184,87 @@ async fn write(
 /// transaction (which holds the write lock), and each accepted row counts against the rows
 /// after it, so no two creates can slip under a limit together. Each count stops at the
 /// limit, so a hostname with thousands of open requests costs no more than one with ten.
+///
+/// Every statement runs through [`WriteTx::apply`], which also writes the audit rows: the
+/// whole batch is one trip to SQLite's thread (BEGIN and the commit are two more).
 pub async fn insert_all(
     tx: &mut WriteTx<'_>,
     rows: &[&NewRow],
 ) -> Result<Vec<Inserted>, sqlx::Error> {
-    let mut open = count_open(tx, rows).await?;
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut accepted = Vec::with_capacity(rows.len());
-    for row in rows {
-        if row.max_open > 0 {
-            let (count, next) = open.entry(LimitKey::of(row)).or_default();
-            if *count >= i64::from(row.max_open) {
-                outcomes.push(Inserted::TooManyOpen {
-                    next_expiry: next.unwrap_or(row.expires_at),
-                });
-                continue;
+    tx.apply(|conn| {
+        let mut open = OpenCounts::new(conn, rows)?;
+        let mut insert = conn.prepare(INSERT_REQUEST)?;
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in rows {
+            if row.max_open > 0 {
+                let (count, next) = open.of(row)?;
+                if *count >= i64::from(row.max_open) {
+                    outcomes.push(Inserted::TooManyOpen {
+                        next_expiry: next.unwrap_or(row.expires_at),
+                    });
+                    continue;
+                }
+                *count += 1;
+                *next = Some(next.map_or(row.expires_at, |n| n.min(row.expires_at)));
             }
-            *count += 1;
-            *next = Some(next.map_or(row.expires_at, |n| n.min(row.expires_at)));
+            let created = to_db(row.created_at);
+            insert.execute(rusqlite::params![
+                row.id.hyphenated().to_string(),
+                row.new.client_name,
+                row.new.hostname,
+                row.new.scopes.to_db(),
+                created,
+                to_db(row.expires_at),
+                row.poll_token_hash,
+                row.peer_addr,
+                row.client_id.map(|c| c.hyphenated().to_string()),
+            ])?;
+            if let Some(client) = row.client_id {
+                conn.prepare_cached(CLIENT_USED)?
+                    .execute(rusqlite::params![created, client.hyphenated().to_string()])?;
+            }
+            outcomes.push(Inserted::Created);
+            changes.push(Change {
+                id: row.id,
+                at: row.created_at,
+                audit: &row.audit,
+                from: None,
+                to: Status::Pending,
+            });
         }
-        outcomes.push(Inserted::Created);
-        accepted.push(*row);
-    }
-    if accepted.is_empty() {
-        return Ok(outcomes);
-    }
-    let json = serde_json::to_string(&accepted.iter().map(|r| RowJson::of(r)).collect::<Vec<_>>())
-        .expect("rows serialise");
-    sqlx::query!(
-        "INSERT INTO auth_requests
-             (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
-              poll_token_hash, peer_addr, client_id)
-         SELECT value ->> 'id', value ->> 'client_name', value ->> 'hostname',
-                value ->> 'scopes', 'pending', value ->> 'created', value ->> 'created',
-                value ->> 'expires', unhex(value ->> 'hash'), value ->> 'peer',
-                value ->> 'client'
-         FROM json_each(?1)",
-        json,
-    )
-    .execute(tx.conn())
-    .await?;
-    let used: Vec<ClientUse> = accepted
-        .iter()
-        .filter_map(|r| {
-            r.client_id.map(|c| ClientUse {
-                id: c.hyphenated(),
-                at: to_db(r.created_at),
-            })
-        })
-        .collect();
-    if !used.is_empty() {
-        let used = serde_json::to_string(&used).expect("rows serialise");
-        sqlx::query!(
-            "UPDATE clients SET last_used_at = u.value ->> 'at'
-             FROM json_each(?1) AS u WHERE clients.id = u.value ->> 'id'",
-            used,
-        )
-        .execute(tx.conn())
-        .await?;
-    }
-    let changes: Vec<Change<'_>> = accepted
-        .iter()
-        .map(|r| Change {
-            id: r.id,
-            at: r.created_at,
-            audit: &r.audit,
-            from: None,
-            to: Status::Pending,
-        })
-        .collect();
-    tx.record_all(&changes).await?;
-    Ok(outcomes)
+        Ok((outcomes, changes))
+    })
+    .await
 }
+
+pub(crate) const INSERT_REQUEST: &str = "INSERT INTO auth_requests
+     (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
+      poll_token_hash, peer_addr, client_id)
+     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8, ?9)";
+
+pub(crate) const CLIENT_USED: &str = "UPDATE clients SET last_used_at = ?1 WHERE id = ?2";
+
+/// Open requests of an enrolled client, up to `?3`, with the soonest of their deadlines.
+/// Each count reads the partial index of its kind of key, and stops at the limit.
+pub const OPEN_FOR_CLIENT: &str = "SELECT
+       (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
+          WHERE client_id = ?1 AND status IN ('pending', 'in_progress') AND expires_at > ?2
+          LIMIT ?3)),
+       (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
+          WHERE client_id = ?1 AND status IN ('pending', 'in_progress') AND expires_at > ?2
+          LIMIT ?3))";
+
+/// [`OPEN_FOR_CLIENT`] for a hostname's requests made without a client.
+pub const OPEN_FOR_HOSTNAME: &str = "SELECT
+       (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
+          WHERE hostname = ?1 AND client_id IS NULL
+            AND status IN ('pending', 'in_progress') AND expires_at > ?2
+          LIMIT ?3)),
+       (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
+          WHERE hostname = ?1 AND client_id IS NULL
+            AND status IN ('pending', 'in_progress') AND expires_at > ?2
+          LIMIT ?3))";
 
 /// Whose open requests a row's limit counts: its enrolled client's, or (unverified) its
 /// hostname's requests made without a client.
@@ -276,120 +283,62 @@ impl LimitKey {
     }
 }
 
-/// Open requests per key of the limited rows, each counted up to the batch's highest limit,
-/// with the soonest of their deadlines. One statement, whatever the batch holds, and it
-/// returns only the keys that have open requests (a key it does not return has none): the
-/// rows of an answer come back from SQLite's thread one wake-up each, and one row per key
-/// of a batch of 60 cost more than its inserts.
-async fn count_open(
-    tx: &mut WriteTx<'_>,
-    rows: &[&NewRow],
-) -> Result<HashMap<LimitKey, (i64, Option<DateTime<Utc>>)>, sqlx::Error> {
-    let limited: Vec<&&NewRow> = rows.iter().filter(|r| r.max_open > 0).collect();
-    let mut open = HashMap::new();
-    let (Some(cap), Some(now)) = (
-        limited.iter().map(|r| i64::from(r.max_open)).max(),
-        limited.iter().map(|r| r.created_at).min(),
-    ) else {
-        return Ok(open);
-    };
-    let now = to_db(now);
-    let mut clients = Vec::new();
-    let mut hostnames = Vec::new();
-    for row in &limited {
-        match LimitKey::of(row) {
-            LimitKey::Client(c) => clients.push(c.hyphenated().to_string()),
-            LimitKey::Hostname(h) => hostnames.push(h),
+/// The open requests of each key of a batch, counted the first time a row of that key comes
+/// up (before any row of it is inserted), then kept up to date by the caller.
+struct OpenCounts<'c> {
+    conn: &'c rusqlite::Connection,
+    /// The open requests are those unexpired at the batch's earliest create.
+    now: String,
+    /// Counted up to the batch's highest limit.
+    cap: i64,
+    counted: HashMap<LimitKey, (i64, Option<DateTime<Utc>>)>,
+}
+
+impl<'c> OpenCounts<'c> {
+    fn new(conn: &'c rusqlite::Connection, rows: &[&NewRow]) -> rusqlite::Result<Self> {
+        let limited = rows.iter().filter(|r| r.max_open > 0);
+        Ok(Self {
+            conn,
+            now: to_db(
+                limited
+                    .clone()
+                    .map(|r| r.created_at)
+                    .min()
+                    .unwrap_or_default(),
+            ),
+            cap: limited.map(|r| i64::from(r.max_open)).max().unwrap_or(0),
+            counted: HashMap::new(),
+        })
+    }
+
+    /// `row`'s key's open requests and the soonest of their deadlines.
+    fn of(&mut self, row: &NewRow) -> rusqlite::Result<&mut (i64, Option<DateTime<Utc>>)> {
+        let key = LimitKey::of(row);
+        if !self.counted.contains_key(&key) {
+            let (sql, id) = match &key {
+                LimitKey::Client(c) => (OPEN_FOR_CLIENT, c.hyphenated().to_string()),
+                LimitKey::Hostname(h) => (OPEN_FOR_HOSTNAME, h.clone()),
+            };
+            let (count, next): (i64, Option<String>) = self
+                .conn
+                .prepare_cached(sql)?
+                .query_row(rusqlite::params![id, self.now, self.cap], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let next = next.map(|n| parse_time(&n)).transpose()?;
+            self.counted.insert(key.clone(), (count, next));
         }
-    }
-    for keys in [&mut clients, &mut hostnames] {
-        keys.sort_unstable();
-        keys.dedup();
-    }
-    let clients = serde_json::to_string(&clients).expect("keys serialise");
-    let hostnames = serde_json::to_string(&hostnames).expect("keys serialise");
-    // Two arms, one per partial index (`client_id` and `hostname`): an `OR` of the two
-    // keys would let SQLite use neither.
-    let counted = sqlx::query!(
-        r#"SELECT is_client AS "is_client!: bool", key AS "key!: String",
-                  open AS "open!: i64", next AS "next: DateTime<Utc>"
-           FROM (
-             SELECT 1 AS is_client, CAST(k.value AS TEXT) AS key,
-                    (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
-                       WHERE client_id = k.value AND status IN ('pending', 'in_progress')
-                         AND expires_at > ?3 LIMIT ?4)) AS open,
-                    (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
-                       WHERE client_id = k.value AND status IN ('pending', 'in_progress')
-                         AND expires_at > ?3 LIMIT ?4)) AS next
-             FROM json_each(?1) AS k
-             UNION ALL
-             SELECT 0, CAST(k.value AS TEXT),
-                    (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
-                       WHERE hostname = k.value AND client_id IS NULL
-                         AND status IN ('pending', 'in_progress') AND expires_at > ?3
-                       LIMIT ?4)),
-                    (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
-                       WHERE hostname = k.value AND client_id IS NULL
-                         AND status IN ('pending', 'in_progress') AND expires_at > ?3
-                       LIMIT ?4))
-             FROM json_each(?2) AS k)
-           WHERE open > 0"#,
-        clients,
-        hostnames,
-        now,
-        cap,
-    )
-    .fetch_all(tx.conn())
-    .await?;
-    for c in counted {
-        let key = if c.is_client {
-            match uuid::Uuid::parse_str(&c.key) {
-                Ok(id) => LimitKey::Client(id),
-                Err(e) => return Err(sqlx::Error::Decode(Box::new(e))),
-            }
-        } else {
-            LimitKey::Hostname(c.key)
-        };
-        open.insert(key, (c.open, c.next));
-    }
-    Ok(open)
-}
-
-/// A request row as the multi-row `INSERT` reads it.
-#[derive(Serialize)]
-struct RowJson<'a> {
-    id: uuid::fmt::Hyphenated,
-    client_name: &'a str,
-    hostname: &'a str,
-    scopes: String,
-    created: String,
-    expires: String,
-    /// The poll token's hash in hex (JSON has no bytes; SQL's `unhex` restores them).
-    hash: String,
-    peer: &'a str,
-    client: Option<uuid::fmt::Hyphenated>,
-}
-
-impl<'a> RowJson<'a> {
-    fn of(row: &'a NewRow) -> Self {
-        Self {
-            id: row.id.hyphenated(),
-            client_name: &row.new.client_name,
-            hostname: &row.new.hostname,
-            scopes: row.new.scopes.to_db(),
-            created: to_db(row.created_at),
-            expires: to_db(row.expires_at),
-            hash: crate::crypto::hex(&row.poll_token_hash),
-            peer: &row.peer_addr,
-            client: row.client_id.map(|c| c.hyphenated()),
-        }
+        Ok(self.counted.get_mut(&key).expect("counted above"))
     }
 }
 
-#[derive(Serialize)]
-struct ClientUse {
-    id: uuid::fmt::Hyphenated,
-    at: String,
+/// A stored deadline (RFC 3339, as [`to_db`] writes it).
+fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::domain::{Audit, Scopes, Status};
 use crate::notify::{EventType, RequestSnapshot};
 
 /// One change to a request, as its audit row records it.
+#[derive(Clone, Copy)]
 pub struct Change<'a> {
     pub id: Uuid,
     pub at: DateTime<Utc>,
@@ -98,14 +99,30 @@ impl<'c> WriteTx<'c> {
         .await
     }
 
-    /// [`record`](Self::record) for many changes at once (a batch of creates): their audit
-    /// rows in one statement, then each change's event.
+    /// [`record`](Self::record) for many changes at once (a reaper chunk): their audit rows
+    /// in one trip to SQLite's thread, then each change's event.
     pub async fn record_all(&mut self, changes: &[Change<'_>]) -> Result<(), sqlx::Error> {
-        audit::record_all(&mut self.tx, changes).await?;
-        for change in changes {
+        self.apply(|_| Ok(((), changes.to_vec()))).await
+    }
+
+    /// Runs `statements` on this transaction's connection ([`super::sync::run`]: one trip to
+    /// SQLite's thread for all of them), writes the audit rows of the changes they report in
+    /// the same trip, then records those changes as [`record`](Self::record) does. For
+    /// batches, whose per-statement trips were most of their time (a batch of creates).
+    pub async fn apply<'x, R>(
+        &mut self,
+        statements: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<(R, Vec<Change<'x>>)>,
+    ) -> Result<R, sqlx::Error> {
+        let (outcome, changes) = super::sync::run(&mut self.tx, |conn| {
+            let (outcome, changes) = statements(conn)?;
+            audit::record_all(conn, &changes)?;
+            Ok((outcome, changes))
+        })
+        .await?;
+        for change in &changes {
             self.recorded(change).await?;
         }
-        Ok(())
+        Ok(outcome)
     }
 
     /// What follows a change's audit row: the change is noted for after the commit, and

@@ -31,6 +31,7 @@ async fn accounts_app() -> TestApp {
 async fn a_forged_client_name_does_not_pass_as_the_enrolled_client() {
     let app = accounts_app().await;
     let (alice_id, alice_key) = enroll(&app, json!({"name": "alice"})).await;
+    enroll(&app, json!({"name": "bob"})).await;
 
     let forged = app.create(request_body("alice")).await;
     let genuine = app.create_as(&alice_key, request_body("mallory")).await;
@@ -50,6 +51,20 @@ async fn a_forged_client_name_does_not_pass_as_the_enrolled_client() {
     assert_eq!(forged["client_name"], "alice");
     assert_eq!(forged["verified"], false);
     assert_eq!(forged["client_id"], Value::Null);
+
+    // Only a verified create counts as the client's use.
+    let clients: Value = app.admin_get("/v1/clients").await;
+    let used = |name: &str| {
+        clients["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["last_used_at"]
+            .clone()
+    };
+    assert_eq!(used("alice"), genuine["created_at"]);
+    assert_eq!(used("bob"), Value::Null);
 }
 
 #[tokio::test]

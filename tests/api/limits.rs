@@ -8,6 +8,8 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use claude_auth_router::db::batch;
+
 use crate::helpers::{assert_error, spawn_app_with};
 
 fn retry_after(response: &reqwest::Response) -> u64 {
@@ -144,54 +146,41 @@ async fn a_hostname_with_too_many_open_requests_gets_rate_limited_even_when_raci
 }
 
 /// A create batch counts open requests through the partial indexes, and stops at the limit:
-/// a hostname with thousands of open requests must not make every create scan them. (A copy
-/// of the count in `src/db/batch.rs`, as SQLite plans it.)
+/// a hostname with thousands of open requests must not make every create scan them. (The
+/// create writer's own statements, as SQLite plans them.)
 #[tokio::test]
 async fn the_create_limit_count_reads_open_rows_through_their_index() {
     let app = spawn_app_with(|_| {}).await;
     let pool = app.sql_pool().await;
-    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT is_client, key, open, next
-           FROM (
-             SELECT 1 AS is_client, CAST(k.value AS TEXT) AS key,
-                    (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
-                       WHERE client_id = k.value AND status IN ('pending', 'in_progress')
-                         AND expires_at > 'x' LIMIT 10)) AS open,
-                    (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
-                       WHERE client_id = k.value AND status IN ('pending', 'in_progress')
-                         AND expires_at > 'x' LIMIT 10)) AS next
-             FROM json_each('[]') AS k
-             UNION ALL
-             SELECT 0, CAST(k.value AS TEXT),
-                    (SELECT COUNT(*) FROM (SELECT 1 FROM auth_requests
-                       WHERE hostname = k.value AND client_id IS NULL
-                         AND status IN ('pending', 'in_progress') AND expires_at > 'x'
-                       LIMIT 10)),
-                    (SELECT MIN(expires_at) FROM (SELECT expires_at FROM auth_requests
-                       WHERE hostname = k.value AND client_id IS NULL
-                         AND status IN ('pending', 'in_progress') AND expires_at > 'x'
-                       LIMIT 10))
-             FROM json_each('[]') AS k)
-           WHERE open > 0",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
-    for index in [
-        "auth_requests_open_by_client",
-        "auth_requests_open_by_hostname",
+    for (sql, index) in [
+        (batch::OPEN_FOR_CLIENT, "auth_requests_open_by_client"),
+        (batch::OPEN_FOR_HOSTNAME, "auth_requests_open_by_hostname"),
     ] {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind("key")
+                .bind("2026-11-30T00:00:00.000Z")
+                .bind(10)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+        let reads: Vec<&String> = plan
+            .iter()
+            .filter(|d| d.contains("auth_requests"))
+            .collect();
+        assert_eq!(reads.len(), 2, "one read per subquery: {plan:?}");
         assert!(
-            plan.iter()
-                .any(|d| d.contains(index) && d.contains("auth_requests")),
-            "{index} not used: {plan:?}"
+            reads
+                .iter()
+                .all(|d| d.starts_with("SEARCH") && d.contains(index)),
+            "{index} not searched by each: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|d| d.starts_with("SCAN auth_requests")),
+            "no scan of the requests: {plan:?}"
         );
     }
-    assert!(
-        !plan.iter().any(|d| d.starts_with("SCAN auth_requests")),
-        "no scan of the requests: {plan:?}"
-    );
 }
 
 #[tokio::test]
