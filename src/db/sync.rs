@@ -21,9 +21,9 @@ use sqlx::SqliteConnection;
 
 /// Runs `statements` on `conn`'s SQLite handle, in whatever transaction `conn` is in.
 ///
-/// The calling thread does the work. On a multi-threaded runtime that thread is first handed
-/// off ([`tokio::task::block_in_place`]), so a long call (the reaper's 10,000 audit rows)
-/// does not hold up the tasks queued behind it.
+/// The calling thread does the work. On a multi-threaded runtime its worker first hands its
+/// other tasks to another thread ([`tokio::task::block_in_place`]), so a long call (the
+/// reaper's 10,000 audit rows) does not hold them up.
 pub async fn run<R>(
     conn: &mut SqliteConnection,
     statements: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<R>,
