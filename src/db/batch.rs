@@ -336,9 +336,7 @@ impl<'c> OpenCounts<'c> {
 fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
-        })
+        .map_err(super::sync::unreadable)
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use crate::domain::{Audit, Scopes, Status};
 use crate::notify::{EventType, RequestSnapshot};
 
 /// One change to a request, as its audit row records it.
-#[derive(Clone, Copy)]
 pub struct Change<'a> {
     pub id: Uuid,
     pub at: DateTime<Utc>,
@@ -99,16 +98,11 @@ impl<'c> WriteTx<'c> {
         .await
     }
 
-    /// [`record`](Self::record) for many changes at once (a reaper chunk): their audit rows
-    /// in one trip to SQLite's thread, then each change's event.
-    pub async fn record_all(&mut self, changes: &[Change<'_>]) -> Result<(), sqlx::Error> {
-        self.apply(|_| Ok(((), changes.to_vec()))).await
-    }
-
     /// Runs `statements` on this transaction's connection ([`super::sync::run`]: one trip to
     /// SQLite's thread for all of them), writes the audit rows of the changes they report in
     /// the same trip, then records those changes as [`record`](Self::record) does. For
-    /// batches, whose per-statement trips were most of their time (a batch of creates).
+    /// batches, whose per-statement trips were most of their time (a batch of creates, a
+    /// reaper chunk).
     pub async fn apply<'x, R>(
         &mut self,
         statements: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<(R, Vec<Change<'x>>)>,

@@ -761,57 +761,59 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error>
 
 /// One transaction of [`expire_due`]: the due requests are read once (ids and statuses),
 /// then updated by id, and their audit rows and events recorded through the one commit
-/// path. (The update's status check is a guard, written `+status` so SQLite looks the rows
-/// up by id instead of walking every open request through the status index.)
+/// path. All of it is one trip to SQLite's thread ([`WriteTx::apply`]): through sqlx, each
+/// of the 10,000 rows read was a wake-up of its own, and the ids went back as JSON.
 ///
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
 /// can only use the partial index `auth_requests_open_by_expiry` (or seek the status index)
 /// when the statuses are literals; a unit test keeps the two lists equal, and an API test
-/// checks that the plan never scans the whole table.
+/// checks the plans of [`EXPIRE_DUE`] and [`EXPIRE_ONE`].
 async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let mut tx = WriteTx::begin(db).await?;
     let at = to_db(now);
-    let due = sqlx::query!(
-        r#"SELECT id AS "id!: uuid::fmt::Hyphenated", status FROM auth_requests
-           WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1 LIMIT ?2"#,
-        at,
-        EXPIRE_CHUNK,
-    )
-    .fetch_all(tx.conn())
-    .await?;
-    if due.is_empty() {
-        return Ok(0);
-    }
-    let ids: Vec<uuid::fmt::Hyphenated> = due.iter().map(|r| r.id).collect();
-    let ids = serde_json::to_string(&ids).expect("ids serialise");
-    sqlx::query!(
-        "UPDATE auth_requests
-         SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
-             version = version + 1
-         WHERE id IN (SELECT value FROM json_each(?2))
-           AND +status IN ('pending', 'in_progress')",
-        at,
-        ids,
-    )
-    .execute(tx.conn())
-    .await?;
     let audit = Audit::new(crate::domain::Actor::Reaper, "expire");
-    let changes = due
-        .iter()
-        .map(|r| {
-            Ok(Change {
-                id: r.id.into_uuid(),
-                at: now,
-                audit: &audit,
-                from: Some(decode("status", &r.status)?),
-                to: Status::Expired,
-            })
+    let expired = tx
+        .apply(|conn| {
+            // Read in full before the first update: the updates take the rows out of the
+            // index the read walks.
+            let due = conn
+                .prepare(EXPIRE_DUE)?
+                .query_map(rusqlite::params![at, EXPIRE_CHUNK], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut expire = conn.prepare(EXPIRE_ONE)?;
+            let mut changes = Vec::with_capacity(due.len());
+            for (id, status) in &due {
+                if expire.execute(rusqlite::params![at, id])? == 1 {
+                    changes.push(Change {
+                        id: Uuid::parse_str(id).map_err(super::sync::unreadable)?,
+                        at: now,
+                        audit: &audit,
+                        from: Some(status.parse().map_err(super::sync::unreadable)?),
+                        to: Status::Expired,
+                    });
+                }
+            }
+            // The rows expired, not the rows read, end the pass: a row the update skipped
+            // must not keep a full chunk coming back forever.
+            Ok((changes.len(), changes))
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    tx.record_all(&changes).await?;
+        .await?;
     tx.commit().await?;
-    Ok(due.len() as u64)
+    Ok(expired as u64)
 }
+
+/// The open requests due at `?1`, at most `?2` of them: their ids and statuses.
+pub const EXPIRE_DUE: &str = "SELECT id, status FROM auth_requests
+     WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1 LIMIT ?2";
+
+/// Expires the request `?2` as of `?1`, if it is still open. (`+status` keeps SQLite on the
+/// id: the guard alone would have it walk every open request through the status index.)
+pub const EXPIRE_ONE: &str = "UPDATE auth_requests
+     SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
+         version = version + 1
+     WHERE id = ?2 AND +status IN ('pending', 'in_progress')";
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //!
 //! sqlx runs every SQLite connection on a thread of its own, and each statement is a round
 //! trip to it: a channel send, a wake-up there, a wake-up back. For the statements of a
-//! batch (a batch of creates, the reaper's audit rows) those trips, and the JSON the rows
+//! batch (a batch of creates, a reaper chunk) those trips, and the JSON the rows
 //! travelled in to keep the trips few, were most of the batch's time (BENCHMARKS.md, "Issue
 //! 13, third pass"). sqlx's own escape hatch, `lock_handle`, parks that thread and lends its
 //! raw handle to the caller; [`run`] wraps the handle in `rusqlite` for the length of one
@@ -48,6 +48,11 @@ pub async fn run<R>(
     };
     drop(handle);
     outcome.map_err(into_sqlx)
+}
+
+/// A stored value that does not parse, as a statement's error.
+pub fn unreadable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
 }
 
 /// As sqlx's own errors look, so callers (and [`crate::error::is_busy`]) need not know which
@@ -129,6 +134,8 @@ mod tests {
             crate::db::batch::CLIENT_USED,
             crate::db::batch::OPEN_FOR_CLIENT,
             crate::db::batch::OPEN_FOR_HOSTNAME,
+            crate::db::requests::EXPIRE_DUE,
+            crate::db::requests::EXPIRE_ONE,
         ];
         run(&mut conn, |c| {
             for sql in statements {

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
-use claude_auth_router::db::requests::EXPIRE_CHUNK;
+use claude_auth_router::db::requests::{self, EXPIRE_CHUNK};
 use claude_auth_router::reaper::reap_once;
 use reqwest::StatusCode;
 
@@ -65,21 +65,21 @@ async fn the_background_reaper_expires_stale_requests_on_its_interval() {
 async fn the_reapers_statements_read_only_open_rows_through_an_index() {
     let app = spawn_app().await;
     let pool = app.sql_pool().await;
-    let plan = |sql: &'static str| {
+    let plan = |sql: &'static str, first: &'static str, second: i64| {
         let pool = pool.clone();
         async move {
             let rows: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .bind(first)
+                    .bind(second)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
             rows.into_iter().map(|r| r.3).collect::<Vec<String>>()
         }
     };
 
-    let find = plan(
-        "EXPLAIN QUERY PLAN SELECT id, status FROM auth_requests
-         WHERE status IN ('pending', 'in_progress') AND expires_at <= '2030-01-01T00:00:00.000Z'
-         LIMIT 5000",
-    )
-    .await;
+    let find = plan(requests::EXPIRE_DUE, "2030-01-01T00:00:00.000Z", 5000).await;
     assert!(
         find.iter().all(|d| d.contains("USING INDEX")),
         "no full scan: {find:?}"
@@ -89,15 +89,10 @@ async fn the_reapers_statements_read_only_open_rows_through_an_index() {
             .any(|d| d.contains("auth_requests_open_by_expiry") || d.contains("(status=?)")),
         "{find:?}"
     );
-    let update = plan(
-        "EXPLAIN QUERY PLAN UPDATE auth_requests SET status = 'expired'
-         WHERE id IN (SELECT value FROM json_each('[]'))
-           AND +status IN ('pending', 'in_progress')",
-    )
-    .await;
+    let update = plan(requests::EXPIRE_ONE, "2030-01-01T00:00:00.000Z", 0).await;
     assert!(
         update.iter().any(|d| d.contains("(id=?)")),
-        "the update looks its rows up by id, not through every open row: {update:?}"
+        "the update looks its row up by id, not through every open row: {update:?}"
     );
     assert_eq!(app.get(&app.url("/healthz")).await.status(), StatusCode::OK);
 }
