@@ -11,8 +11,8 @@
 //! The transaction itself stays sqlx's ([`super::commit::WriteTx`]): `BEGIN`, the commit and
 //! the rollback on drop are unchanged, and these statements are simply part of it.
 //!
-//! sqlx's macros cannot check these statements at compile time. Each one is a `const` here or
-//! beside its caller, and `every_statement_run_here_prepares_against_the_schema` prepares all
+//! sqlx's macros cannot check these statements at compile time. Each one is a `const` beside
+//! its caller, and `every_statement_run_here_prepares_against_the_schema` prepares all
 //! of them against the migrated schema.
 
 use std::borrow::Cow;
