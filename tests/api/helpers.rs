@@ -251,6 +251,19 @@ impl TestApp {
             .expect("open db")
     }
 
+    /// How SQLite plans `sql` on this app's database: the detail of each step. Its
+    /// parameters stay unbound, since the plan does not depend on their values.
+    pub async fn query_plan(&self, sql: &str) -> Vec<String> {
+        use sqlx::Row as _;
+        sqlx::raw_sql(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&self.sql_pool().await)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -151,20 +151,11 @@ async fn a_hostname_with_too_many_open_requests_gets_rate_limited_even_when_raci
 #[tokio::test]
 async fn the_create_limit_count_reads_open_rows_through_their_index() {
     let app = spawn_app_with(|_| {}).await;
-    let pool = app.sql_pool().await;
     for (sql, index) in [
         (batch::OPEN_FOR_CLIENT, "auth_requests_open_by_client"),
         (batch::OPEN_FOR_HOSTNAME, "auth_requests_open_by_hostname"),
     ] {
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .bind("key")
-                .bind("2026-11-30T00:00:00.000Z")
-                .bind(10)
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+        let plan = app.query_plan(sql).await;
         let reads: Vec<&String> = plan
             .iter()
             .filter(|d| d.contains("auth_requests"))

@@ -64,22 +64,7 @@ async fn the_background_reaper_expires_stale_requests_on_its_interval() {
 #[tokio::test]
 async fn the_reapers_statements_read_only_open_rows_through_an_index() {
     let app = spawn_app().await;
-    let pool = app.sql_pool().await;
-    let plan = |sql: &'static str, first: &'static str, second: i64| {
-        let pool = pool.clone();
-        async move {
-            let rows: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .bind(first)
-                    .bind(second)
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
-            rows.into_iter().map(|r| r.3).collect::<Vec<String>>()
-        }
-    };
-
-    let find = plan(requests::EXPIRE_DUE, "2030-01-01T00:00:00.000Z", 5000).await;
+    let find = app.query_plan(requests::EXPIRE_DUE).await;
     assert!(
         find.iter().all(|d| d.contains("USING INDEX")),
         "no full scan: {find:?}"
@@ -89,7 +74,7 @@ async fn the_reapers_statements_read_only_open_rows_through_an_index() {
             .any(|d| d.contains("auth_requests_open_by_expiry") || d.contains("(status=?)")),
         "{find:?}"
     );
-    let update = plan(requests::EXPIRE_ONE, "2030-01-01T00:00:00.000Z", 0).await;
+    let update = app.query_plan(requests::EXPIRE_ONE).await;
     assert!(
         update.iter().any(|d| d.contains("(id=?)")),
         "the update looks its row up by id, not through every open row: {update:?}"
