@@ -325,18 +325,18 @@ impl<'c> OpenCounts<'c> {
                 .query_row(rusqlite::params![id, self.now, self.cap], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?;
-            let next = next.map(|n| parse_time(&n)).transpose()?;
+            let next = next.map(|n| parse_time(&n, 1)).transpose()?;
             self.counted.insert(key.clone(), (count, next));
         }
         Ok(self.counted.get_mut(&key).expect("counted above"))
     }
 }
 
-/// A stored deadline (RFC 3339, as [`to_db`] writes it).
-fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
+/// A stored deadline (RFC 3339, as [`to_db`] writes it), read from result column `column`.
+fn parse_time(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(super::sync::unreadable)
+        .map_err(|e| super::sync::unreadable(column, e))
 }
 
 #[cfg(test)]

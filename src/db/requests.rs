@@ -787,10 +787,10 @@ async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
             for (id, status) in &due {
                 if expire.execute(rusqlite::params![at, id])? == 1 {
                     changes.push(Change {
-                        id: Uuid::parse_str(id).map_err(super::sync::unreadable)?,
+                        id: Uuid::parse_str(id).map_err(|e| super::sync::unreadable(0, e))?,
                         at: now,
                         audit: &audit,
-                        from: Some(status.parse().map_err(super::sync::unreadable)?),
+                        from: Some(status.parse().map_err(|e| super::sync::unreadable(1, e))?),
                         to: Status::Expired,
                     });
                 }

@@ -50,9 +50,12 @@ pub async fn run<R>(
     outcome.map_err(into_sqlx)
 }
 
-/// A stored value that does not parse, as a statement's error.
-pub fn unreadable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+/// A stored text in result column `column` that does not parse, as a statement's error.
+pub fn unreadable(
+    column: usize,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
 }
 
 /// As sqlx's own errors look, so callers (and [`crate::error::is_busy`]) need not know which
