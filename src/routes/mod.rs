@@ -11,6 +11,7 @@ mod health;
 mod login;
 mod refresh;
 pub(crate) mod select_account;
+mod status_body;
 mod token_requests;
 mod webhooks;
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::extract::{Admin, Bearer, Json, PeerAddr, RequestId};
 use super::login::current_status;
+use super::status_body::StatusBody;
 use super::AppState;
 use crate::config::Config;
 use crate::db;
@@ -165,20 +166,6 @@ fn create_audit(hostname: &str, peer: std::net::IpAddr, client: Option<&Client>)
     }
 }
 
-#[derive(Serialize)]
-pub struct StatusBody {
-    request_id: Uuid,
-    status: Status,
-    client_id: Option<Uuid>,
-    /// Whether an enrolled client's key made the request.
-    verified: bool,
-    account_id: Option<u32>,
-    token: Option<TokenView>,
-    error: Option<String>,
-    expires_at: DateTime<Utc>,
-    poll_interval_secs: u64,
-}
-
 /// The `token` object of the status and refresh answers: the only way a token leaves the
 /// router. The refresh token is in it only with `requests.share_refresh_token`: the router
 /// alone refreshes, because a client refreshing with its own copy would rotate the router's
@@ -284,7 +271,7 @@ pub async fn status(
         }
     }
     let body = status_body(&app, &stored.request).await?;
-    let mut response = axum::Json(body).into_response();
+    let mut response = body.into_response();
     if skipped {
         response.headers_mut().insert(
             WAIT_SKIPPED_HEADER,
