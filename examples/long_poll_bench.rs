@@ -1,8 +1,9 @@
 //! The long-poll benchmark (run it with `bench/long_poll.sh`, which builds in release).
 //!
 //! Against the real release binary on a temporary database, over loopback:
-//! - the floors: a bare axum server, and hyper's HTTP/1 server alone, each holding 10,000
-//!   requests, for what the connections cost by themselves;
+//! - the floors: a bare axum server, hyper's HTTP/1 server alone, and the router's own
+//!   transport with one bare route, each holding 10,000 requests, for what the connections
+//!   cost by themselves;
 //! - 10,000 long-poll waiters (`?wait=60`) on 10,000 requests: the router's peak memory;
 //! - 1,000 of them (logins already open in the control browser) approved in a burst, as the
 //!   provider's redirects arrive: the time from each approval's commit (its audit row's
@@ -39,6 +40,9 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("hyper") {
         return bare_hyper(&args[2]);
+    }
+    if args.get(1).map(String::as_str) == Some("front") {
+        return front(&args[2]);
     }
     tokio::runtime::Runtime::new().unwrap().block_on(run());
 }
@@ -80,6 +84,24 @@ fn bare_hyper(addr: &str) {
     });
 }
 
+/// The router's own transport (`serve::serve`, which issue 11 brought in for this) with the
+/// same one-route app as the axum floor: what 10,000 held connections cost it.
+fn front(addr: &str) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let app = axum::Router::new().route(
+            "/wait",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "ok"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        claude_auth_router::serve::serve(listener, app, std::future::pending())
+            .await
+            .unwrap();
+    });
+}
+
 /// VmHWM of process `pid`, in MiB.
 fn peak_of(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -92,8 +114,8 @@ fn peak_of(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-/// The same 10,000 held requests against a bare server (`mode`: axum or hyper alone): its
-/// peak memory.
+/// The same 10,000 held requests against a bare server (`mode`: axum, hyper alone, or the
+/// router's transport): its peak memory.
 async fn baseline_peak(http: &reqwest::Client, mode: &str) -> f64 {
     let port = free_port();
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -284,11 +306,13 @@ async fn run() {
         .build()
         .unwrap();
 
-    // 0. The floor: what 10,000 held requests cost a bare axum server.
+    // 0. The floors: what 10,000 held requests cost bare servers.
     let floor = baseline_peak(&http, "baseline").await;
     println!("bare axum holding {WAITERS} requests: peak {floor:.1} MiB");
     let hyper_floor = baseline_peak(&http, "hyper").await;
     println!("bare hyper (HTTP/1 only) holding {WAITERS} requests: peak {hyper_floor:.1} MiB");
+    let front_floor = baseline_peak(&http, "front").await;
+    println!("the router's transport, one bare route, holding {WAITERS} requests: peak {front_floor:.1} MiB");
 
     // 1. 10,000 waiters, then 1,000 approvals in a burst.
     let router = Router::start(dir.path(), &fake, 5).await;

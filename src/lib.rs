@@ -28,6 +28,8 @@
 //! - [`notify`]: webhooks: events queued with the changes they report, and their sender.
 //! - [`client`]: the other side: `RouterClient` and the `token` command that employees run.
 //! - [`ops`]: the admin's maintenance commands: check-config, backup, rekey.
+//! - [`serve`]: the listeners' HTTP/1.1 connections: a lean front for plain requests, hyper
+//!   for the rest.
 //! - [`startup`]: wiring it together, serving, and shutting down cleanly.
 //! - [`tasks`]: supervision of the background tasks, so a panic restarts them.
 //! - [`telemetry`]: logging set-up.
@@ -47,6 +49,7 @@ pub mod ops;
 pub mod policy;
 pub mod reaper;
 pub mod routes;
+pub mod serve;
 pub mod single_flight;
 pub mod startup;
 pub mod tasks;

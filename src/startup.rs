@@ -1,6 +1,6 @@
 //! Wiring: open the database, build the clients and the router, serve, and stop cleanly.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use crate::notify::{sender, Outbox};
 use crate::oauth::OAuthClient;
 use crate::routes::{self, AppState, Shared};
 use crate::throttle::{CreateLimiter, PollPacer, SignInLimiter};
-use crate::{reaper, tasks};
+use crate::{reaper, serve, tasks};
 
 pub struct Application {
     listener: TcpListener,
@@ -223,22 +223,14 @@ impl Application {
             }
         };
         let callback = callback_listener.map(|callback_listener| {
-            let app = routes::callback_router(state.clone())
-                .into_make_service_with_connect_info::<SocketAddr>();
+            let app = routes::callback_router(state.clone());
             if let Ok(addr) = callback_listener.local_addr() {
                 tracing::info!(%addr, "callback listener listening");
             }
-            tokio::spawn(
-                axum::serve(callback_listener, app)
-                    .with_graceful_shutdown(until_stopped())
-                    .into_future(),
-            )
+            tokio::spawn(serve::serve(callback_listener, app, until_stopped()))
         });
         tracing::info!(addr = %listener.local_addr()?, "claude-auth-router listening");
-        let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(until_stopped())
-            .await;
+        let served = serve::serve(listener, routes::router(state), until_stopped()).await;
         if let Some(callback) = callback {
             match callback.await {
                 Ok(Err(e)) => tracing::error!(error = %e, "the callback listener failed"),

@@ -214,7 +214,9 @@ pub async fn find_cached(db: &Db, id: Uuid) -> Result<Option<Arc<StoredRequest>>
     if let Some(hit) = db.cache.get(id, read_started) {
         return Ok(Some(hit));
     }
-    let Some(row) = find(db, id).await? else {
+    // Boxed, so a long poll's handler, which awaits this future twice and holds its slot
+    // for its whole wait, is not as large as a database read it made once.
+    let Some(row) = Box::pin(find(db, id)).await? else {
         return Ok(None);
     };
     let row = Arc::new(row);

@@ -8,6 +8,7 @@ mod callback;
 mod claude;
 mod cli;
 mod clients;
+mod connections;
 mod console;
 mod console_browser;
 mod create;
