@@ -210,13 +210,20 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, sqlx::Erro
 
 /// Like [`find`], through the process's read-through cache; for the status poll.
 pub async fn find_cached(db: &Db, id: Uuid) -> Result<Option<Arc<StoredRequest>>, sqlx::Error> {
+    if let Some(hit) = db.cache.get(id, Instant::now()) {
+        return Ok(Some(hit));
+    }
+    // A burst of first polls (10,000 clients starting together, or coming back after a
+    // restart) would queue one read each in sqlx, and a queued query holds about 3 KB until it
+    // runs: 30 MB at that scale. A turn costs a few bytes, and the pool runs only
+    // `READ_CONNECTIONS` reads at a time anyway.
+    let _turn = db.cache_misses.acquire().await;
+    // A read ahead of this one may have cached the row (200 waiters on one request).
     let read_started = Instant::now();
     if let Some(hit) = db.cache.get(id, read_started) {
         return Ok(Some(hit));
     }
-    // Boxed, so a long poll's handler, which awaits this future twice and holds its slot
-    // for its whole wait, is not as large as a database read it made once.
-    let Some(row) = Box::pin(find(db, id)).await? else {
+    let Some(row) = find(db, id).await? else {
         return Ok(None);
     };
     let row = Arc::new(row);
@@ -820,6 +827,34 @@ pub const EXPIRE_ONE: &str = "UPDATE auth_requests
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    async fn fresh_db(dir: &tempfile::TempDir) -> Db {
+        Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap()
+    }
+
+    /// A burst of cache misses must queue here, where waiting costs a few bytes, rather than
+    /// as sqlx queries of about 3 KB each (BENCHMARKS.md, "Long poll").
+    #[tokio::test]
+    async fn a_cache_miss_past_the_readers_turns_waits_for_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fresh_db(&dir).await;
+        let turns = db.cache_misses.available_permits();
+        let all = db.cache_misses.acquire_many(turns as u32).await.unwrap();
+
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(100), find_cached(&db, Uuid::new_v4()))
+                .await;
+        assert!(waiting.is_err(), "read without a turn");
+
+        drop(all);
+        let read = tokio::time::timeout(Duration::from_secs(5), find_cached(&db, Uuid::new_v4()))
+            .await
+            .expect("read once a turn is free");
+        assert!(read.unwrap().is_none());
+    }
 
     #[test]
     fn the_reapers_literal_status_list_matches_the_expire_transition() {

@@ -284,8 +284,7 @@ pub async fn status(
 async fn status_body(app: &AppState, request: &TokenRequest) -> Result<StatusBody> {
     let status = request.effective_status(time::now());
     let token = match status {
-        // Boxed for the same reason as `find_cached`'s read.
-        Status::Approved => Box::pin(db::tokens::find(&app.db, request.id))
+        Status::Approved => db::tokens::find(&app.db, request.id)
             .await?
             .map(|b| TokenView::new(b, &app.config)),
         _ => None,
