@@ -51,16 +51,20 @@ fn main() {
 /// runtime defaults as the router, to show what 10,000 held connections cost by themselves.
 fn baseline(addr: &str) {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let app = axum::Router::new().route(
-            "/wait",
-            axum::routing::get(|| async {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                "ok"
-            }),
-        );
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(listener, held_60_s()).await.unwrap();
     });
+}
+
+/// The floors' one route: every answer held 60 s.
+fn held_60_s() -> axum::Router {
+    axum::Router::new().route(
+        "/wait",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            "ok"
+        }),
+    )
 }
 
 /// The floor under the floor: hyper's HTTP/1 server alone, no axum, no protocol detection.
@@ -88,15 +92,8 @@ fn bare_hyper(addr: &str) {
 /// same one-route app as the axum floor: what 10,000 held connections cost it.
 fn front(addr: &str) {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let app = axum::Router::new().route(
-            "/wait",
-            axum::routing::get(|| async {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                "ok"
-            }),
-        );
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        claude_auth_router::serve::serve(listener, app, std::future::pending())
+        claude_auth_router::serve::serve(listener, held_60_s(), std::future::pending())
             .await
             .unwrap();
     });
