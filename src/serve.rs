@@ -1,12 +1,12 @@
 //! The listeners' HTTP/1.1 connections: a small front for plain requests, hyper for the rest.
 //!
-//! Why not `axum::serve`: hyper keeps an 8 KiB read buffer, an 8 KiB write buffer and (through
-//! the auto builder) HTTP/2 detection in every connection for as long as it is open, and a long
-//! poll holds its connection for up to a minute. 10,000 waiters cost 17 KiB each before the
-//! router did any work, which alone broke issue 11's memory target (BENCHMARKS.md, "Long
-//! poll"). This front reads a request's head, copies it into the `http::Request`, frees its
-//! buffer before the router runs, and writes the answer in one write, so a waiting connection
-//! holds its socket and its handler's future and little else.
+//! Why not `axum::serve`: hyper keeps its read and write buffers (8 KiB each) in every
+//! connection for as long as it is open, and a long poll holds its connection for up to a
+//! minute. Under `axum::serve`, 10,000 waiters cost 17 KiB each before the router did any work,
+//! which alone broke issue 11's memory target (BENCHMARKS.md, "Long poll"). This front parses
+//! a request's head, builds the `http::Request` with the header values and the target sharing
+//! the bytes read, frees the read buffer while an answer waits, and writes the answer in one
+//! write, so a waiting connection holds its socket and its handler's future and little else.
 //!
 //! It serves only what is plain: HTTP/1.1, an origin-form target, no body or a
 //! `Content-Length` body within the router's body limit, and no `Transfer-Encoding`, `Expect`
@@ -36,7 +36,7 @@ use tower::ServiceExt;
 
 use crate::routes::MAX_BODY_BYTES;
 
-/// A longer head goes to hyper, which answers it (431).
+/// A longer head goes to hyper, whose own limit is larger.
 const MAX_HEAD: usize = 16 * 1024;
 /// More headers go to hyper, whose own limit is 100.
 const MAX_HEADERS: usize = 64;
@@ -603,6 +603,16 @@ mod tests {
         for (head, expected) in cases {
             assert_eq!(kind(head), *expected, "{}", String::from_utf8_lossy(head));
         }
+    }
+
+    #[test]
+    fn a_head_http_refuses_after_httparse_took_it_is_put_back_byte_for_byte() {
+        // httparse takes `<` in a target; `http::Uri` does not.
+        let request: &[u8] = b"GET /a<b HTTP/1.1\r\nhost: a\r\n\r\nGET /next HTTP/1.1\r\n";
+        let mut buf = BytesMut::from(request);
+
+        assert!(matches!(take_head(&mut buf), Parsed::Other));
+        assert_eq!(&buf[..], request, "hyper gets every byte, in order");
     }
 
     #[test]
