@@ -364,10 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_batch_keeps_the_open_request_limit_exact_and_stores_every_field() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
+        let (_dir, db) = crate::db::scratch().await;
         let now = crate::domain::time::now();
         // Made a minute earlier, so it is the soonest to end: refused creates must name it.
         let earlier = row("busy", 3, now - chrono::Duration::seconds(60));

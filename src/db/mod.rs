@@ -238,16 +238,23 @@ where
         })
 }
 
+/// A fresh, migrated database in a new temporary directory, for unit tests. The directory
+/// (and the file) last as long as the returned guard.
+#[cfg(test)]
+pub(crate) async fn scratch() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    (dir, db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn readers_keep_a_small_page_cache_and_the_writer_the_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
+        let (_dir, db) = scratch().await;
         let size = |pool| async move {
             sqlx::query_scalar::<_, i64>("PRAGMA cache_size")
                 .fetch_one(pool)

@@ -829,18 +829,11 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    async fn fresh_db(dir: &tempfile::TempDir) -> Db {
-        Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap()
-    }
-
     /// A burst of cache misses must queue here, where waiting costs a few bytes, rather than
     /// as sqlx queries of about 3 KB each (BENCHMARKS.md, "Long poll").
     #[tokio::test]
     async fn a_cache_miss_past_the_readers_turns_waits_for_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = fresh_db(&dir).await;
+        let (_dir, db) = crate::db::scratch().await;
         let turns = db.cache_misses.available_permits();
         let all = db.cache_misses.acquire_many(turns as u32).await.unwrap();
 

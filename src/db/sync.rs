@@ -118,18 +118,10 @@ impl sqlx::error::DatabaseError for StatementError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Db;
-
-    async fn fresh() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        (dir, db)
-    }
 
     #[tokio::test]
     async fn every_statement_run_here_prepares_against_the_schema() {
-        let (_dir, db) = fresh().await;
+        let (_dir, db) = crate::db::scratch().await;
         let mut conn = db.write.acquire().await.unwrap();
         let statements = [
             crate::db::audit::INSERT_SYNC,
@@ -152,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_statement_comes_back_as_a_database_error_with_its_code_and_rolls_back() {
-        let (_dir, db) = fresh().await;
+        let (_dir, db) = crate::db::scratch().await;
         let mut tx = db.write.begin().await.unwrap();
         let e = run(&mut tx, |c| {
             c.execute("CREATE TABLE t (k TEXT PRIMARY KEY)", [])?;
