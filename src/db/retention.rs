@@ -30,18 +30,9 @@ pub async fn purge_finished_requests(
 ) -> Result<Purged, sqlx::Error> {
     let before = to_db(before);
     let purged = in_batches(batch, || async {
-        let done = sqlx::query!(
-            "DELETE FROM auth_requests WHERE id IN (
-                 SELECT r.id FROM auth_requests r
-                 LEFT JOIN token_bundles t ON t.request_id = r.id
-                 WHERE r.status NOT IN ('pending', 'in_progress') AND r.updated_at < ?1
-                   AND (t.obtained_at IS NULL OR t.obtained_at < ?1)
-                 ORDER BY r.updated_at LIMIT ?2)",
-            before,
-            batch,
-        )
-        .execute(&db.write)
-        .await?;
+        let done = sqlx::query_file!("src/db/sql/purge_requests.sql", before, batch)
+            .execute(&db.write)
+            .await?;
         Ok(done.rows_affected())
     })
     .await?;
@@ -60,14 +51,9 @@ pub async fn purge_audit(
 ) -> Result<Purged, sqlx::Error> {
     let before = to_db(before);
     in_batches(batch, || async {
-        let done = sqlx::query!(
-            "DELETE FROM audit_events WHERE id IN (
-                 SELECT id FROM audit_events WHERE at < ?1 ORDER BY id LIMIT ?2)",
-            before,
-            batch,
-        )
-        .execute(&db.write)
-        .await?;
+        let done = sqlx::query_file!("src/db/sql/purge_audit.sql", before, batch)
+            .execute(&db.write)
+            .await?;
         Ok(done.rows_affected())
     })
     .await
@@ -81,15 +67,9 @@ pub async fn purge_deliveries(
 ) -> Result<Purged, sqlx::Error> {
     let before = to_db(before);
     in_batches(batch, || async {
-        let done = sqlx::query!(
-            "DELETE FROM webhook_deliveries WHERE id IN (
-                 SELECT id FROM webhook_deliveries
-                 WHERE status != 'pending' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
-            before,
-            batch,
-        )
-        .execute(&db.write)
-        .await?;
+        let done = sqlx::query_file!("src/db/sql/purge_deliveries.sql", before, batch)
+            .execute(&db.write)
+            .await?;
         Ok(done.rows_affected())
     })
     .await
@@ -113,5 +93,49 @@ where
             return Ok(purged);
         }
         tokio::task::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row as _;
+
+    /// Retention runs on every reaper pass and usually finds nothing past its age. Each of
+    /// its deletes must find its rows through an index, because a scan holds the write lock
+    /// for as long as the table is long: the audit purge once scanned the audit trail on
+    /// every pass, and every write waited (BENCHMARKS.md, "fifth pass").
+    #[tokio::test]
+    async fn every_purge_finds_its_rows_through_an_index_without_a_scan_or_a_sort() {
+        let (_dir, db) = crate::db::scratch().await;
+        for (sql, index) in [
+            (
+                include_str!("sql/purge_requests.sql"),
+                "auth_requests_finished_by_updated",
+            ),
+            (include_str!("sql/purge_audit.sql"), "audit_events_by_time"),
+            (
+                include_str!("sql/purge_deliveries.sql"),
+                "webhook_deliveries_finished",
+            ),
+        ] {
+            let plan: Vec<String> = sqlx::raw_sql(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&db.read)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("detail"))
+                .collect();
+            assert!(
+                plan.iter()
+                    .any(|d| d.starts_with("SEARCH") && d.contains(index)),
+                "{index} not searched: {plan:?}"
+            );
+            assert!(
+                !plan
+                    .iter()
+                    .any(|d| d.starts_with("SCAN") || d.contains("TEMP B-TREE")),
+                "a scan or a sort: {plan:?}"
+            );
+        }
     }
 }
