@@ -774,8 +774,8 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error>
 /// of the 10,000 rows read was a wake-up of its own, and the ids went back as JSON.
 ///
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
-/// can only use the partial index `auth_requests_open_by_expiry` (or seek the status index)
-/// when the statuses are literals; a unit test keeps the two lists equal, and an API test
+/// can only use the partial index `auth_requests_open_by_expiry` when the statuses are
+/// literals; a unit test keeps the two lists equal, and an API test
 /// checks the plans of [`EXPIRE_DUE`] and [`EXPIRE_ONE`].
 async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let mut tx = WriteTx::begin(db).await?;
@@ -814,7 +814,15 @@ async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
 }
 
 /// The open requests due at `?1`, at most `?2` of them: their ids and statuses.
+///
+/// `INDEXED BY` the partial index of open requests by deadline, which holds exactly the due
+/// rows at its start. Left to choose, SQLite took the status index and walked every open
+/// request, due or not, inside the write transaction: with a million open requests none of
+/// them due, each reaper pass held every write up for 100–260 ms (BENCHMARKS.md, "fifth
+/// pass"). With `INDEXED BY`, a change that made the index unusable fails to prepare
+/// instead of scanning.
 pub const EXPIRE_DUE: &str = "SELECT id, status FROM auth_requests
+     INDEXED BY auth_requests_open_by_expiry
      WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1 LIMIT ?2";
 
 /// Expires the request `?2` as of `?1`, if it is still open. (`+status` keeps SQLite on the
