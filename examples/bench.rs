@@ -77,9 +77,14 @@ fn release_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The router's log file, in each scenario's directory.
+const LOG: &str = "router.log";
+
 struct Router {
     child: Child,
     base: String,
+    /// Its stderr: logging at `warn`, so empty unless something went wrong.
+    log: PathBuf,
 }
 
 impl Router {
@@ -116,12 +121,13 @@ impl Router {
             .env("AUTH_ROUTER_LIMITS__CREATES_PER_MINUTE_PER_IP", "0")
             .env("AUTH_ROUTER_LIMITS__MAX_CONCURRENT_REQUESTS", "4096")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("router.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join(LOG)).unwrap())
             .spawn()
             .expect("run bench/run.sh: it builds the release binary first");
         let router = Router {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            log: dir.join(LOG),
         };
         wait_up(&format!("{}/healthz", router.base)).await;
         router
@@ -140,11 +146,18 @@ impl Router {
             .unwrap_or(f64::NAN)
     }
 
+    /// Stops the router, and passes on anything it logged (with the loads, on stderr): the
+    /// log lives in the run's temporary directory, gone when the run ends, and a warning is
+    /// what explains an outlier in the report.
     fn stop(mut self) {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+        let logged = std::fs::read_to_string(&self.log).unwrap_or_default();
+        for line in logged.lines().filter(|l| !l.trim().is_empty()) {
+            eprintln!("router: {line}");
+        }
     }
 }
 
