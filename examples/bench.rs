@@ -90,6 +90,7 @@ struct Router {
 impl Router {
     async fn start(dir: &Path, fake: &FakeUpstream, reaper_secs: u64) -> Router {
         let port = free_port();
+        let log = dir.join(LOG);
         let child = Command::new(release_dir().join("claude-auth-router"))
             .arg("serve")
             .current_dir(dir)
@@ -121,13 +122,13 @@ impl Router {
             .env("AUTH_ROUTER_LIMITS__CREATES_PER_MINUTE_PER_IP", "0")
             .env("AUTH_ROUTER_LIMITS__MAX_CONCURRENT_REQUESTS", "4096")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(LOG)).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("run bench/run.sh: it builds the release binary first");
         let router = Router {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            log: dir.join(LOG),
+            log,
         };
         wait_up(&format!("{}/healthz", router.base)).await;
         router

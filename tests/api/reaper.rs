@@ -83,6 +83,43 @@ async fn the_reapers_statements_read_only_open_rows_through_an_index() {
     assert_eq!(app.get(&app.url("/healthz")).await.status(), StatusCode::OK);
 }
 
+/// Retention runs on every reaper pass and usually finds nothing past its age. Each of its
+/// deletes must find its rows through an index, because a scan holds the write lock for as
+/// long as the table is long: the audit purge once scanned the audit trail on every pass,
+/// and every write waited (BENCHMARKS.md, "fifth pass"). The statements are the files
+/// `query_file!` compiles.
+#[tokio::test]
+async fn every_retention_delete_finds_its_rows_through_an_index_without_a_scan_or_a_sort() {
+    let app = spawn_app().await;
+    for (sql, index) in [
+        (
+            include_str!("../../src/db/sql/purge_requests.sql"),
+            "auth_requests_finished_by_updated",
+        ),
+        (
+            include_str!("../../src/db/sql/purge_audit.sql"),
+            "audit_events_by_time",
+        ),
+        (
+            include_str!("../../src/db/sql/purge_deliveries.sql"),
+            "webhook_deliveries_finished",
+        ),
+    ] {
+        let plan = app.query_plan(sql).await;
+        assert!(
+            plan.iter()
+                .any(|d| d.starts_with("SEARCH") && d.contains(index)),
+            "{index} not searched: {plan:?}"
+        );
+        assert!(
+            !plan
+                .iter()
+                .any(|d| d.starts_with("SCAN") || d.contains("TEMP B-TREE")),
+            "a scan or a sort: {plan:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_backlog_larger_than_one_transaction_is_expired_in_full_with_one_audit_row_each() {
     let app = spawn_app().await;
