@@ -88,12 +88,19 @@ fn bare_hyper(addr: &str) {
     });
 }
 
-/// The router's own transport (`serve::serve`, which issue 11 brought in for this) with the
-/// same one-route app as the axum floor: what 10,000 held connections cost it.
+/// The router's own listeners (hyper with the connection limits, `serve::Listeners`) with
+/// the same one-route app as the axum floor: what 10,000 held connections cost it.
 fn front(addr: &str) {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        claude_auth_router::serve::serve(listener, held_60_s(), std::future::pending())
+        let limits = claude_auth_router::config::LimitsConfig {
+            max_connections: 20_000,
+            max_connections_per_ip: 0,
+            ..Default::default()
+        };
+        let metrics = std::sync::Arc::new(claude_auth_router::metrics::Metrics::default());
+        claude_auth_router::serve::Listeners::new(&limits, metrics)
+            .serve(listener, held_60_s(), std::future::pending())
             .await
             .unwrap();
     });

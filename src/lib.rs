@@ -28,8 +28,8 @@
 //! - [`notify`]: webhooks: events queued with the changes they report, and their sender.
 //! - [`client`]: the other side: `RouterClient` and the `token` command that employees run.
 //! - [`ops`]: the admin's maintenance commands: check-config, backup, rekey.
-//! - [`serve`]: the listeners' HTTP/1.1 connections: a lean front for plain requests, hyper
-//!   for the rest.
+//! - [`serve`]: the listeners: hyper's HTTP/1 server with the connection-level limits
+//!   (connection caps, idle, header-read and write deadlines, shutdown grace).
 //! - [`startup`]: wiring it together, serving, and shutting down cleanly.
 //! - [`tasks`]: supervision of the background tasks, so a panic restarts them.
 //! - [`telemetry`]: logging set-up.

@@ -97,6 +97,11 @@ struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabels {
     table: &'static str,
 }
@@ -139,6 +144,8 @@ pub struct Metrics {
     upstream_latency: Histograms<TargetLabels>,
     webhook_deliveries: Family<WebhookLabels, Counter>,
     long_poll_waiters: Gauge,
+    open_connections: Gauge,
+    connections_refused: Family<RefusalLabels, Counter>,
     /// Serialises scrapes: the status gauges are reset and refilled on each.
     scrape: Mutex<()>,
 }
@@ -211,8 +218,22 @@ impl Default for Metrics {
             "Status polls holding their answer for a change now",
             long_poll_waiters.clone(),
         );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "HTTP connections open now, on every listener",
+            open_connections.clone(),
+        );
+        let connections_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed unanswered at accept, by reason (max_connections, per_ip)",
+            connections_refused.clone(),
+        );
         Self {
             registry,
+            open_connections,
+            connections_refused,
             http_requests,
             webhook_deliveries,
             long_poll_waiters,
@@ -283,6 +304,18 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
         self.upstream_calls
             .get_or_create(&UpstreamLabels { target, outcome })
+            .inc();
+    }
+
+    /// A connection was accepted (`1`) or closed (`-1`).
+    pub fn connection_opened(&self, delta: i64) {
+        self.open_connections.inc_by(delta);
+    }
+
+    /// A connection closed at accept: `reason` is `max_connections` or `per_ip`.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&RefusalLabels { reason })
             .inc();
     }
 

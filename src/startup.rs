@@ -222,15 +222,20 @@ impl Application {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
+        // One set of connection limits over both listeners.
+        let listeners = serve::Listeners::new(&state.config.limits, state.metrics.clone());
         let callback = callback_listener.map(|callback_listener| {
             let app = routes::callback_router(state.clone());
             if let Ok(addr) = callback_listener.local_addr() {
                 tracing::info!(%addr, "callback listener listening");
             }
-            tokio::spawn(serve::serve(callback_listener, app, until_stopped()))
+            let (listeners, stop) = (listeners.clone(), until_stopped());
+            tokio::spawn(async move { listeners.serve(callback_listener, app, stop).await })
         });
         tracing::info!(addr = %listener.local_addr()?, "claude-auth-router listening");
-        let served = serve::serve(listener, routes::router(state), until_stopped()).await;
+        let served = listeners
+            .serve(listener, routes::router(state), until_stopped())
+            .await;
         if let Some(callback) = callback {
             match callback.await {
                 Ok(Err(e)) => tracing::error!(error = %e, "the callback listener failed"),

@@ -120,6 +120,22 @@ pub struct LimitsConfig {
     pub max_waiters: usize,
     /// Reverse proxies (CIDR blocks) whose `X-Forwarded-For` is believed; empty: none.
     pub trusted_proxies: Vec<String>,
+    /// Open connections at once, on all listeners; past it a new one is closed unanswered.
+    pub max_connections: usize,
+    /// Open connections from one TCP peer address (IPv6: one /64); 0 turns the limit off.
+    /// The socket's own address, never `X-Forwarded-For`: a header cannot open sockets.
+    pub max_connections_per_ip: usize,
+    /// A connection with no request in progress for this long is closed, including the
+    /// time before its first byte: an idle socket costs a descriptor and memory.
+    pub idle_timeout_secs: u64,
+    /// A request's head must arrive whole within this, from its first byte.
+    pub header_read_timeout_secs: u64,
+    /// At SIGTERM, how long requests in flight may take to finish before what is left is
+    /// closed. Keep systemd's `TimeoutStopSec` above it.
+    pub shutdown_grace_secs: u64,
+    /// Long polls waiting on one request at once; more are answered at once, so one poll
+    /// token cannot take every waiter slot.
+    pub max_waiters_per_request: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -350,6 +366,12 @@ impl Default for LimitsConfig {
             failed_sign_ins_per_minute_per_ip: 10,
             max_waiters: 10_000,
             trusted_proxies: Vec::new(),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            idle_timeout_secs: 60,
+            header_read_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+            max_waiters_per_request: 4,
         }
     }
 }

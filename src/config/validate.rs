@@ -92,6 +92,21 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.limits.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if self.limits.max_connections_per_ip > self.limits.max_connections {
+            return Err(invalid(
+                "limits.max_connections_per_ip",
+                "must not exceed limits.max_connections (0 turns it off)",
+            ));
+        }
+        if self.limits.max_waiters_per_request == 0 {
+            return Err(invalid(
+                "limits.max_waiters_per_request",
+                "must be at least 1",
+            ));
+        }
         if let Some(token) = self.admin_token() {
             if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
                 return Err(invalid(
@@ -170,7 +185,7 @@ impl Config {
     /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
     fn validate_durations(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 24 * 3600;
-        let ranges: [(&'static str, u64, u64, u64); 12] = [
+        let ranges: [(&'static str, u64, u64, u64); 15] = [
             (
                 "policy.unhealthy_cooldown_secs",
                 self.policy.unhealthy_cooldown_secs,
@@ -215,6 +230,24 @@ impl Config {
             (
                 "limits.request_timeout_secs",
                 self.limits.request_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "limits.idle_timeout_secs",
+                self.limits.idle_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "limits.shutdown_grace_secs",
+                self.limits.shutdown_grace_secs,
                 1,
                 3600,
             ),

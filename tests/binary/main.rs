@@ -13,6 +13,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+mod connections;
+
 const ADMIN: &str = "binary-test-admin-token-4242-abcdefghij";
 const CLIENT_SECRET: &str = "binary-test-client-secret-77";
 
