@@ -78,8 +78,10 @@ fn client(proxy: Option<reqwest::Proxy>) -> reqwest::Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("claude-auth-router/", env!("CARGO_PKG_VERSION")));
-    // Without a configured proxy, reqwest's own default applies, as before proxies were a
-    // setting: the environment's HTTPS_PROXY and friends.
+    // Only configured proxies apply: HTTP_PROXY, HTTPS_PROXY and ALL_PROXY in the service's
+    // environment are ignored, so a variable meant for something else cannot send tokens,
+    // codes or webhook bodies through a host nobody configured here.
+    builder = builder.no_proxy();
     if let Some(proxy) = proxy {
         builder = builder.proxy(proxy);
     }

@@ -81,24 +81,34 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// `X-Forwarded-For` entry that is not a trusted proxy. The rightmost, because every proxy
 /// appends what it saw; entries further left were written by whoever sent the request and
 /// prove nothing. An untrusted peer's header is ignored: anyone can send one.
+///
+/// An entry that is not a bare IP address (it has a port, reads `unknown`, or is garbage)
+/// ends the walk: nothing left of it can be trusted, so the address is that of the trusted
+/// hop that appended it, never an entry further left.
 pub fn client_addr<'a>(
     tcp_peer: IpAddr,
     forwarded_for: impl Iterator<Item = &'a str>,
     trusted: &[Cidr],
 ) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     let peer = canonical(tcp_peer);
-    if !trusted.iter().any(|c| c.contains(peer)) {
+    if !is_trusted(peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = forwarded_for
-        .flat_map(|h| h.split(','))
-        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-        .map(canonical)
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !trusted.iter().any(|c| c.contains(*ip)))
-        .unwrap_or(peer)
+    let entries: Vec<&str> = forwarded_for.flat_map(|h| h.split(',')).collect();
+    // The trusted hop whose entry is being read: it appended the entry to its left.
+    let mut appended_by = peer;
+    for entry in entries.into_iter().rev() {
+        let Ok(ip) = entry.trim().parse::<IpAddr>().map(canonical) else {
+            return appended_by;
+        };
+        if !is_trusted(ip) {
+            return ip;
+        }
+        appended_by = ip;
+    }
+    // Every hop is a trusted proxy: the peer, as when no header came.
+    peer
 }
 
 /// The key per-address budgets count under: the address for IPv4, its /64 for IPv6 (one
@@ -150,6 +160,34 @@ mod tests {
         assert_eq!(
             client_addr(ip("10.0.0.2"), std::iter::empty(), &trusted),
             ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn an_entry_that_is_not_a_bare_address_ends_the_walk_at_the_hop_that_appended_it() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        for bad in [
+            "198.51.100.7:4711",
+            "unknown",
+            "garbage",
+            "[2001:db8::1]:80",
+            "",
+        ] {
+            let header = format!("203.0.113.9, {bad}, 10.0.0.5");
+            assert_eq!(
+                client_addr(ip("10.0.0.2"), std::iter::once(header.as_str()), &trusted),
+                ip("10.0.0.5"),
+                "{header}: the trusted hop that appended the bad entry, never 203.0.113.9"
+            );
+        }
+        assert_eq!(
+            client_addr(
+                ip("10.0.0.2"),
+                std::iter::once("203.0.113.9, unknown"),
+                &trusted
+            ),
+            ip("10.0.0.2"),
+            "a bad rightmost entry: the peer that appended it"
         );
     }
 

@@ -207,13 +207,13 @@ impl Outbox {
                 let scopes = if r.scopes.is_empty() {
                     "the default scopes".to_owned()
                 } else {
-                    r.scopes.join(" ")
+                    slack_escape(&r.scopes.join(" "))
                 };
                 let mut line = format!(
                     "claude-auth-router: {} — {} on {} asks for {scopes}; request {} is {}",
                     headline(event),
-                    r.client_name,
-                    r.hostname,
+                    slack_escape(&r.client_name),
+                    slack_escape(&r.hostname),
                     r.request_id,
                     r.status
                 );
@@ -221,7 +221,7 @@ impl Outbox {
                     line.push_str(&format!(", account {account}"));
                 }
                 if let Some(error) = &r.error {
-                    line.push_str(&format!(" ({error})"));
+                    line.push_str(&format!(" ({})", slack_escape(error)));
                 }
                 line
             }
@@ -231,6 +231,15 @@ impl Outbox {
         }
         text
     }
+}
+
+/// A value a client chose, as Slack's formatting rules want it: `&`, `<` and `>` escaped, so
+/// that `<!channel>` or `<https://x|click>` arrives as text, not as a mention or a link.
+fn slack_escape(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn headline(event: EventType) -> &'static str {
@@ -247,5 +256,36 @@ fn headline(event: EventType) -> &'static str {
         }
         EventType::ControlBrowserFailed => "the control browser did not open the login",
         EventType::Test => "test",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_text_escapes_every_value_a_client_chose() {
+        let outbox = Outbox::from_config(&Config::default());
+        let request = RequestSnapshot {
+            request_id: Uuid::nil(),
+            client_name: "<!channel>".into(),
+            hostname: "<https://x|click>".into(),
+            scopes: vec!["a&b".into()],
+            status: Status::Error,
+            account_id: None,
+            error: Some("<@U123>".into()),
+        };
+
+        let text = outbox.slack_text(EventType::RequestError, Some(&request));
+
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        for escaped in [
+            "&lt;!channel&gt;",
+            "&lt;https://x|click&gt;",
+            "a&amp;b",
+            "&lt;@U123&gt;",
+        ] {
+            assert!(text.contains(escaped), "{escaped} in {text}");
+        }
     }
 }

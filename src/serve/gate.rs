@@ -5,12 +5,14 @@
 //! resources (a task, buffers, a write) that the limit is there to protect.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::domain::peer::budget_key;
 use crate::metrics::Metrics;
 
-/// Counts the open connections, overall and per address. One per process, shared by every
+/// Counts the open connections, overall and per address (IPv6 per /64, as every per-address
+/// budget: [`budget_key`]). One per process, shared by every
 /// listener, so the callback listener cannot be used to go past the cap.
 pub struct Gate {
     max: usize,
@@ -55,7 +57,7 @@ impl Gate {
 
     /// Lets a connection from `peer` in, or says why not (and counts the refusal).
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Refusal> {
-        let key = address_key(peer);
+        let key = budget_key(peer);
         let refused = {
             let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
             let from_peer = open.per_ip.get(&key).copied().unwrap_or(0);
@@ -103,40 +105,12 @@ impl Drop for Ticket {
     }
 }
 
-/// The address a peer is counted under: itself for IPv4 (and IPv4-mapped IPv6), its /64 for
-/// IPv6, since one host commonly holds a whole /64 and picks addresses in it freely.
-fn address_key(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V4(_) => peer,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(prefix))
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn one_ipv6_host_is_counted_per_64_and_mapped_ipv4_as_ipv4() {
-        assert_eq!(
-            address_key(ip("2001:db8:1:2:aaaa::1")),
-            address_key(ip("2001:db8:1:2:bbbb::9"))
-        );
-        assert_ne!(
-            address_key(ip("2001:db8:1:2::1")),
-            address_key(ip("2001:db8:1:3::1"))
-        );
-        assert_eq!(address_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
     }
 
     #[test]

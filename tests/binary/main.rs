@@ -891,3 +891,34 @@ fn the_sample_production_config_is_valid() {
     assert!(stderr.contains("tokens encrypted with key id"), "{stderr}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("format = \"json\""));
 }
+
+#[tokio::test]
+async fn proxy_variables_in_the_environment_are_ignored_and_the_flow_goes_direct() {
+    let dir = TempDir::new().unwrap();
+    let fake = fake().await;
+    let port = free_port();
+    // A proxy nobody listens on: any call sent through it fails.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut env = router_env(port, &fake, dir.path());
+    for key in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "all_proxy",
+    ] {
+        env.push((key, dead.clone()));
+    }
+    let router = Router::start(dir.path(), port, &env, "router.log").await;
+    let client = Client::new(&router.base);
+    let (id, poll) = client.create().await;
+
+    assert_eq!(
+        client.select(&id, 2, ADMIN).await,
+        StatusCode::OK,
+        "{}",
+        router.log()
+    );
+    let (_, body) = client.status(&id, &poll).await;
+    assert_eq!(body["status"], "approved", "{body}");
+}
