@@ -55,22 +55,47 @@ pub struct Subscription {
     seen: u64,
 }
 
+/// Why a wait was not taken: the waiter answers at once instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// `limits.max_waiters` are waiting, across every request.
+    Full,
+    /// `limits.max_waiters_per_request` are waiting on this request: one poll token cannot
+    /// take every waiter slot.
+    RequestFull,
+    /// The service is shutting down.
+    Closed,
+}
+
+/// How many may wait: in all, and on one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub total: usize,
+    pub per_request: usize,
+}
+
 impl Waiters {
-    /// Subscribes to changes of request `id`, unless `max` waiters are already waiting.
-    pub fn subscribe(self: &Arc<Self>, id: Uuid, max: usize) -> Option<Subscription> {
+    /// Subscribes to changes of request `id`, unless the bounds are reached.
+    pub fn subscribe(self: &Arc<Self>, id: Uuid, bounds: Bounds) -> Result<Subscription, Skipped> {
         let mut map = self.lock();
-        if self.count.load(Ordering::SeqCst) >= max || self.closed.load(Ordering::SeqCst) {
-            return None;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Skipped::Closed);
+        }
+        if self.count.load(Ordering::SeqCst) >= bounds.total {
+            return Err(Skipped::Full);
         }
         let entry = map.entry(id).or_insert_with(|| Entry {
             signal: Arc::default(),
             subscribers: 0,
         });
+        if entry.subscribers >= bounds.per_request {
+            return Err(Skipped::RequestFull);
+        }
         entry.subscribers += 1;
         let signal = entry.signal.clone();
         let seen = signal.version.load(Ordering::SeqCst);
         self.count.fetch_add(1, Ordering::SeqCst);
-        Some(Subscription {
+        Ok(Subscription {
             waiters: self.clone(),
             id,
             signal,
@@ -145,11 +170,18 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn at_most(total: usize) -> Bounds {
+        Bounds {
+            total,
+            per_request: total,
+        }
+    }
+
     #[tokio::test]
     async fn a_change_between_subscribing_and_waiting_is_not_missed() {
         let waiters = Arc::new(Waiters::default());
         let id = Uuid::new_v4();
-        let mut sub = waiters.subscribe(id, 10).unwrap();
+        let mut sub = waiters.subscribe(id, at_most(10)).unwrap();
         waiters.wake(id); // commits while the handler reads the row
         tokio::time::timeout(Duration::from_millis(100), sub.changed())
             .await
@@ -160,7 +192,7 @@ mod tests {
     async fn a_waiter_already_waiting_wakes_and_each_change_wakes_it_once() {
         let waiters = Arc::new(Waiters::default());
         let id = Uuid::new_v4();
-        let mut sub = waiters.subscribe(id, 10).unwrap();
+        let mut sub = waiters.subscribe(id, at_most(10)).unwrap();
         let waiting = tokio::spawn(async move {
             sub.changed().await;
             sub
@@ -183,28 +215,54 @@ mod tests {
     async fn waiters_are_counted_bounded_and_freed_when_dropped() {
         let waiters = Arc::new(Waiters::default());
         let id = Uuid::new_v4();
-        let a = waiters.subscribe(id, 2).unwrap();
-        let b = waiters.subscribe(Uuid::new_v4(), 2).unwrap();
-        assert!(waiters.subscribe(id, 2).is_none(), "over the bound");
+        let a = waiters.subscribe(id, at_most(2)).unwrap();
+        let b = waiters.subscribe(Uuid::new_v4(), at_most(2)).unwrap();
+        assert_eq!(waiters.subscribe(id, at_most(2)).err(), Some(Skipped::Full));
         assert_eq!(waiters.len(), 2);
         drop(a);
         drop(b);
         assert!(waiters.is_empty());
         assert!(waiters.lock().is_empty(), "no entry left behind");
-        let mut other = waiters.subscribe(Uuid::new_v4(), 2).unwrap();
+        let mut other = waiters.subscribe(Uuid::new_v4(), at_most(2)).unwrap();
         waiters.wake(id);
         let woke = tokio::time::timeout(Duration::from_millis(50), other.changed()).await;
         assert!(woke.is_err(), "a wake-up is for its own request only");
     }
 
+    #[test]
+    fn past_the_per_request_bound_only_that_request_refuses_waiters() {
+        let waiters = Arc::new(Waiters::default());
+        let bounds = Bounds {
+            total: 100,
+            per_request: 2,
+        };
+        let id = Uuid::new_v4();
+        let _a = waiters.subscribe(id, bounds).unwrap();
+        let b = waiters.subscribe(id, bounds).unwrap();
+
+        assert_eq!(
+            waiters.subscribe(id, bounds).err(),
+            Some(Skipped::RequestFull)
+        );
+        assert!(waiters.subscribe(Uuid::new_v4(), bounds).is_ok());
+        drop(b);
+        assert!(
+            waiters.subscribe(id, bounds).is_ok(),
+            "a freed slot is taken again"
+        );
+    }
+
     #[tokio::test]
     async fn closing_wakes_everyone_and_refuses_new_waiters() {
         let waiters = Arc::new(Waiters::default());
-        let mut sub = waiters.subscribe(Uuid::new_v4(), 10).unwrap();
+        let mut sub = waiters.subscribe(Uuid::new_v4(), at_most(10)).unwrap();
         waiters.close();
         tokio::time::timeout(Duration::from_millis(100), sub.changed())
             .await
             .expect("woken by the shutdown");
-        assert!(waiters.subscribe(Uuid::new_v4(), 10).is_none());
+        assert_eq!(
+            waiters.subscribe(Uuid::new_v4(), at_most(10)).err(),
+            Some(Skipped::Closed)
+        );
     }
 }

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::db;
 use crate::db::clients::Client;
 use crate::db::requests::{Inserted, Listed, NewRow};
+use crate::db::waiters::{Bounds, Skipped};
 use crate::domain::peer::budget_key;
 use crate::domain::request::CreateBody;
 use crate::domain::{
@@ -232,14 +233,17 @@ pub async fn status(
                 ))
             })?,
     };
-    let mut subscription = match asked {
-        0 => None,
-        _ => app
-            .db
-            .waiters()
-            .subscribe(id, app.config.limits.max_waiters),
+    let bounds = Bounds {
+        total: app.config.limits.max_waiters,
+        per_request: app.config.limits.max_waiters_per_request,
     };
-    let skipped = asked > 0 && subscription.is_none();
+    let (mut subscription, skipped) = match asked {
+        0 => (None, None),
+        _ => match app.db.waiters().subscribe(id, bounds) {
+            Ok(subscription) => (Some(subscription), None),
+            Err(skipped) => (None, Some(skipped)),
+        },
+    };
     // The hot path: most polls are answered from the process's read-through cache.
     let mut stored = db::requests::find_cached(&app.db, id)
         .await?
@@ -272,11 +276,16 @@ pub async fn status(
     }
     let body = status_body(&app, &stored.request).await?;
     let mut response = body.into_response();
-    if skipped {
-        response.headers_mut().insert(
-            WAIT_SKIPPED_HEADER,
-            HeaderValue::from_static("skipped: max_waiters reached"),
-        );
+    let skipped = match skipped {
+        Some(Skipped::Full) => Some("skipped: max_waiters reached"),
+        Some(Skipped::RequestFull) => Some("skipped"),
+        Some(Skipped::Closed) => Some("skipped: shutting down"),
+        None => None,
+    };
+    if let Some(value) = skipped {
+        response
+            .headers_mut()
+            .insert(WAIT_SKIPPED_HEADER, HeaderValue::from_static(value));
     }
     Ok(response)
 }

@@ -164,7 +164,7 @@ async fn a_long_poll_returns_after_n_seconds_when_nothing_happens() {
 
 #[tokio::test]
 async fn two_hundred_waiters_on_one_request_all_wake() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.limits.max_waiters_per_request = 200).await;
     let created = app.create_ok().await;
     let waiters: Vec<_> = (0..200).map(|_| waiting(&app, &created, 20)).collect();
     until_waiters(&app, 200).await;
@@ -218,6 +218,27 @@ async fn past_max_waiters_a_wait_is_answered_at_once_with_a_header_saying_so() {
 }
 
 #[tokio::test]
+async fn past_max_waiters_per_request_one_request_cannot_take_every_waiter_slot() {
+    let app = spawn_app_with(|c| c.limits.max_waiters_per_request = 4).await;
+    let created = app.create_ok().await;
+    let other = app.create_ok().await;
+    let _held: Vec<_> = (0..4).map(|_| waiting(&app, &created, 20)).collect();
+    until_waiters(&app, 4).await;
+    let started = Instant::now();
+
+    let (response, answered_at) = wait_poll(&app, &created, "20").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        answered_at - started < Duration::from_millis(500),
+        "not held"
+    );
+    assert_eq!(response.headers()["x-auth-router-wait"], "skipped");
+    let _other = waiting(&app, &other, 20);
+    until_waiters(&app, 5).await;
+}
+
+#[tokio::test]
 async fn a_client_long_polling_back_to_back_is_never_told_to_slow_down() {
     let app = spawn_app_with(|c| c.requests.poll_interval_secs = 1).await;
     let created = app.create_ok().await;
@@ -258,7 +279,11 @@ async fn a_wait_that_is_not_a_number_or_too_long_is_400_and_the_body_is_as_befor
 
 #[tokio::test]
 async fn a_long_poll_does_not_count_against_the_concurrency_cap() {
-    let app = spawn_app_with(|c| c.limits.max_concurrent_requests = 4).await;
+    let app = spawn_app_with(|c| {
+        c.limits.max_concurrent_requests = 4;
+        c.limits.max_waiters_per_request = 8;
+    })
+    .await;
     app.fake.set_browser_mode(BrowserMode::Record);
     let created = app.create_ok().await;
     let _held: Vec<_> = (0..8).map(|_| waiting(&app, &created, 20)).collect();
