@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::notify::{sender, Outbox};
 use crate::oauth::OAuthClient;
 use crate::routes::{self, AppState, Shared};
-use crate::throttle::{CreateLimiter, PollPacer, SignInLimiter};
+use crate::throttle::{CreateLimiter, GuessBudget, PollPacer};
 use crate::{reaper, serve, tasks};
 
 pub struct Application {
@@ -99,7 +99,7 @@ impl Application {
         let poll_pacer = PollPacer::new(Duration::from_secs(config.requests.poll_interval_secs));
         let create_limiter = CreateLimiter::new(config.limits.creates_per_minute_per_ip);
         let creates = InsertBatcher::spawn(db.clone()).context("starting the create writer")?;
-        let sign_in_limiter = SignInLimiter::new(config.limits.failed_sign_ins_per_minute_per_ip);
+        let guesses = GuessBudget::new(config.limits.failed_sign_ins_per_minute_per_ip);
         let reaper_health = reaper::Health::new(&config.reaper);
         let submit_token_hash = config.submit_token().map(secret::hash);
         let trusted_proxies = config.trusted_proxies();
@@ -114,7 +114,7 @@ impl Application {
             refresh_locks: Arc::default(),
             poll_pacer: Arc::new(poll_pacer),
             create_limiter: Arc::new(create_limiter),
-            sign_in_limiter: Arc::new(sign_in_limiter),
+            guesses: Arc::new(guesses),
             trusted_proxies,
             reaper_health: Arc::new(reaper_health),
             webhook_http: webhooks,

@@ -1,5 +1,5 @@
-//! In-memory pacing that keeps clients polite: RFC 8628 `slow_down` for status polls, and a
-//! per-IP budget for creating requests.
+//! In-memory pacing that keeps clients polite: RFC 8628 `slow_down` for status polls, a
+//! per-IP budget for creating requests, and one for guessing secrets.
 //!
 //! Both live in the process only. A restart forgets them, which merely lets a client poll
 //! or create once more; nothing here is state that must survive.
@@ -71,8 +71,42 @@ struct Bucket {
 
 /// Creates per client IP.
 pub type CreateLimiter = RateLimiter<IpAddr>;
-/// Failed console sign-ins per client IP.
-pub type SignInLimiter = RateLimiter<IpAddr>;
+/// The budget of wrong secrets per client address: a failed console sign-in, a wrong admin
+/// Bearer token or a wrong submit token, on any endpoint, all spend from one bucket
+/// (`limits.failed_sign_ins_per_minute_per_ip`), so the admin token cannot be guessed at
+/// network speed through whichever endpoint is cheapest. Past it, the address is refused,
+/// right secret or wrong, until the bucket refills.
+pub struct GuessBudget {
+    failures: RateLimiter<IpAddr>,
+    /// One WARN line per address per minute while it is refused, not one per request.
+    warned: RateLimiter<IpAddr>,
+}
+
+impl GuessBudget {
+    /// `per_minute` zero turns the budget off.
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            failures: RateLimiter::new(per_minute),
+            warned: RateLimiter::new(1),
+        }
+    }
+
+    /// Whether `peer` may present a secret now; else how long until it may.
+    pub fn admit(&self, peer: IpAddr, now: Instant) -> Result<(), Duration> {
+        let key = crate::domain::peer::budget_key(peer);
+        self.failures.allows(key, now).inspect_err(|_| {
+            if self.warned.check(key, now).is_ok() {
+                tracing::warn!(%peer, "too many wrong secrets from this address; refusing it for now");
+            }
+        })
+    }
+
+    /// Records a wrong secret from `peer`; `Err` once that used up its budget.
+    pub fn failed(&self, peer: IpAddr, now: Instant) -> Result<(), Duration> {
+        let key = crate::domain::peer::budget_key(peer);
+        self.failures.check(key, now)
+    }
+}
 
 impl<K: Eq + Hash + Copy> RateLimiter<K> {
     /// `per_minute` zero turns the limit off.
@@ -170,6 +204,21 @@ mod tests {
             "per IP"
         );
         assert!(RateLimiter::new(0).check(ip, t0).is_ok(), "0 turns it off");
+    }
+
+    #[test]
+    fn wrong_secrets_spend_the_budget_and_then_the_address_is_refused_until_it_refills() {
+        let budget = GuessBudget::new(2);
+        let (ip, t0): (IpAddr, Instant) = ("10.0.0.1".parse().unwrap(), Instant::now());
+        assert!(budget.admit(ip, t0).is_ok());
+        assert!(budget.failed(ip, t0).is_ok() && budget.failed(ip, t0).is_ok());
+
+        assert!(
+            budget.admit(ip, t0).is_err(),
+            "refused, right secret or wrong"
+        );
+        assert!(budget.admit("10.0.0.2".parse().unwrap(), t0).is_ok());
+        assert!(budget.admit(ip, t0 + Duration::from_secs(31)).is_ok());
     }
 
     #[test]

@@ -7,19 +7,21 @@
 //! admin token nowhere. Every change the page makes also sends the session's CSRF token in
 //! `X-CSRF-Token` (checked by the [`Admin`] extractor).
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{session_cookie, session_csrf, Admin, Json, PeerAddr, SESSION_COOKIE};
+use super::extract::{
+    guessing, session_cookie, session_csrf, Admin, Json, PeerAddr, SESSION_COOKIE,
+};
 use super::token_requests::ListItem;
 use super::AppState;
 use crate::db;
-use crate::domain::peer::budget_key;
 use crate::domain::{secret, time};
 use crate::error::{Error, Result};
 
@@ -80,21 +82,15 @@ pub struct SignIn {
 pub async fn sign_in(
     State(app): State<AppState>,
     PeerAddr(peer): PeerAddr,
+    ConnectInfo(tcp_peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<SignIn>,
 ) -> Result<Response> {
     let now = Instant::now();
-    let throttled = |retry_after| Error::RateLimited {
-        retry_after,
-        message: "too many failed sign-ins from this address; wait and retry".into(),
-    };
-    app.sign_in_limiter
-        .allows(budget_key(peer), now)
-        .map_err(throttled)?;
+    app.guesses.admit(peer, now).map_err(guessing)?;
     if !secret::verify(&body.token, &app.admin_token_hash) {
         tracing::warn!(%peer, "console sign-in refused: wrong admin token");
-        app.sign_in_limiter
-            .check(budget_key(peer), now)
-            .map_err(throttled)?;
+        app.guesses.failed(peer, now).map_err(guessing)?;
         return Err(Error::Unauthorized);
     }
     let session = secret::generate();
@@ -114,7 +110,7 @@ pub async fn sign_in(
     tracing::info!("console session started");
     // Secure only where the router is reached over https: a Secure cookie is never sent
     // back over plain http, which would lock operators out of a loopback deployment.
-    let secure = if app.config.oauth.redirect_uri.starts_with("https://") {
+    let secure = if reached_over_https(&app, &headers, tcp_peer) {
         "; Secure"
     } else {
         ""
@@ -130,6 +126,21 @@ pub async fn sign_in(
         HeaderValue::from_str(&cookie).map_err(|e| Error::Internal(e.into()))?,
     );
     Ok(response)
+}
+
+/// Whether operators reach the console over https: `admin.public_url` says so, or this
+/// sign-in came through a trusted proxy that says it was https (`X-Forwarded-Proto`).
+fn reached_over_https(app: &AppState, headers: &HeaderMap, tcp_peer: SocketAddr) -> bool {
+    if app.config.admin.public_url.starts_with("https://") {
+        return true;
+    }
+    let ip = tcp_peer.ip();
+    let from_trusted_proxy = app.trusted_proxies.iter().any(|c| c.contains(ip));
+    from_trusted_proxy
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// `GET /admin/session`: what the page needs once signed in, or 401.

@@ -126,13 +126,16 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let app = AppState::from_ref(state);
+        let PeerAddr(peer) = PeerAddr::from_request_parts(parts, state).await?;
+        let now = std::time::Instant::now();
+        app.guesses.admit(peer, now).map_err(guessing)?;
         let bearer = Bearer::from_request_parts(parts, state).await?;
         if bearer.0.is_some() {
-            return if bearer.is_admin(&app.admin_token_hash) {
-                Ok(Admin)
-            } else {
-                Err(Error::Unauthorized)
-            };
+            if bearer.is_admin(&app.admin_token_hash) {
+                return Ok(Admin);
+            }
+            app.guesses.failed(peer, now).map_err(guessing)?;
+            return Err(Error::Unauthorized);
         }
         let csrf = session_csrf(&app, &parts.headers).await?;
         if !parts.method.is_safe() {
@@ -151,6 +154,14 @@ where
     }
 }
 
+/// The answer to an address past its budget of wrong secrets ([`crate::throttle::GuessBudget`]).
+pub fn guessing(retry_after: std::time::Duration) -> Error {
+    Error::RateLimited {
+        retry_after,
+        message: "too many wrong secrets from this address; wait and retry".into(),
+    }
+}
+
 /// Who may submit an authorization code: an admin (as [`Admin`] checks), or the control
 /// browser with `control_browser.submit_token`, which no other endpoint accepts.
 pub struct CodeSubmitter(pub Actor);
@@ -163,6 +174,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let app = AppState::from_ref(state);
+        let PeerAddr(peer) = PeerAddr::from_request_parts(parts, state).await?;
+        app.guesses
+            .admit(peer, std::time::Instant::now())
+            .map_err(guessing)?;
         let bearer = Bearer::from_request_parts(parts, state).await?;
         let is_submitter = match (&bearer.0, &app.submit_token_hash) {
             (Some(token), Some(hash)) => secret::verify(token, hash),
@@ -171,6 +186,8 @@ where
         if is_submitter {
             return Ok(CodeSubmitter(Actor::ControlBrowser));
         }
+        // Neither the submit token nor, below, the admin token: one wrong secret, counted
+        // once (by the admin check).
         Admin::from_request_parts(parts, state).await?;
         Ok(CodeSubmitter(Actor::Admin))
     }

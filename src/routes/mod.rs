@@ -34,7 +34,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oauth::OAuthClient;
 use crate::single_flight::KeyedLocks;
-use crate::throttle::{CreateLimiter, PollPacer, SignInLimiter};
+use crate::throttle::{CreateLimiter, GuessBudget, PollPacer};
 
 /// Paths the router serves besides the callback, and the prefixes under which it serves
 /// more. A callback at one of them would make axum panic at startup on the clash, so the
@@ -87,8 +87,8 @@ pub struct Shared {
     pub create_limiter: Arc<CreateLimiter>,
     /// `limits.trusted_proxies`, parsed once.
     pub trusted_proxies: Vec<crate::domain::peer::Cidr>,
-    /// The per-IP budget of failed console sign-ins.
-    pub sign_in_limiter: Arc<SignInLimiter>,
+    /// The per-IP budget of wrong admin tokens, submit tokens and console sign-ins.
+    pub guesses: Arc<GuessBudget>,
     pub metrics: Arc<Metrics>,
     /// When the reaper last completed a pass, for `/readyz`.
     pub reaper_health: Arc<crate::reaper::Health>,

@@ -313,3 +313,50 @@ async fn a_new_admin_token_ends_every_console_session_made_with_the_old_one() {
         .unwrap();
     assert_error(listing, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
+
+/// The cookie's `Secure` follows how operators reach the console, not where the provider
+/// redirects to.
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_https_and_not_for_an_https_redirect_uri_alone() {
+    let set_cookie =
+        |response: &reqwest::Response| response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    let https_redirect_only = spawn_app_with(|c| {
+        c.oauth.redirect_uri = "https://router.example/oauth/callback".into();
+    })
+    .await;
+    let (_, _, cookie) = sign_in(&https_redirect_only).await;
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    let public_https =
+        spawn_app_with(|c| c.admin.public_url = "https://router.example".into()).await;
+    let (_, _, cookie) = sign_in(&public_https).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
+    let proxied = spawn_app_with(|c| c.limits.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    let through_proxy = |proto: &'static str| {
+        proxied
+            .http
+            .post(proxied.url("/admin/session"))
+            .header("x-forwarded-proto", proto)
+            .json(&json!({"token": ADMIN_TOKEN}))
+            .send()
+    };
+    let https = through_proxy("https").await.unwrap();
+    let http = through_proxy("http").await.unwrap();
+    assert!(set_cookie(&https).contains("; Secure"));
+    assert!(!set_cookie(&http).contains("Secure"));
+
+    let untrusted = spawn_app().await;
+    let claimed = untrusted
+        .http
+        .post(untrusted.url("/admin/session"))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"token": ADMIN_TOKEN}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !set_cookie(&claimed).contains("Secure"),
+        "the header counts only from a trusted proxy"
+    );
+}

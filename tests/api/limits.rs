@@ -231,3 +231,44 @@ async fn requests_beyond_the_concurrency_cap_are_refused_at_once_with_503() {
     );
     assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
 }
+
+#[tokio::test]
+async fn wrong_admin_and_submit_tokens_spend_the_sign_in_budget_and_then_even_the_right_token_gets_429(
+) {
+    let app = spawn_app_with(|c| {
+        c.limits.failed_sign_ins_per_minute_per_ip = 4;
+        c.control_browser.submit_token = secrecy::SecretString::from("a-submit-token-0123456789");
+    })
+    .await;
+    let created = app.create_ok().await;
+    let code_url = app.url(&format!("/v1/token-requests/{}/code", created.id));
+    let guess = |url: String, token: &'static str| {
+        let http = app.http.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({"code": "c#s", "account_id": 1}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..2 {
+        let wrong_admin = guess(app.url("/v1/clients"), "wrong-admin-guess").await;
+        assert_eq!(wrong_admin.status(), StatusCode::UNAUTHORIZED);
+        let wrong_submit = guess(code_url.clone(), "wrong-submit-guess").await;
+        assert_eq!(wrong_submit.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    let right_admin = app.list("").await;
+    let right_submit = guess(code_url.clone(), "a-submit-token-0123456789").await;
+
+    assert!(retry_after(&right_admin) >= 1);
+    assert_error(right_admin, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_error(right_submit, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(
+        app.db_status(&created.id).await,
+        "pending",
+        "nothing changed"
+    );
+}
