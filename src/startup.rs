@@ -71,12 +71,16 @@ impl Application {
         let db = open_db(&config)
             .await?
             .with_outbox(Outbox::from_config(&config));
-        Self::assemble(config, db, listener, callback_listener, lock)
+        let salt = crate::db::settings::session_salt(&db)
+            .await
+            .context("reading the console sessions' salt")?;
+        Self::assemble(config, db, &salt, listener, callback_listener, lock)
     }
 
     fn assemble(
         config: Config,
         db: Db,
+        session_salt: &[u8],
         listener: TcpListener,
         callback_listener: Option<TcpListener>,
         lock: Option<DbLock>,
@@ -110,6 +114,7 @@ impl Application {
             oauth: Arc::new(oauth),
             control_browser: Arc::new(control_browser),
             admin_token_hash: Arc::new(secret::hash(&admin_token)),
+            session_binding: Arc::new(secret::session_binding(&admin_token, session_salt)),
             submit_token_hash,
             refresh_locks: Arc::default(),
             poll_pacer: Arc::new(poll_pacer),

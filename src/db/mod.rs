@@ -25,6 +25,7 @@ pub mod lock;
 pub mod requests;
 pub mod retention;
 pub mod sessions;
+pub mod settings;
 pub mod sync;
 pub mod tokens;
 pub mod waiters;

@@ -1,6 +1,7 @@
 //! `admin_sessions`: operator console sign-ins. Only the hash of the cookie is stored, with
-//! the hash of the admin token it was signed in with: a session is only found while that
-//! is still the admin token.
+//! the binding to the admin token it was signed in with (the `admin_token_hash` column: an
+//! Argon2id of it, see [`crate::domain::secret::session_binding`]): a session is only found
+//! while that is still the admin token.
 
 use chrono::{DateTime, Utc};
 

@@ -33,6 +33,19 @@ pub fn verify(candidate: &str, stored: &[u8]) -> bool {
     h.as_slice().ct_eq(stored).into()
 }
 
+/// What a console session is bound to: an Argon2id of the admin token, salted per database.
+/// The admin token is chosen by a person, so unlike the generated secrets it may be
+/// guessable; stored as a plain hash, anyone holding the database file could test guesses
+/// at hash speed. Computed once per start.
+pub fn session_binding(admin_token: &str, salt: &[u8]) -> Vec<u8> {
+    use argon2::Argon2;
+    let mut out = vec![0u8; 32];
+    Argon2::default()
+        .hash_password_into(admin_token.as_bytes(), salt, &mut out)
+        .expect("a 16-byte salt and a 32-byte output are within Argon2's bounds");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +65,15 @@ mod tests {
         let a = generate();
         assert_eq!(a.expose_secret().len(), 43);
         assert_ne!(a.expose_secret(), generate().expose_secret());
+    }
+
+    #[test]
+    fn a_session_binding_depends_on_the_salt_and_is_not_the_plain_hash() {
+        let token = "an-admin-token-of-at-least-32-characters";
+        let a = session_binding(token, b"salt-number-one!");
+        assert_eq!(a, session_binding(token, b"salt-number-one!"));
+        assert_ne!(a, session_binding(token, b"salt-number-two!"));
+        assert_ne!(a, hash(token));
     }
 
     #[test]

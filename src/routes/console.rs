@@ -102,7 +102,7 @@ pub async fn sign_in(
         &app.db,
         &secret::hash(session.expose_secret()),
         csrf.expose_secret(),
-        &app.admin_token_hash,
+        &app.session_binding,
         now,
         expires_at,
     )

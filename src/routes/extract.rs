@@ -203,7 +203,7 @@ pub async fn session_csrf(
     db::sessions::find(
         &app.db,
         &secret::hash(&cookie),
-        &app.admin_token_hash,
+        &app.session_binding,
         time::now(),
     )
     .await?

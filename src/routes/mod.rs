@@ -77,6 +77,8 @@ pub struct Shared {
     pub control_browser: Arc<ControlBrowser>,
     /// SHA-256 of the admin token, compared in constant time like every secret.
     pub admin_token_hash: Arc<Vec<u8>>,
+    /// What console sessions are bound to: see [`crate::domain::secret::session_binding`].
+    pub session_binding: Arc<Vec<u8>>,
     /// SHA-256 of the control browser's submit token, when one is configured.
     pub submit_token_hash: Option<Vec<u8>>,
     /// One refresh per request at a time.

@@ -360,3 +360,32 @@ async fn the_session_cookie_is_secure_behind_https_and_not_for_an_https_redirect
         "the header counts only from a trusted proxy"
     );
 }
+
+#[tokio::test]
+async fn the_stored_session_binding_is_no_plain_hash_of_the_admin_token() {
+    let app = spawn_app().await;
+    let (cookie, _, _) = sign_in(&app).await;
+
+    let pool = app.sql_pool().await;
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT admin_token_hash FROM admin_sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 32);
+    assert_ne!(
+        stored,
+        claude_auth_router::domain::secret::hash(ADMIN_TOKEN)
+    );
+    let session = app
+        .http
+        .get(app.url("/admin/session"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        session.status(),
+        StatusCode::OK,
+        "and it still finds the session"
+    );
+}

@@ -122,12 +122,25 @@ async fn past_max_connections_a_new_connection_is_closed_without_a_reply() {
     )
     .await;
     let to = addr(&router);
+    // Five connections, each shown to be open by an answer. (One may be refused while the
+    // start-up health check's own connection is still closing: it is simply retried.)
     let mut held = Vec::new();
-    for _ in 0..5 {
-        held.push(connect_from([127, 0, 0, 3], to).await.unwrap());
+    for _ in 0..50 {
+        if held.len() == 5 {
+            break;
+        }
+        let mut stream = connect_from([127, 0, 0, 3], to).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        match tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut head)).await {
+            Ok(Ok(_)) if &head == b"HTTP/1.1 200" => held.push(stream),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
-    // The router takes the five in its own time; the sixth is the one refused.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(held.len(), 5, "five connections admitted");
 
     let mut sixth = connect_from([127, 0, 0, 4], to).await.unwrap();
     let _ = sixth

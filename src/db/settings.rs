@@ -1,0 +1,23 @@
+//! `router_settings`: values the router itself chooses once per database and keeps.
+
+use rand::rngs::OsRng;
+use rand::RngCore;
+
+use super::Db;
+
+/// The salt of the console sessions' binding to the admin token
+/// ([`crate::domain::secret::session_binding`]): made at the first start, kept after.
+pub async fn session_salt(db: &Db) -> Result<Vec<u8>, sqlx::Error> {
+    let mut fresh = vec![0u8; 16];
+    OsRng.fill_bytes(&mut fresh);
+    sqlx::query!(
+        "INSERT INTO router_settings (name, value) VALUES ('session_salt', ?)
+         ON CONFLICT (name) DO NOTHING",
+        fresh
+    )
+    .execute(&db.write)
+    .await?;
+    sqlx::query_scalar!("SELECT value FROM router_settings WHERE name = 'session_salt'")
+        .fetch_one(&db.write)
+        .await
+}
