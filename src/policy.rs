@@ -32,7 +32,7 @@ pub async fn approve(app: &AppState, id: Uuid, client: &Client) {
         }
         Err(e) => format!("the accounts could not be read: {e}"),
     };
-    tracing::warn!(request_id = %id, %reason, "the policy left the request to an operator");
+    tracing::warn!(request_id = %id, ?reason, "the policy left the request to an operator");
     if let Err(e) = db::requests::hold(&app.db, id, &reason, time::now()).await {
         tracing::warn!(request_id = %id, error = %e, "could not record why the policy held the request");
     }

@@ -413,3 +413,34 @@ fn bad_proxies_emails_and_callback_addresses_are_refused_with_their_key() {
         "{message}"
     );
 }
+
+#[test]
+fn the_connection_limits_are_validated_with_their_key() {
+    for (key, value) in [
+        ("limits.max_connections", "0"),
+        ("limits.max_connections_per_ip", "5000"),
+        ("limits.idle_timeout_secs", "0"),
+        ("limits.idle_timeout_secs", "3601"),
+        ("limits.header_read_timeout_secs", "0"),
+        ("limits.header_read_timeout_secs", "3601"),
+        ("limits.shutdown_grace_secs", "0"),
+        ("limits.shutdown_grace_secs", "3601"),
+        ("limits.max_waiters_per_request", "0"),
+    ] {
+        let var = format!("AUTH_ROUTER_{}", key.to_uppercase().replace('.', "__"));
+        let message = error_with_env(&var, value);
+        assert!(message.contains(key), "{key}={value}: {message}");
+    }
+}
+
+#[test]
+fn an_account_label_with_a_bidi_override_is_refused_with_its_key() {
+    let message = load_error(|jail| {
+        jail.create_file(
+            "config.toml",
+            &format!("{BASE}[[accounts]]\nid = 1\nlabel = \"team\u{202E}lanosrep\"\n"),
+        )
+        .map(|_| ())
+    });
+    assert!(message.contains("accounts.label"), "{message}");
+}

@@ -129,6 +129,15 @@ impl Config {
             .check()
             .map_err(|m| invalid("oauth.proxy", &m))?;
         for account in &self.accounts {
+            if crate::domain::text::has_hidden_chars(&account.label) {
+                return Err(invalid(
+                    "accounts.label",
+                    &format!(
+                        "of account {} must not contain control or format characters (such as bidi overrides)",
+                        account.id
+                    ),
+                ));
+            }
             account.proxy.check().map_err(|m| {
                 invalid("accounts.proxy", &format!("of account {}: {m}", account.id))
             })?;

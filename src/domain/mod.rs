@@ -7,6 +7,7 @@ pub mod request;
 pub mod scopes;
 pub mod secret;
 pub mod status;
+pub mod text;
 pub mod time;
 pub mod token;
 

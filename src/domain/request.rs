@@ -47,8 +47,10 @@ fn text_field(name: &str, value: String, max: usize) -> Result<String, String> {
     if len == 0 || len > max {
         return Err(format!("{name} must be 1 to {max} characters"));
     }
-    if value.chars().any(char::is_control) {
-        return Err(format!("{name} must not contain control characters"));
+    if super::text::has_hidden_chars(&value) {
+        return Err(format!(
+            "{name} must not contain control or format characters (such as bidi overrides)"
+        ));
     }
     Ok(value)
 }

@@ -13,6 +13,7 @@ use super::AppState;
 use crate::db;
 use crate::db::clients::{Change, NewClient};
 use crate::domain::scopes::validate_scope;
+use crate::domain::text::has_hidden_chars;
 use crate::domain::{secret, time};
 use crate::error::{Error, Result};
 
@@ -43,9 +44,9 @@ pub async fn add(
     Json(body): Json<AddBody>,
 ) -> Result<(StatusCode, axum::Json<Value>)> {
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 128 || has_hidden_chars(name) {
         return Err(Error::InvalidRequest(
-            "name must be 1 to 128 characters without control characters".into(),
+            "name must be 1 to 128 characters without control or format characters".into(),
         ));
     }
     check_bounds(&app, &body.scopes, &body.accounts)?;

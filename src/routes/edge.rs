@@ -84,11 +84,12 @@ where
         let method = crate::metrics::method_label(request.method());
         // The span names the method, the path and the request id only: the callback's query
         // carries the code and the state, which must never reach a log. Its fields are
-        // formatted only when the span is enabled.
+        // formatted only when the span is enabled. Every value is a string field, which text
+        // logs quote, so a path or a request id cannot forge another field.
         let span = tracing::info_span!(
             "http",
-            method = %request.method(),
-            path = %request.uri().path(),
+            method = request.method().as_str(),
+            path = request.uri().path(),
             request_id = request_id.to_str().unwrap_or("-"),
         );
         let inner = {

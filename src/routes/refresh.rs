@@ -81,7 +81,7 @@ pub async fn refresh(
                 &audit,
             )
             .await?;
-            tracing::warn!(request_id = %id, %reason, "provider rejected the refresh token");
+            tracing::warn!(request_id = %id, ?reason, "provider rejected the refresh token");
             Err(Error::RefreshRejected(reason))
         }
         Err(e) => {

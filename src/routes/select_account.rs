@@ -97,7 +97,7 @@ pub async fn open_login(app: &AppState, id: Uuid, account_id: u32, actor: Actor)
             };
             let restored =
                 db::requests::restore(&app.db, id, &started, &before, time::now(), &audit).await?;
-            tracing::warn!(request_id = %id, account_id, %reason, restored, "control browser failed");
+            tracing::warn!(request_id = %id, account_id, ?reason, restored, "control browser failed");
             return Err(Error::ControlBrowserFailed(reason));
         }
         return Ok(json!({

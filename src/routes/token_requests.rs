@@ -122,7 +122,7 @@ pub async fn create(
             ),
         });
     }
-    tracing::info!(request_id = %id, %client_name, %hostname, %scopes, verified = client.is_some(), "token request created");
+    tracing::info!(request_id = %id, ?client_name, ?hostname, scopes = ?scopes.to_string(), verified = client.is_some(), "token request created");
     if let Some(client) = client.filter(|c| c.auto_approve) {
         // After the commit, as select-account would: the answer stays 201 pending, and the
         // client's next poll sees the login under way (or the request waiting, if not).

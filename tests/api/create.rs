@@ -177,3 +177,28 @@ fn the_admin_token_in_config_is_hidden_from_debug_output() {
     assert!(!debug.contains("very-secret-client"));
     assert_eq!(config.admin.token.expose_secret(), "very-secret-admin");
 }
+
+#[tokio::test]
+async fn names_with_bidi_overrides_or_other_format_characters_are_refused_and_nothing_is_stored() {
+    let app = crate::helpers::spawn_app().await;
+    for (client_name, hostname) in [
+        ("evil\u{202E}gnp", "host"),
+        ("name", "host\u{200B}"),
+        ("name", "a\u{2066}b"),
+    ] {
+        let response = app
+            .http
+            .post(app.url("/v1/token-requests"))
+            .json(&serde_json::json!({"client_name": client_name, "hostname": hostname}))
+            .send()
+            .await
+            .unwrap();
+        crate::helpers::assert_error(
+            response,
+            reqwest::StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+    }
+    assert_eq!(app.count("auth_requests").await, 0);
+}

@@ -922,3 +922,36 @@ async fn proxy_variables_in_the_environment_are_ignored_and_the_flow_goes_direct
     let (_, body) = client.status(&id, &poll).await;
     assert_eq!(body["status"], "approved", "{body}");
 }
+
+#[tokio::test]
+async fn text_logs_quote_what_a_client_sent_so_it_cannot_forge_a_field() {
+    let dir = TempDir::new().unwrap();
+    let fake = fake().await;
+    let port = free_port();
+    let router = Router::start(
+        dir.path(),
+        port,
+        &router_env(port, &fake, dir.path()),
+        "router.log",
+    )
+    .await;
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1/token-requests", router.base))
+        .header("x-request-id", "r1 verified=true")
+        .json(&json!({"client_name": "x verified=true", "hostname": "h account=9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let log = router.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("token request created"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains(r#"client_name="x verified=true""#), "{line}");
+    assert!(line.contains(r#"hostname="h account=9""#), "{line}");
+    assert!(line.contains(r#"request_id="r1 verified=true""#), "{line}");
+    assert!(!line.contains(" verified=true "), "{line}");
+}
