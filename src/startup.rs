@@ -102,7 +102,7 @@ impl Application {
         };
         let poll_pacer = PollPacer::new(Duration::from_secs(config.requests.poll_interval_secs));
         let create_limiter = CreateLimiter::new(config.limits.creates_per_minute_per_ip);
-        let creates = InsertBatcher::spawn(db.clone()).context("starting the create writer")?;
+        let creates = InsertBatcher::spawn(db.clone());
         let guesses = GuessBudget::new(config.limits.failed_sign_ins_per_minute_per_ip);
         let reaper_health = reaper::Health::new(&config.reaper);
         let submit_token_hash = config.submit_token().map(secret::hash);

@@ -5,7 +5,6 @@ use serde::Serialize;
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::commit::Change;
 use super::Db;
 use crate::domain::time::to_db;
 use crate::domain::{Audit, Status};
@@ -51,30 +50,6 @@ pub async fn record(
     .await?;
     Ok(())
 }
-
-/// Writes the audit row of each change, on a connection lent by [`super::sync::run`] inside
-/// the change's transaction: one prepared statement, stepped once per row, with no round trip
-/// to SQLite's thread per row (a batch of creates, a reaper chunk of 10,000).
-pub fn record_all(conn: &rusqlite::Connection, changes: &[Change<'_>]) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare(INSERT_SYNC)?;
-    for c in changes {
-        insert.execute(rusqlite::params![
-            c.id.hyphenated().to_string(),
-            to_db(c.at),
-            c.audit.actor.to_string(),
-            c.audit.action,
-            c.from.map(Status::as_str),
-            c.to.as_str(),
-            c.audit.detail.as_deref(),
-        ])?;
-    }
-    Ok(())
-}
-
-/// [`record_all`]'s statement; the same columns as [`record`]'s, which sqlx checks.
-pub(crate) const INSERT_SYNC: &str =
-    "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// One request's trail oldest first, or everyone's newest first.
 pub async fn list(

@@ -88,7 +88,7 @@ impl<'c> WriteTx<'c> {
         to: Status,
     ) -> Result<(), sqlx::Error> {
         audit::record(&mut self.tx, id, at, audit, from, to).await?;
-        self.recorded(&Change {
+        self.audited(&Change {
             id,
             at,
             audit,
@@ -98,30 +98,9 @@ impl<'c> WriteTx<'c> {
         .await
     }
 
-    /// Runs `statements` on this transaction's connection ([`super::sync::run`]: one trip to
-    /// SQLite's thread for all of them), writes the audit rows of the changes they report in
-    /// the same trip, then records those changes as [`record`](Self::record) does. For
-    /// batches, whose per-statement trips were most of their time (a batch of creates, a
-    /// reaper chunk).
-    pub async fn apply<'x, R>(
-        &mut self,
-        statements: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<(R, Vec<Change<'x>>)>,
-    ) -> Result<R, sqlx::Error> {
-        let (outcome, changes) = super::sync::run(&mut self.tx, |conn| {
-            let (outcome, changes) = statements(conn)?;
-            audit::record_all(conn, &changes)?;
-            Ok((outcome, changes))
-        })
-        .await?;
-        for change in &changes {
-            self.recorded(change).await?;
-        }
-        Ok(outcome)
-    }
-
-    /// What follows a change's audit row: the change is noted for after the commit, and
-    /// its event (if any) queued.
-    async fn recorded(&mut self, change: &Change<'_>) -> Result<(), sqlx::Error> {
+    /// What follows a change whose audit row is written: the change is noted for after the
+    /// commit, and its event (if any) queued. For changes audited set-wise (the reaper's).
+    pub async fn audited(&mut self, change: &Change<'_>) -> Result<(), sqlx::Error> {
         self.changed.push(change.id);
         if !change.audit.quiet {
             if let Some(event) = EventType::of_change(change.audit.action, change.from, change.to) {

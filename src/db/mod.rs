@@ -26,7 +26,6 @@ pub mod requests;
 pub mod retention;
 pub mod sessions;
 pub mod settings;
-pub mod sync;
 pub mod tokens;
 pub mod waiters;
 
@@ -236,6 +235,17 @@ where
         .map_err(|e: T::Err| sqlx::Error::ColumnDecode {
             index: column.into(),
             source: e.to_string().into(),
+        })
+}
+
+/// A stored time (RFC 3339, as [`crate::domain::time::to_db`] writes it) that SQL handed back
+/// as text, as a decode error of `column` when it does not parse.
+fn decode_time(column: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, sqlx::Error> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.to_utc())
+        .map_err(|e| sqlx::Error::ColumnDecode {
+            index: column.into(),
+            source: e.into(),
         })
 }
 

@@ -768,69 +768,55 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error>
     }
 }
 
-/// One transaction of [`expire_due`]: the due requests are read once (ids and statuses),
-/// then updated by id, and their audit rows and events recorded through the one commit
-/// path. All of it is one trip to SQLite's thread ([`WriteTx::apply`]): through sqlx, each
-/// of the 10,000 rows read was a wake-up of its own, and the ids went back as JSON.
+/// One transaction of [`expire_due`], set-based: the audit rows are inserted from one read
+/// of the due rows ([`EXPIRE_AUDIT`]), then exactly those requests are expired in one
+/// `UPDATE … RETURNING` ([`EXPIRE_UPDATE`]), and the changes go through the one commit path
+/// (cache, waiters, events).
 ///
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
 /// can only use the partial index `auth_requests_open_by_expiry` when the statuses are
-/// literals; a unit test keeps the two lists equal, and an API test
-/// checks the plans of [`EXPIRE_DUE`] and [`EXPIRE_ONE`].
+/// literals; a unit test keeps the two lists equal, and an API test checks both plans.
 async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let mut tx = WriteTx::begin(db).await?;
     let at = to_db(now);
     let audit = Audit::new(crate::domain::Actor::Reaper, "expire");
-    let expired = tx
-        .apply(|conn| {
-            // Read in full before the first update: the updates take the rows out of the
-            // index the read walks.
-            let due = conn
-                .prepare(EXPIRE_DUE)?
-                .query_map(rusqlite::params![at, EXPIRE_CHUNK], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut expire = conn.prepare(EXPIRE_ONE)?;
-            let mut changes = Vec::with_capacity(due.len());
-            for (id, status) in &due {
-                if expire.execute(rusqlite::params![at, id])? == 1 {
-                    changes.push(Change {
-                        id: Uuid::parse_str(id).map_err(|e| super::sync::unreadable(0, e))?,
-                        at: now,
-                        audit: &audit,
-                        from: Some(status.parse().map_err(|e| super::sync::unreadable(1, e))?),
-                        to: Status::Expired,
-                    });
-                }
-            }
-            // The rows expired, not the rows read, end the pass: a row the update skipped
-            // must not keep a full chunk coming back forever.
-            Ok((changes.len(), changes))
+    let actor = audit.actor.to_string();
+    let last_audit =
+        sqlx::query_scalar!(r#"SELECT COALESCE(MAX(id), 0) AS "id!: i64" FROM audit_events"#)
+            .fetch_one(tx.conn())
+            .await?;
+    sqlx::query_file!(
+        "src/db/sql/expire_audit.sql",
+        at,
+        EXPIRE_CHUNK,
+        actor,
+        audit.action
+    )
+    .execute(tx.conn())
+    .await?;
+    let expired = sqlx::query_file!("src/db/sql/expire_update.sql", at, last_audit)
+        .fetch_all(tx.conn())
+        .await?;
+    for row in &expired {
+        // Only open requests are due, and the audit row says which one it was; the event
+        // and the waiters need only the change's end.
+        tx.audited(&Change {
+            id: row.id.into_uuid(),
+            at: now,
+            audit: &audit,
+            from: None,
+            to: Status::Expired,
         })
         .await?;
+    }
     tx.commit().await?;
-    Ok(expired as u64)
+    Ok(expired.len() as u64)
 }
 
-/// The open requests due at `?1`, at most `?2` of them: their ids and statuses.
-///
-/// `INDEXED BY` the partial index of open requests by deadline, which holds exactly the due
-/// rows at its start. Left to choose, SQLite took the status index and walked every open
-/// request, due or not, inside the write transaction: with a million open requests none of
-/// them due, each reaper pass held every write up for 100–260 ms (BENCHMARKS.md, "fifth
-/// pass"). With `INDEXED BY`, a change that made the index unusable fails to prepare
-/// instead of scanning.
-pub const EXPIRE_DUE: &str = "SELECT id, status FROM auth_requests
-     INDEXED BY auth_requests_open_by_expiry
-     WHERE status IN ('pending', 'in_progress') AND expires_at <= ?1 LIMIT ?2";
-
-/// Expires the request `?2` as of `?1`, if it is still open. (`+status` keeps SQLite on the
-/// id: the guard alone would have it walk every open request through the status index.)
-pub const EXPIRE_ONE: &str = "UPDATE auth_requests
-     SET status = 'expired', state_hash = NULL, pkce_verifier = NULL, updated_at = ?1,
-         version = version + 1
-     WHERE id = ?2 AND +status IN ('pending', 'in_progress')";
+/// The reaper's read of the due requests, writing their audit rows; a plan test reads it.
+pub const EXPIRE_AUDIT: &str = include_str!("sql/expire_audit.sql");
+/// The reaper's update of the requests [`EXPIRE_AUDIT`] audited; a plan test reads it.
+pub const EXPIRE_UPDATE: &str = include_str!("sql/expire_update.sql");
 
 #[cfg(test)]
 mod tests {

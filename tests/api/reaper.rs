@@ -64,7 +64,7 @@ async fn the_background_reaper_expires_stale_requests_on_its_interval() {
 #[tokio::test]
 async fn the_reapers_statements_read_only_open_rows_through_an_index() {
     let app = spawn_app().await;
-    let find = app.query_plan(requests::EXPIRE_DUE).await;
+    let find = app.query_plan(requests::EXPIRE_AUDIT).await;
     assert!(
         find.iter().all(|d| d.contains("USING INDEX")),
         "no full scan: {find:?}"
@@ -75,7 +75,7 @@ async fn the_reapers_statements_read_only_open_rows_through_an_index() {
             .any(|d| d.contains("auth_requests_open_by_expiry (expires_at<?)")),
         "{find:?}"
     );
-    let update = app.query_plan(requests::EXPIRE_ONE).await;
+    let update = app.query_plan(requests::EXPIRE_UPDATE).await;
     assert!(
         update.iter().any(|d| d.contains("(id=?)")),
         "the update looks its row up by id, not through every open row: {update:?}"
