@@ -5,5 +5,5 @@
 # this script starts. Takes about two minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SQLX_OFFLINE=true cargo build --release --bin claude-auth-router --example long_poll_bench
-exec target/release/examples/long_poll_bench
+SQLX_OFFLINE=true cargo build --release -p claude-auth-router -p claude-auth-router-bench --bin claude-auth-router --bin long_poll_bench
+exec target/release/long_poll_bench

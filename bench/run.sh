@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-SQLX_OFFLINE=true cargo build --release --bin claude-auth-router --example bench
-exec target/release/examples/bench
+SQLX_OFFLINE=true cargo build --release -p claude-auth-router -p claude-auth-router-bench --bin claude-auth-router --bin bench
+exec target/release/bench

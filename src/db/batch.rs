@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::commit::WriteTx;
+use super::commit::{Change, WriteTx};
 use super::requests::{Inserted, NewRow};
 use super::Db;
 use crate::domain::time::to_db;
@@ -110,15 +110,21 @@ async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, sqlx
 /// transaction (which holds the write lock), and each accepted row counts against the rows
 /// after it, so no two creates can slip under a limit together. Each count stops at the
 /// limit, so a hostname with thousands of open requests costs no more than one with ten.
+///
+/// Whatever the batch's size, it is a fixed number of statements (the counts, the requests,
+/// their audit rows, the clients' last use), each taking its rows as one JSON array: sqlx
+/// runs each statement as a trip to SQLite's thread, and one trip per row was most of a
+/// create's cost (docs/performance.md).
 pub async fn insert_all(
     tx: &mut WriteTx<'_>,
     rows: &[&NewRow],
 ) -> Result<Vec<Inserted>, sqlx::Error> {
-    let mut open = OpenCounts::new(rows);
+    let mut open = OpenCounts::read(tx.conn(), rows).await?;
     let mut outcomes = Vec::with_capacity(rows.len());
+    let mut stored = Vec::with_capacity(rows.len());
     for row in rows {
         if row.max_open > 0 {
-            let (count, next) = open.of(tx.conn(), row).await?;
+            let (count, next) = open.of(row);
             if *count >= i64::from(row.max_open) {
                 outcomes.push(Inserted::TooManyOpen {
                     next_expiry: next.unwrap_or(row.expires_at),
@@ -128,132 +134,164 @@ pub async fn insert_all(
             *count += 1;
             *next = Some(next.map_or(row.expires_at, |n| n.min(row.expires_at)));
         }
-        insert_row(tx.conn(), row).await?;
-        tx.record(row.id, row.created_at, &row.audit, None, Status::Pending)
-            .await?;
+        stored.push(*row);
         outcomes.push(Inserted::Created);
+    }
+    if stored.is_empty() {
+        return Ok(outcomes);
+    }
+    let requests = json_array(stored.iter().map(|r| {
+        serde_json::json!({
+            "id": r.id.hyphenated().to_string(),
+            "client_name": r.new.client_name,
+            "hostname": r.new.hostname,
+            "scopes": r.new.scopes.to_db(),
+            "created_at": to_db(r.created_at),
+            "expires_at": to_db(r.expires_at),
+            "poll_token_hash": hex(&r.poll_token_hash),
+            "peer_addr": r.peer_addr,
+            "client_id": r.client_id.map(|c| c.hyphenated().to_string()),
+        })
+    }));
+    sqlx::query_file!("src/db/sql/insert_requests.sql", requests)
+        .execute(tx.conn())
+        .await?;
+    let audits = json_array(stored.iter().map(|r| {
+        serde_json::json!({
+            "id": r.id.hyphenated().to_string(),
+            "at": to_db(r.created_at),
+            "actor": r.audit.actor.to_string(),
+            "action": r.audit.action,
+            "detail": r.audit.detail,
+        })
+    }));
+    sqlx::query_file!("src/db/sql/insert_create_audits.sql", audits)
+        .execute(tx.conn())
+        .await?;
+    let used: Vec<_> = stored
+        .iter()
+        .filter_map(|r| {
+            let client = r.client_id?.hyphenated().to_string();
+            Some(serde_json::json!({"client": client, "at": to_db(r.created_at)}))
+        })
+        .collect();
+    if !used.is_empty() {
+        let used = json_array(used.into_iter());
+        sqlx::query_file!("src/db/sql/clients_used.sql", used)
+            .execute(tx.conn())
+            .await?;
+    }
+    for row in stored {
+        tx.audited(&Change {
+            id: row.id,
+            at: row.created_at,
+            audit: &row.audit,
+            from: None,
+            to: Status::Pending,
+        })
+        .await?;
     }
     Ok(outcomes)
 }
 
-async fn insert_row(conn: &mut SqliteConnection, row: &NewRow) -> Result<(), sqlx::Error> {
-    let id = row.id.hyphenated();
-    let created = to_db(row.created_at);
-    let expires = to_db(row.expires_at);
-    let scopes = row.new.scopes.to_db();
-    let client = row.client_id.map(|c| c.hyphenated());
-    sqlx::query!(
-        "INSERT INTO auth_requests
-         (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
-          poll_token_hash, peer_addr, client_id)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8, ?9)",
-        id,
-        row.new.client_name,
-        row.new.hostname,
-        scopes,
-        created,
-        expires,
-        row.poll_token_hash,
-        row.peer_addr,
-        client,
-    )
-    .execute(&mut *conn)
-    .await?;
-    if let Some(client) = client {
-        sqlx::query!(
-            "UPDATE clients SET last_used_at = ?1 WHERE id = ?2",
-            created,
-            client
-        )
-        .execute(conn)
-        .await?;
-    }
-    Ok(())
+fn json_array(values: impl Iterator<Item = serde_json::Value>) -> String {
+    serde_json::Value::Array(values.collect()).to_string()
 }
 
-/// The statement behind a client's open-request count; a plan test reads it.
-pub const OPEN_FOR_CLIENT: &str = include_str!("sql/open_for_client.sql");
-/// The statement behind an unverified hostname's open-request count; a plan test reads it.
-pub const OPEN_FOR_HOSTNAME: &str = include_str!("sql/open_for_hostname.sql");
+/// Lower-case hex, as SQLite's `unhex()` reads it.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The statement behind the clients' open-request counts; a plan test reads it.
+pub const OPEN_FOR_CLIENT: &str = include_str!("sql/open_for_clients.sql");
+/// The statement behind unverified hostnames' open-request counts; a plan test reads it.
+pub const OPEN_FOR_HOSTNAME: &str = include_str!("sql/open_for_hostnames.sql");
 
 /// Whose open requests a row's limit counts: its enrolled client's, or (unverified) its
 /// hostname's requests made without a client.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum LimitKey {
-    Client(uuid::Uuid),
+    Client(String),
     Hostname(String),
 }
 
 impl LimitKey {
     fn of(row: &NewRow) -> Self {
         match row.client_id {
-            Some(client) => Self::Client(client),
+            Some(client) => Self::Client(client.hyphenated().to_string()),
             None => Self::Hostname(row.new.hostname.clone()),
         }
     }
 }
 
-/// The open requests of each key of a batch, counted the first time a row of that key comes
-/// up (before any row of it is inserted), then kept up to date by the caller.
+/// The open requests of each key of a batch, counted before any row of the batch is
+/// inserted, then kept up to date by the caller.
 struct OpenCounts {
-    /// The open requests are those unexpired at the batch's earliest create.
-    now: String,
-    /// Counted up to the batch's highest limit.
-    cap: i64,
     counted: HashMap<LimitKey, (i64, Option<DateTime<Utc>>)>,
 }
 
 impl OpenCounts {
-    fn new(rows: &[&NewRow]) -> Self {
-        let limited = rows.iter().filter(|r| r.max_open > 0);
-        Self {
-            now: to_db(
-                limited
-                    .clone()
-                    .map(|r| r.created_at)
-                    .min()
-                    .unwrap_or_default(),
-            ),
-            cap: limited.map(|r| i64::from(r.max_open)).max().unwrap_or(0),
-            counted: HashMap::new(),
+    /// Counts, in at most two statements, the open requests of every key a limited row
+    /// has: those unexpired at the batch's earliest create, up to its highest limit.
+    async fn read(conn: &mut SqliteConnection, rows: &[&NewRow]) -> Result<Self, sqlx::Error> {
+        let limited: Vec<&&NewRow> = rows.iter().filter(|r| r.max_open > 0).collect();
+        let mut counted = HashMap::new();
+        let Some(earliest) = limited.iter().map(|r| r.created_at).min() else {
+            return Ok(Self { counted });
+        };
+        let now = to_db(earliest);
+        let cap = limited
+            .iter()
+            .map(|r| i64::from(r.max_open))
+            .max()
+            .unwrap_or(0);
+        let (mut clients, mut hostnames) = (Vec::new(), Vec::new());
+        for row in &limited {
+            match LimitKey::of(row) {
+                LimitKey::Client(c) if !clients.contains(&c) => clients.push(c),
+                LimitKey::Hostname(h) if !hostnames.contains(&h) => hostnames.push(h),
+                _ => {}
+            }
         }
+        if !clients.is_empty() {
+            let keys = serde_json::to_string(&clients).expect("strings serialize");
+            for r in sqlx::query_file!("src/db/sql/open_for_clients.sql", keys, now, cap)
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                let soonest = r
+                    .soonest
+                    .map(|s| super::decode_time("soonest", &s))
+                    .transpose()?;
+                counted.insert(LimitKey::Client(r.key), (r.open, soonest));
+            }
+        }
+        if !hostnames.is_empty() {
+            let keys = serde_json::to_string(&hostnames).expect("strings serialize");
+            for r in sqlx::query_file!("src/db/sql/open_for_hostnames.sql", keys, now, cap)
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                let soonest = r
+                    .soonest
+                    .map(|s| super::decode_time("soonest", &s))
+                    .transpose()?;
+                counted.insert(LimitKey::Hostname(r.key), (r.open, soonest));
+            }
+        }
+        Ok(Self { counted })
     }
 
     /// `row`'s key's open requests and the soonest of their deadlines.
-    async fn of(
-        &mut self,
-        conn: &mut SqliteConnection,
-        row: &NewRow,
-    ) -> Result<&mut (i64, Option<DateTime<Utc>>), sqlx::Error> {
-        let key = LimitKey::of(row);
-        if !self.counted.contains_key(&key) {
-            let (open, soonest) = match &key {
-                LimitKey::Client(c) => {
-                    let c = c.hyphenated();
-                    let r =
-                        sqlx::query_file!("src/db/sql/open_for_client.sql", c, self.now, self.cap)
-                            .fetch_one(conn)
-                            .await?;
-                    (r.open, r.soonest)
-                }
-                LimitKey::Hostname(h) => {
-                    let r = sqlx::query_file!(
-                        "src/db/sql/open_for_hostname.sql",
-                        h,
-                        self.now,
-                        self.cap
-                    )
-                    .fetch_one(conn)
-                    .await?;
-                    (r.open, r.soonest)
-                }
-            };
-            let soonest = soonest
-                .map(|s| super::decode_time("soonest", &s))
-                .transpose()?;
-            self.counted.insert(key.clone(), (open, soonest));
-        }
-        Ok(self.counted.get_mut(&key).expect("counted above"))
+    fn of(&mut self, row: &NewRow) -> &mut (i64, Option<DateTime<Utc>>) {
+        self.counted.entry(LimitKey::of(row)).or_insert((0, None))
     }
 }
 

@@ -67,10 +67,8 @@ fn free_port() -> u16 {
 }
 
 fn release_dir() -> PathBuf {
-    // target/release/examples/bench -> target/release
+    // target/release/bench -> target/release
     std::env::current_exe()
-        .unwrap()
-        .parent()
         .unwrap()
         .parent()
         .unwrap()

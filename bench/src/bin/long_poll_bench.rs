@@ -21,7 +21,14 @@ use fake_upstream::{BrowserMode, FakeUpstream, Options};
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-const WAITERS: usize = 10_000;
+/// Waiters held at once: `LONG_POLL_WAITERS`, default 10,000 (docs/performance.md also
+/// reports 1,000).
+fn waiters() -> usize {
+    std::env::var("LONG_POLL_WAITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
 const BURST: usize = 1_000;
 const CLIENTS: usize = 1_000;
 const STEADY: Duration = Duration::from_secs(30);
@@ -135,7 +142,7 @@ async fn baseline_peak(http: &reqwest::Client, mode: &str) -> f64 {
         assert!(Instant::now() < deadline, "the baseline did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let held: Vec<_> = (0..WAITERS)
+    let held: Vec<_> = (0..waiters())
         .map(|_| {
             let (http, url) = (http.clone(), url.clone());
             tokio::spawn(async move { http.get(url).send().await.is_ok() })
@@ -168,9 +175,8 @@ fn raise_open_files() {
 }
 
 fn release_dir() -> PathBuf {
+    // target/release/long_poll_bench -> target/release
     std::env::current_exe()
-        .unwrap()
-        .parent()
         .unwrap()
         .parent()
         .unwrap()
@@ -224,6 +230,9 @@ impl Router {
             .env("AUTH_ROUTER_LIMITS__MAX_OPEN_REQUESTS_PER_HOSTNAME", "0")
             .env("AUTH_ROUTER_LIMITS__MAX_CONCURRENT_REQUESTS", "4096")
             .env("AUTH_ROUTER_LIMITS__MAX_WAITERS", "20000")
+            // One client address holds every connection here.
+            .env("AUTH_ROUTER_LIMITS__MAX_CONNECTIONS", "20000")
+            .env("AUTH_ROUTER_LIMITS__MAX_CONNECTIONS_PER_IP", "0")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("router.log")).unwrap())
             .spawn()
@@ -301,6 +310,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn run() {
+    let n_waiters = waiters();
     let dir = tempfile::TempDir::new().unwrap();
     let fake = FakeUpstream::start(Options::default()).await;
     fake.set_browser_mode(BrowserMode::Record);
@@ -312,15 +322,15 @@ async fn run() {
 
     // 0. The floors: what 10,000 held requests cost bare servers.
     let floor = baseline_peak(&http, "baseline").await;
-    println!("bare axum holding {WAITERS} requests: peak {floor:.1} MiB");
+    println!("bare axum holding {n_waiters} requests: peak {floor:.1} MiB");
     let hyper_floor = baseline_peak(&http, "hyper").await;
-    println!("bare hyper (HTTP/1 only) holding {WAITERS} requests: peak {hyper_floor:.1} MiB");
+    println!("bare hyper (HTTP/1 only) holding {n_waiters} requests: peak {hyper_floor:.1} MiB");
     let front_floor = baseline_peak(&http, "front").await;
-    println!("the router's transport, one bare route, holding {WAITERS} requests: peak {front_floor:.1} MiB");
+    println!("the router's transport, one bare route, holding {n_waiters} requests: peak {front_floor:.1} MiB");
 
     // 1. 10,000 waiters, then 1,000 approvals in a burst.
     let router = Router::start(dir.path(), &fake, 5).await;
-    let created = create_many(&http, &router.base, WAITERS).await;
+    let created = create_many(&http, &router.base, n_waiters).await;
     // The operator selects an account for the first 1,000: their logins are open.
     for chunk in created[..BURST].chunks(50) {
         join_all(chunk.iter().map(|c| {
@@ -363,7 +373,7 @@ async fn run() {
             })
         })
         .collect();
-    while router.waiters(&http).await < WAITERS as u64 {
+    while router.waiters(&http).await < n_waiters as u64 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "waiters never all arrived"
@@ -372,7 +382,7 @@ async fn run() {
     }
     let settle = Instant::now();
     println!(
-        "{WAITERS} waiters up in {:.1} s",
+        "{n_waiters} waiters up in {:.1} s",
         (settle - started).as_secs_f64()
     );
     let peak_waiting = router.peak_mib();
@@ -417,7 +427,7 @@ async fn run() {
     }
     latencies.sort_by(f64::total_cmp);
     let peak = router.peak_mib();
-    println!("peak memory before the waiters: {before_waiters:.1} MiB; with {WAITERS} waiters: {peak_waiting:.1} MiB (after the burst: {peak:.1} MiB)");
+    println!("peak memory before the waiters: {before_waiters:.1} MiB; with {n_waiters} waiters: {peak_waiting:.1} MiB (after the burst: {peak:.1} MiB)");
     println!(
         "burst of {BURST} approvals in {burst_secs:.2} s; commit to answer: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&latencies, 0.5),
