@@ -13,12 +13,15 @@
 //! - [`domain`]: what a token request is: statuses and the allowed transitions, input
 //!   validation, token bundles, and how secrets are generated, hashed and compared.
 //! - [`crypto`]: encryption at rest of the tokens and verifiers the router keeps.
-//! - [`db`]: the SQLite pools and one small function per statement.
+//! - [`db`]: the store: the SQLite pools and one small function per statement, and nothing
+//!   above it.
 //! - [`oauth`]: the `oauth2` client: authorize URLs with PKCE, the code exchange, refresh
 //!   and revocation.
 //! - [`egress`]: the outgoing HTTP clients, and which proxy a provider call goes through.
 //! - [`control_browser`]: the client for the Electron app that opens logins per account.
 //! - [`routes`]: the HTTP API, one file per resource.
+//! - [`service`]: the layer above the store: the state every use case shares, and what
+//!   follows a commit (caches dropped, long polls woken, webhooks sent), in one place.
 //! - [`policy`]: approving enrolled clients' requests without an operator.
 //! - [`reaper`]: the background task that expires stale requests.
 //! - [`single_flight`]: per-request locks so one refresh at a time reaches the provider.
@@ -50,6 +53,7 @@ pub mod policy;
 pub mod reaper;
 pub mod routes;
 pub mod serve;
+pub mod service;
 pub mod single_flight;
 pub mod startup;
 pub mod tasks;

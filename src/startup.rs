@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::notify::{sender, Outbox};
 use crate::oauth::OAuthClient;
 use crate::routes::{self, AppState, Shared};
+use crate::service::Effects;
 use crate::throttle::{CreateLimiter, GuessBudget, PollPacer};
 use crate::{reaper, serve, tasks};
 
@@ -68,18 +69,28 @@ impl Application {
         callback_listener: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
         let lock = DbLock::acquire(&config.database_url)?;
-        let db = open_db(&config)
-            .await?
-            .with_outbox(Outbox::from_config(&config));
+        let db = open_db(&config).await?;
+        let effects = Effects::new(Outbox::from_config(&config), db.read_connections());
+        let db = db.with_hooks(effects.clone());
         let salt = crate::db::settings::session_salt(&db)
             .await
             .context("reading the console sessions' salt")?;
-        Self::assemble(config, db, &salt, listener, callback_listener, lock)
+        Self::assemble(
+            config,
+            db,
+            effects,
+            &salt,
+            listener,
+            callback_listener,
+            lock,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         config: Config,
         db: Db,
+        effects: Arc<Effects>,
         session_salt: &[u8],
         listener: TcpListener,
         callback_listener: Option<TcpListener>,
@@ -109,6 +120,7 @@ impl Application {
         let trusted_proxies = config.trusted_proxies();
         let state = AppState::new(Shared {
             db,
+            effects,
             creates,
             config: Arc::new(config),
             oauth: Arc::new(oauth),
@@ -191,8 +203,9 @@ impl Application {
             })
         };
         let sender = {
-            let (db, http, metrics) = (
+            let (db, outbox, http, metrics) = (
                 db.clone(),
+                state.effects.outbox().clone(),
                 state.webhook_http.clone(),
                 state.metrics.clone(),
             );
@@ -204,6 +217,7 @@ impl Application {
             tasks::supervise("webhook sender", move || {
                 sender::run(
                     db.clone(),
+                    outbox.clone(),
                     http.clone(),
                     settings.clone(),
                     metrics.clone(),
@@ -213,7 +227,7 @@ impl Application {
         };
         // One shutdown for every listener.
         let (stop, stopped) = watch::channel(false);
-        let waiters = db.waiters().clone();
+        let waiters = state.effects.waiters().clone();
         tokio::spawn(async move {
             shutdown.await;
             // Long polls answer now, with the state as it is, instead of holding the

@@ -2,19 +2,76 @@
 //!
 //! A [`WriteTx`] is a `BEGIN IMMEDIATE` transaction that also collects what the change means
 //! for the rest of the process. In the transaction, [`WriteTx::record`] writes the change's
-//! audit row and the outbox rows of the event it raises. After the commit,
-//! [`WriteTx::commit`] drops the changed rows from the read cache, wakes their long-poll
-//! waiters and tells the webhook sender there is work. A write path that uses it cannot
-//! forget any of those, and nothing happens for a transaction that does not commit.
+//! audit row and the outbox rows of the event it raises, rendered above the store by its
+//! [`Hooks`]. After the commit, [`WriteTx::commit`] hands the [`Committed`] summary to those
+//! hooks, which drop cached rows, wake long-poll waiters and wake the webhook sender. A write
+//! path that uses it cannot forget any of those, and nothing happens for a transaction that
+//! does not commit. The store itself knows nothing of caches, waiters or webhooks.
 
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::{audit, deliveries, Db};
+use crate::domain::event::{EventType, RequestSnapshot};
 use crate::domain::time::{self, to_db};
 use crate::domain::{Audit, Scopes, Status};
-use crate::notify::{EventType, RequestSnapshot};
+
+/// What the layer above the store does around the store's commits. The store calls it; it
+/// imports nothing of what implements it.
+pub trait Hooks: Send + Sync {
+    /// Whether any webhook wants `event`, so that nothing is read or written when none does.
+    fn wants(&self, event: EventType) -> bool;
+
+    /// The outbox rows of event `id` (one per webhook that wants it), with their bodies
+    /// rendered from the request as the transaction sees it.
+    fn deliveries(
+        &self,
+        event: EventType,
+        id: Uuid,
+        at: DateTime<Utc>,
+        request: Option<&RequestSnapshot>,
+    ) -> Vec<deliveries::Rendered>;
+
+    /// After each commit, with what it changed.
+    fn committed(&self, committed: Committed);
+}
+
+/// What one commit changed, for what must follow it.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Requests whose status (or outcome) changed: cached rows dropped, waiters woken.
+    pub changed: Vec<Uuid>,
+    /// Requests changed without a transition (a consumed state): cached rows dropped only,
+    /// so a long poll is not answered with the same status it already has.
+    pub touched: Vec<Uuid>,
+    /// Requests were deleted (retention): every cached row may be stale.
+    pub deleted: bool,
+    /// Outbox rows were written: the webhook sender has work.
+    pub queued: bool,
+}
+
+/// No caches, no waiters, no webhooks: a store used by a command rather than the service.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn wants(&self, _: EventType) -> bool {
+        false
+    }
+
+    fn deliveries(
+        &self,
+        _: EventType,
+        _: Uuid,
+        _: DateTime<Utc>,
+        _: Option<&RequestSnapshot>,
+    ) -> Vec<deliveries::Rendered> {
+        Vec::new()
+    }
+
+    fn committed(&self, _: Committed) {}
+}
 
 /// One change to a request, as its audit row records it.
 pub struct Change<'a> {
@@ -118,8 +175,8 @@ impl<'c> WriteTx<'c> {
         event: EventType,
         at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        let outbox = self.db.outbox.clone();
-        if !outbox.wants(event) {
+        let hooks = self.db.hooks.clone();
+        if !hooks.wants(event) {
             return Ok(());
         }
         let snapshot = match id {
@@ -129,15 +186,12 @@ impl<'c> WriteTx<'c> {
         let event_id = Uuid::new_v4();
         // Queued (and so due) now, whatever time the change itself is stamped with.
         let now = to_db(time::now());
-        for hook in outbox.targets(event) {
-            let body = outbox.render(hook, event_id, event, at, snapshot.as_ref());
+        for rendered in hooks.deliveries(event, event_id, at, snapshot.as_ref()) {
             let row = deliveries::NewDelivery {
-                webhook: hook.index,
-                webhook_key: &hook.key,
+                rendered: &rendered,
                 event_id,
                 event_type: event.as_str(),
                 request_id: id,
-                body: &body,
                 at: &now,
             };
             deliveries::insert(&mut self.tx, &row).await?;
@@ -146,7 +200,7 @@ impl<'c> WriteTx<'c> {
         Ok(())
     }
 
-    /// Commits, then tells the rest of the process: the cache, the waiters, the sender.
+    /// Commits, then tells the layer above what changed ([`Hooks::committed`]).
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         let WriteTx {
             tx,
@@ -156,16 +210,12 @@ impl<'c> WriteTx<'c> {
             queued,
         } = self;
         tx.commit().await?;
-        for id in touched {
-            db.cache.forget(id);
-        }
-        for id in changed {
-            db.cache.forget(id);
-            db.waiters.wake(id);
-        }
-        if queued {
-            db.outbox.work.notify_one();
-        }
+        db.hooks.committed(Committed {
+            changed,
+            touched,
+            deleted: false,
+            queued,
+        });
         Ok(())
     }
 }

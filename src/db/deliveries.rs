@@ -8,14 +8,22 @@ use uuid::Uuid;
 use super::Db;
 use crate::domain::time::to_db;
 
+/// One webhook's row of an event, rendered above the store: plain data.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The webhook's index in the configuration.
+    pub webhook: u32,
+    /// SHA-256 of its URL, so the row only ever goes to the URL it was queued for.
+    pub webhook_key: Vec<u8>,
+    pub body: String,
+}
+
 /// A row to queue, inside the transaction of the change it reports.
 pub struct NewDelivery<'a> {
-    pub webhook: u32,
-    pub webhook_key: &'a [u8],
+    pub rendered: &'a Rendered,
     pub event_id: Uuid,
     pub event_type: &'a str,
     pub request_id: Option<Uuid>,
-    pub body: &'a str,
     pub at: &'a str,
 }
 
@@ -27,12 +35,12 @@ pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<
              (webhook, webhook_key, event_id, event_type, request_id, body, next_attempt_at,
               created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)",
-        d.webhook,
-        d.webhook_key,
+        d.rendered.webhook,
+        d.rendered.webhook_key,
         event_id,
         d.event_type,
         request_id,
-        d.body,
+        d.rendered.body,
         d.at,
     )
     .execute(conn)

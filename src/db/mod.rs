@@ -16,7 +16,6 @@
 pub mod accounts;
 pub mod audit;
 pub mod batch;
-pub mod cache;
 pub mod clients;
 pub mod commit;
 pub mod deliveries;
@@ -27,7 +26,6 @@ pub mod retention;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;
-pub mod waiters;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -40,7 +38,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::crypto::{aad, Sealer};
-use crate::notify::Outbox;
 
 /// How long a statement waits for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,14 +65,15 @@ pub struct Db {
     write: SqlitePool,
     /// Seals tokens and verifiers on the way in and opens them on the way out.
     sealer: Arc<Sealer>,
-    /// Request rows for the status poll; see [`cache`].
-    cache: Arc<cache::RequestCache>,
-    /// Turns at reading a row the cache missed; see [`requests::find_cached`].
-    cache_misses: Arc<tokio::sync::Semaphore>,
-    /// Long-poll waiters, woken by the commit of a change ([`commit`]).
-    waiters: Arc<waiters::Waiters>,
-    /// The configured webhooks, for the events a commit queues ([`commit`]).
-    outbox: Arc<Outbox>,
+    /// What the layer above does around commits: renders webhook rows, and applies what
+    /// follows a commit ([`commit::Hooks`]).
+    hooks: Arc<dyn commit::Hooks>,
+}
+
+impl std::fmt::Debug for dyn commit::Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
 }
 
 impl Db {
@@ -123,26 +121,20 @@ impl Db {
             read,
             write,
             sealer: Arc::new(sealer),
-            cache: Arc::default(),
-            cache_misses: Arc::new(tokio::sync::Semaphore::new(2 * READ_CONNECTIONS as usize)),
-            waiters: Arc::default(),
-            outbox: Arc::default(),
+            hooks: Arc::new(commit::NoHooks),
         })
     }
 
-    /// This handle with `outbox`'s webhooks: commits through it queue their events. Call it
+    /// This handle with the layer above's `hooks`: commits through it call them. Call it
     /// once at startup, before the handle is cloned.
-    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
-        self.outbox = Arc::new(outbox);
+    pub fn with_hooks(mut self, hooks: Arc<dyn commit::Hooks>) -> Self {
+        self.hooks = hooks;
         self
     }
 
-    pub fn outbox(&self) -> Arc<Outbox> {
-        self.outbox.clone()
-    }
-
-    pub fn waiters(&self) -> &Arc<waiters::Waiters> {
-        &self.waiters
+    /// How many reads may run at once: the read pool's size.
+    pub fn read_connections(&self) -> usize {
+        READ_CONNECTIONS as usize
     }
 
     pub fn sealer(&self) -> &Sealer {

@@ -7,9 +7,6 @@
 //! the `version` it read. Whoever's statement matches first wins; the others see zero rows
 //! affected and report a conflict. Every change bumps `version`.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
@@ -17,11 +14,11 @@ use uuid::Uuid;
 
 use super::commit::{Change, WriteTx};
 use super::{accounts, decode, tokens, Db, PKCE_VERIFIER};
+use crate::domain::event::EventType;
 use crate::domain::time::to_db;
 use crate::domain::{
     Audit, NewTokenRequest, Scopes, Status, TokenBundle, TokenRequest, Transition,
 };
-use crate::notify::EventType;
 
 /// A request as the poll endpoints need it: the public fields and the poll token's hash.
 #[derive(Debug, Clone)]
@@ -206,29 +203,6 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, sqlx::Erro
     .into_iter()
     .next();
     row.map(StoredRequest::try_from).transpose()
-}
-
-/// Like [`find`], through the process's read-through cache; for the status poll.
-pub async fn find_cached(db: &Db, id: Uuid) -> Result<Option<Arc<StoredRequest>>, sqlx::Error> {
-    if let Some(hit) = db.cache.get(id, Instant::now()) {
-        return Ok(Some(hit));
-    }
-    // A burst of first polls (10,000 clients starting together, or coming back after a
-    // restart) would queue one read each in sqlx, and a queued query holds about 3 KB until it
-    // runs: 30 MB at that scale. A turn costs a few bytes, and the pool runs only
-    // `READ_CONNECTIONS` reads at a time anyway.
-    let _turn = db.cache_misses.acquire().await;
-    // A read ahead of this one may have cached the row (200 waiters on one request).
-    let read_started = Instant::now();
-    if let Some(hit) = db.cache.get(id, read_started) {
-        return Ok(Some(hit));
-    }
-    let Some(row) = find(db, id).await? else {
-        return Ok(None);
-    };
-    let row = Arc::new(row);
-    db.cache.put(id, row.clone(), read_started);
-    Ok(Some(row))
 }
 
 /// Newest first, optionally of one status.
@@ -821,27 +795,6 @@ pub const EXPIRE_UPDATE: &str = include_str!("sql/expire_update.sql");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    /// A burst of cache misses must queue here, where waiting costs a few bytes, rather than
-    /// as sqlx queries of about 3 KB each (BENCHMARKS.md, "Long poll").
-    #[tokio::test]
-    async fn a_cache_miss_past_the_readers_turns_waits_for_one() {
-        let (_dir, db) = crate::db::scratch().await;
-        let turns = db.cache_misses.available_permits();
-        let all = db.cache_misses.acquire_many(turns as u32).await.unwrap();
-
-        let waiting =
-            tokio::time::timeout(Duration::from_millis(100), find_cached(&db, Uuid::new_v4()))
-                .await;
-        assert!(waiting.is_err(), "read without a turn");
-
-        drop(all);
-        let read = tokio::time::timeout(Duration::from_secs(5), find_cached(&db, Uuid::new_v4()))
-            .await
-            .expect("read once a turn is free");
-        assert!(read.unwrap().is_none());
-    }
 
     #[test]
     fn the_reapers_literal_status_list_matches_the_expire_transition() {

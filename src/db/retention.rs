@@ -37,7 +37,10 @@ pub async fn purge_finished_requests(
     })
     .await?;
     if purged.rows > 0 {
-        db.cache.forget_all();
+        db.hooks.committed(super::commit::Committed {
+            deleted: true,
+            ..Default::default()
+        });
         db.scrub().await?;
     }
     Ok(purged)

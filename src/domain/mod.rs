@@ -2,6 +2,7 @@
 //! between them, the validation of what clients send, token bundles, and secrets.
 
 pub mod audit;
+pub mod event;
 pub mod peer;
 pub mod request;
 pub mod scopes;

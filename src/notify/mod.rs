@@ -13,96 +13,14 @@ pub mod sign;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::{Config, WebhookFormat};
-use crate::domain::{secret, Status};
+use crate::domain::secret;
 
-/// What an event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    /// Created, and waiting for an operator.
-    RequestPending,
-    RequestApproved,
-    RequestDenied,
-    RequestCancelled,
-    RequestExpired,
-    RequestError,
-    RequestRevoked,
-    /// The provider refused a refresh token: someone must log that account in again.
-    RefreshRejected,
-    /// The control browser did not open a login an operator (or the policy) started.
-    ControlBrowserFailed,
-    /// Queued by `POST /v1/webhooks/test`, to every webhook.
-    Test,
-}
-
-impl EventType {
-    /// Every event a webhook can subscribe to (`test` goes to every webhook).
-    pub const CONFIGURABLE: [&'static str; 9] = [
-        "request.pending",
-        "request.approved",
-        "request.denied",
-        "request.cancelled",
-        "request.expired",
-        "request.error",
-        "request.revoked",
-        "refresh.rejected",
-        "control_browser.failed",
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::RequestPending => "request.pending",
-            EventType::RequestApproved => "request.approved",
-            EventType::RequestDenied => "request.denied",
-            EventType::RequestCancelled => "request.cancelled",
-            EventType::RequestExpired => "request.expired",
-            EventType::RequestError => "request.error",
-            EventType::RequestRevoked => "request.revoked",
-            EventType::RefreshRejected => "refresh.rejected",
-            EventType::ControlBrowserFailed => "control_browser.failed",
-            EventType::Test => "test",
-        }
-    }
-
-    pub fn is_configurable(name: &str) -> bool {
-        Self::CONFIGURABLE.contains(&name)
-    }
-
-    /// The event a committed change raises, from its audit action and statuses.
-    pub fn of_change(action: &str, from: Option<Status>, to: Status) -> Option<EventType> {
-        match (action, to) {
-            ("create", Status::Pending) => Some(EventType::RequestPending),
-            ("restore", _) => Some(EventType::ControlBrowserFailed),
-            ("refresh_rejected", _) => Some(EventType::RefreshRejected),
-            (_, Status::Approved) if from != Some(Status::Approved) => {
-                Some(EventType::RequestApproved)
-            }
-            (_, Status::Denied) => Some(EventType::RequestDenied),
-            (_, Status::Cancelled) => Some(EventType::RequestCancelled),
-            (_, Status::Expired) => Some(EventType::RequestExpired),
-            (_, Status::Error) => Some(EventType::RequestError),
-            (_, Status::Revoked) => Some(EventType::RequestRevoked),
-            _ => None,
-        }
-    }
-}
-
-/// A request's public fields, as an event tells them.
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestSnapshot {
-    pub request_id: Uuid,
-    pub client_name: String,
-    pub hostname: String,
-    pub scopes: Vec<String>,
-    pub status: Status,
-    pub account_id: Option<u32>,
-    pub error: Option<String>,
-}
+pub use crate::domain::event::{EventType, RequestSnapshot};
 
 /// One configured webhook, as the outbox and the sender need it.
 #[derive(Debug)]
@@ -262,6 +180,7 @@ fn headline(event: EventType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Status;
 
     #[test]
     fn slack_text_escapes_every_value_a_client_chose() {

@@ -17,7 +17,7 @@ use rand::Rng;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
-use super::{sign, Hook};
+use super::{sign, Hook, Outbox};
 use crate::db::{deliveries, Db};
 use crate::domain::time;
 use crate::metrics::Metrics;
@@ -45,12 +45,12 @@ enum Attempt {
 /// Delivers until `stop` turns true.
 pub async fn run(
     db: Db,
+    outbox: Arc<Outbox>,
     http: reqwest::Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let outbox = db.outbox();
     if outbox.hooks.is_empty() {
         return;
     }
@@ -59,7 +59,7 @@ pub async fn run(
         tracing::warn!(error = %e, "could not close deliveries of removed webhooks");
     }
     loop {
-        let next = match deliver_due(&db, &http, &settings, &metrics).await {
+        let next = match deliver_due(&db, &outbox, &http, &settings, &metrics).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook delivery pass failed; retrying");
@@ -78,11 +78,11 @@ pub async fn run(
 /// Sends every webhook's due rows, in order; returns how long until the next one is due.
 async fn deliver_due(
     db: &Db,
+    outbox: &Outbox,
     http: &reqwest::Client,
     settings: &Settings,
     metrics: &Metrics,
 ) -> Result<Option<Duration>, sqlx::Error> {
-    let outbox = db.outbox();
     let mut next: Option<Duration> = None;
     for hook in &outbox.hooks {
         while let Some(row) = deliveries::oldest_pending(db, hook.index).await? {

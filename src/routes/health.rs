@@ -33,7 +33,7 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>> {
 /// Prometheus metrics in the OpenMetrics text format. Counts only, never a secret.
 pub async fn metrics(State(app): State<AppState>) -> Result<Response> {
     let by_status = db::requests::count_by_status(&app.db).await?;
-    let body = app.metrics.render(&by_status, app.db.waiters().len());
+    let body = app.metrics.render(&by_status, app.effects.waiters().len());
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

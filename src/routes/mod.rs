@@ -15,7 +15,6 @@ mod status_body;
 mod token_requests;
 mod webhooks;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -26,15 +25,8 @@ use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 
-use crate::config::Config;
-use crate::control_browser::ControlBrowser;
-use crate::db::batch::InsertBatcher;
-use crate::db::Db;
 use crate::error::Error;
-use crate::metrics::Metrics;
-use crate::oauth::OAuthClient;
-use crate::single_flight::KeyedLocks;
-use crate::throttle::{CreateLimiter, GuessBudget, PollPacer};
+pub use crate::service::{AppState, Shared};
 
 /// Paths the router serves besides the callback, and the prefixes under which it serves
 /// more. A callback at one of them would make axum panic at startup on the clash, so the
@@ -49,56 +41,6 @@ pub fn is_reserved_path(path: &str) -> bool {
 
 /// The most a request body may hold.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Built once at startup. Handlers and middleware clone it on every request, so it is one
-/// `Arc` (a single reference count) rather than a struct of many.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// What every handler can reach.
-pub struct Shared {
-    pub db: Db,
-    pub config: Arc<Config>,
-    pub oauth: Arc<OAuthClient>,
-    pub control_browser: Arc<ControlBrowser>,
-    /// SHA-256 of the admin token, compared in constant time like every secret.
-    pub admin_token_hash: Arc<Vec<u8>>,
-    /// What console sessions are bound to: see [`crate::domain::secret::session_binding`].
-    pub session_binding: Arc<Vec<u8>>,
-    /// SHA-256 of the control browser's submit token, when one is configured.
-    pub submit_token_hash: Option<Vec<u8>>,
-    /// One refresh per request at a time.
-    pub refresh_locks: Arc<KeyedLocks>,
-    /// RFC 8628 slow_down for status polls.
-    pub poll_pacer: Arc<PollPacer>,
-    /// The per-IP budget for creating requests.
-    pub create_limiter: Arc<CreateLimiter>,
-    /// `limits.trusted_proxies`, parsed once.
-    pub trusted_proxies: Vec<crate::domain::peer::Cidr>,
-    /// The per-IP budget of wrong admin tokens, submit tokens and console sign-ins.
-    pub guesses: Arc<GuessBudget>,
-    pub metrics: Arc<Metrics>,
-    /// When the reaper last completed a pass, for `/readyz`.
-    pub reaper_health: Arc<crate::reaper::Health>,
-    /// The client webhooks are sent with (no proxy: receivers are the team's own).
-    pub webhook_http: reqwest::Client,
-    /// Creates go through one writer that commits them in groups.
-    pub creates: InsertBatcher,
-}
 
 /// The API, the console, the callback and the operational endpoints.
 pub fn router(state: AppState) -> Router {

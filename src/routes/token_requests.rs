@@ -19,13 +19,13 @@ use crate::config::Config;
 use crate::db;
 use crate::db::clients::Client;
 use crate::db::requests::{Inserted, Listed, NewRow};
-use crate::db::waiters::{Bounds, Skipped};
 use crate::domain::peer::budget_key;
 use crate::domain::request::CreateBody;
 use crate::domain::{
     secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition,
 };
 use crate::error::{Error, Result};
+use crate::service::waiters::{Bounds, Skipped};
 
 /// Listings return this many requests unless told otherwise.
 const DEFAULT_LIST_LIMIT: u32 = 100;
@@ -239,13 +239,15 @@ pub async fn status(
     };
     let (mut subscription, skipped) = match asked {
         0 => (None, None),
-        _ => match app.db.waiters().subscribe(id, bounds) {
+        _ => match app.effects.waiters().subscribe(id, bounds) {
             Ok(subscription) => (Some(subscription), None),
             Err(skipped) => (None, Some(skipped)),
         },
     };
     // The hot path: most polls are answered from the process's read-through cache.
-    let mut stored = db::requests::find_cached(&app.db, id)
+    let mut stored = app
+        .effects
+        .find_cached(&app.db, id)
         .await?
         .ok_or(Error::RequestNotFound)?;
     if !secret::verify(&poll_token, &stored.poll_token_hash) {
@@ -269,7 +271,9 @@ pub async fn status(
                 _ = subscription.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
-            stored = db::requests::find_cached(&app.db, id)
+            stored = app
+                .effects
+                .find_cached(&app.db, id)
                 .await?
                 .ok_or(Error::RequestNotFound)?;
         }

@@ -42,7 +42,7 @@ pub async fn deliveries(
 
 /// `POST /v1/webhooks/test`: queues a `test` event to every webhook.
 pub async fn test(State(app): State<AppState>, _: Admin) -> Result<axum::Json<Value>> {
-    let webhooks = app.db.outbox().hooks.len();
+    let webhooks = app.effects.outbox().hooks.len();
     let mut tx = WriteTx::begin(&app.db).await?;
     tx.raise(None, EventType::Test, time::now()).await?;
     tx.commit().await?;

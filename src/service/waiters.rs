@@ -1,5 +1,5 @@
 //! Long-poll waiters: an in-process signal per request, raised by the commit of any change
-//! to that request (see [`super::commit`]).
+//! to that request (see [`super::Effects`]).
 //!
 //! A waiter subscribes *before* it reads the row, and a subscription remembers the signal's
 //! value at that moment, so a commit that lands between the read and the wait is not missed:

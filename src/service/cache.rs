@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::requests::StoredRequest;
+use crate::db::requests::StoredRequest;
 
 /// How long an entry may be served without re-reading the row.
 pub const TTL: Duration = Duration::from_secs(60);

@@ -1,0 +1,150 @@
+//! What follows a commit, in one place: the store calls [`Effects`] (its
+//! [`Hooks`](crate::db::commit::Hooks)) after every commit, so no write path can forget to
+//! drop a cached row, wake a long poll or wake the webhook sender.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::cache::RequestCache;
+use super::waiters::Waiters;
+use crate::db::commit::{Committed, Hooks};
+use crate::db::deliveries::Rendered;
+use crate::db::requests::{self, StoredRequest};
+use crate::db::Db;
+use crate::domain::event::{EventType, RequestSnapshot};
+use crate::notify::Outbox;
+
+/// The process's state around the store: the status poll's cache, the long-poll waiters and
+/// the webhooks.
+pub struct Effects {
+    cache: RequestCache,
+    /// Turns at reading a row the cache missed; see [`Effects::find_cached`].
+    cache_misses: tokio::sync::Semaphore,
+    waiters: Arc<Waiters>,
+    outbox: Arc<Outbox>,
+}
+
+impl Effects {
+    /// `reads`: how many reads the store runs at once.
+    pub fn new(outbox: Outbox, reads: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cache: RequestCache::default(),
+            cache_misses: tokio::sync::Semaphore::new(2 * reads),
+            waiters: Arc::default(),
+            outbox: Arc::new(outbox),
+        })
+    }
+
+    pub fn waiters(&self) -> &Arc<Waiters> {
+        &self.waiters
+    }
+
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Request `id` as the status poll needs it, through the read-through cache.
+    pub async fn find_cached(
+        &self,
+        db: &Db,
+        id: Uuid,
+    ) -> Result<Option<Arc<StoredRequest>>, sqlx::Error> {
+        if let Some(hit) = self.cache.get(id, Instant::now()) {
+            return Ok(Some(hit));
+        }
+        // A burst of first polls (10,000 clients starting together, or coming back after a
+        // restart) would queue one read each in sqlx, and a queued query holds about 3 KB
+        // until it runs: 30 MB at that scale. A turn costs a few bytes, and the store runs
+        // only so many reads at a time anyway.
+        let _turn = self.cache_misses.acquire().await;
+        // A read ahead of this one may have cached the row (200 waiters on one request).
+        let read_started = Instant::now();
+        if let Some(hit) = self.cache.get(id, read_started) {
+            return Ok(Some(hit));
+        }
+        let Some(row) = requests::find(db, id).await? else {
+            return Ok(None);
+        };
+        let row = Arc::new(row);
+        self.cache.put(id, row.clone(), read_started);
+        Ok(Some(row))
+    }
+}
+
+impl Hooks for Effects {
+    fn wants(&self, event: EventType) -> bool {
+        self.outbox.wants(event)
+    }
+
+    fn deliveries(
+        &self,
+        event: EventType,
+        id: Uuid,
+        at: DateTime<Utc>,
+        request: Option<&RequestSnapshot>,
+    ) -> Vec<Rendered> {
+        self.outbox
+            .targets(event)
+            .map(|hook| Rendered {
+                webhook: hook.index,
+                webhook_key: hook.key.clone(),
+                body: self.outbox.render(hook, id, event, at, request),
+            })
+            .collect()
+    }
+
+    fn committed(&self, committed: Committed) {
+        if committed.deleted {
+            self.cache.forget_all();
+        }
+        for id in committed.touched {
+            self.cache.forget(id);
+        }
+        for id in committed.changed {
+            self.cache.forget(id);
+            self.waiters.wake(id);
+        }
+        if committed.queued {
+            self.outbox.work.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A burst of cache misses must queue here, where waiting costs a few bytes, rather than
+    /// as sqlx queries of about 3 KB each.
+    #[tokio::test]
+    async fn a_cache_miss_past_the_readers_turns_waits_for_one() {
+        let (_dir, db) = crate::db::scratch().await;
+        let effects = Effects::new(Outbox::default(), db.read_connections());
+        let turns = effects.cache_misses.available_permits();
+        let all = effects
+            .cache_misses
+            .acquire_many(turns as u32)
+            .await
+            .unwrap();
+
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(100),
+            effects.find_cached(&db, Uuid::new_v4()),
+        )
+        .await;
+        assert!(waiting.is_err(), "read without a turn");
+
+        drop(all);
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            effects.find_cached(&db, Uuid::new_v4()),
+        )
+        .await
+        .expect("read once a turn is free");
+        assert!(read.unwrap().is_none());
+    }
+}
