@@ -78,7 +78,7 @@ pub enum Error {
     #[error("{0}")]
     NotReady(String),
     #[error("database error")]
-    Database(#[source] sqlx::Error),
+    Database(#[source] crate::db::StoreError),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -156,26 +156,13 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        if is_busy(&e) {
+impl From<crate::db::StoreError> for Error {
+    fn from(e: crate::db::StoreError) -> Self {
+        if e.is_busy() {
             Error::Busy
         } else {
             Error::Database(e)
         }
-    }
-}
-
-/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included, or no pooled connection
-/// in time: the database is working, just not for us right now.
-pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
-        _ => false,
     }
 }
 

@@ -3,8 +3,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
 
 use crate::config::Config;
 use crate::crypto::Sealer;
@@ -29,8 +27,8 @@ pub fn check_config(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a consistent copy of the database to `out` with `VACUUM INTO`, which reads one
-/// snapshot while the service keeps writing. The copy is created owner-only, like the
+/// Writes a consistent copy of the database to `out` ([`crate::db::backup::copy_to`]),
+/// from one snapshot while the service keeps writing. The copy is created owner-only, like the
 /// database: it holds the same (possibly encrypted) tokens.
 pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<()> {
     let mut open = std::fs::OpenOptions::new();
@@ -39,7 +37,7 @@ pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
     open.open(out)
         .with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
-    let result = vacuum_into(config, out).await;
+    let result = crate::db::backup::copy_to(&config.database_url, out).await;
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
@@ -49,43 +47,6 @@ pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
-}
-
-async fn vacuum_into(config: &Config, out: &Path) -> anyhow::Result<(i64, i64)> {
-    let source: SqliteConnectOptions = config.database_url.parse().context("database_url")?;
-    let mut conn = source
-        .read_only(true)
-        .busy_timeout(std::time::Duration::from_secs(30))
-        .connect()
-        .await
-        .with_context(|| format!("cannot open database_url {}", config.database_url))?;
-    let target = out.to_str().context("the backup path must be UTF-8")?;
-    sqlx::query("VACUUM INTO ?")
-        .bind(target)
-        .execute(&mut conn)
-        .await
-        .context("VACUUM INTO")?;
-    conn.close().await?;
-    let mut copy = SqliteConnectOptions::new()
-        .filename(out)
-        .read_only(true)
-        .connect()
-        .await?;
-    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&mut copy)
-        .await?;
-    anyhow::ensure!(
-        check == "ok",
-        "the backup failed its integrity check: {check}"
-    );
-    let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_requests")
-        .fetch_one(&mut copy)
-        .await?;
-    let bundles: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM token_bundles")
-        .fetch_one(&mut copy)
-        .await?;
-    copy.close().await?;
-    Ok((requests, bundles))
 }
 
 /// Re-seals every stored secret with the current key.

@@ -39,7 +39,7 @@ pub async fn approve(app: &AppState, id: Uuid, client: &Client) {
 }
 
 /// The account the policy picks for `client`, if any is eligible.
-async fn choose(app: &AppState, client: &Client) -> Result<Option<u32>, sqlx::Error> {
+async fn choose(app: &AppState, client: &Client) -> Result<Option<u32>, crate::db::StoreError> {
     let facts = db::accounts::facts(&app.db).await?;
     let candidates: Vec<u32> = if client.accounts.is_empty() {
         app.config.accounts.iter().map(|a| a.id).collect()

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 
 /// Marks every open request whose deadline is at or before `now` as expired, and drops
 /// expired console sessions. Returns how many requests expired.
-pub async fn reap_once(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+pub async fn reap_once(db: &Db, now: DateTime<Utc>) -> Result<u64, crate::db::StoreError> {
     let expired = db::requests::expire_due(db, now).await?;
     db::sessions::delete_expired(db, now).await?;
     Ok(expired)
@@ -39,7 +39,7 @@ pub async fn purge_once(
     db: &Db,
     now: DateTime<Utc>,
     cfg: &ReaperConfig,
-) -> Result<Retained, sqlx::Error> {
+) -> Result<Retained, crate::db::StoreError> {
     // The configuration bounds every retention, but the date arithmetic saturates anyway:
     // an overflow here once panicked the reaper for good.
     let age = |secs: u64| {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
 use super::clients::admin_event;
+use super::StoreError;
 use super::{begin, Db};
 use crate::domain::time::to_db;
 
@@ -27,7 +28,7 @@ pub async fn set_paused(
     id: u32,
     paused: bool,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let mut tx = begin(db).await?;
     let at = to_db(now);
     let done = sqlx::query!(
@@ -50,7 +51,7 @@ pub async fn set_paused(
 }
 
 /// Whether account `id` is paused.
-pub async fn is_paused(db: &Db, id: u32) -> Result<bool, sqlx::Error> {
+pub async fn is_paused(db: &Db, id: u32) -> Result<bool, StoreError> {
     let paused = sqlx::query_scalar!(
         r#"SELECT paused AS "paused: bool" FROM account_state WHERE account_id = ?"#,
         id
@@ -68,7 +69,7 @@ pub async fn record_failure(
     id: u32,
     reason: &str,
     at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let at = to_db(at);
     sqlx::query!(
         "INSERT INTO account_state (account_id, last_failure_at, last_failure, updated_at)
@@ -85,7 +86,7 @@ pub async fn record_failure(
 }
 
 /// The facts of every account that has any.
-pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, sqlx::Error> {
+pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
     let mut out: HashMap<u32, Facts> = HashMap::new();
     let states = sqlx::query!(
         r#"SELECT account_id AS "account_id!: u32", paused AS "paused: bool",

@@ -6,6 +6,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::Db;
+use super::StoreError;
 use crate::domain::time::to_db;
 use crate::domain::{Audit, Status};
 
@@ -29,7 +30,7 @@ pub async fn record(
     audit: &Audit,
     from: Option<Status>,
     to: Status,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let id = request_id.hyphenated();
     let at = to_db(at);
     let actor = audit.actor.to_string();
@@ -56,7 +57,7 @@ pub async fn list(
     db: &Db,
     request_id: Option<Uuid>,
     limit: u32,
-) -> Result<Vec<AuditEvent>, sqlx::Error> {
+) -> Result<Vec<AuditEvent>, StoreError> {
     match request_id {
         Some(id) => {
             let id = id.hyphenated();
@@ -70,17 +71,17 @@ pub async fn list(
             )
             .fetch_all(&db.read)
             .await
+            .map_err(Into::into)
         }
-        None => {
-            sqlx::query_as!(
-                AuditEvent,
-                r#"SELECT id AS "id!", request_id, at AS "at: DateTime<Utc>", actor, action,
+        None => sqlx::query_as!(
+            AuditEvent,
+            r#"SELECT id AS "id!", request_id, at AS "at: DateTime<Utc>", actor, action,
                           from_status, to_status, detail
                    FROM audit_events ORDER BY id DESC LIMIT ?"#,
-                limit,
-            )
-            .fetch_all(&db.read)
-            .await
-        }
+            limit,
+        )
+        .fetch_all(&db.read)
+        .await
+        .map_err(Into::into),
     }
 }

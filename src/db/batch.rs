@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use super::commit::{Change, WriteTx};
 use super::requests::{Inserted, NewRow};
 use super::Db;
+use super::StoreError;
 use crate::domain::time::to_db;
 use crate::domain::Status;
 
@@ -74,7 +75,7 @@ async fn writer(db: Db, jobs: Arc<Mutex<mpsc::Receiver<(NewRow, Reply)>>>) {
 }
 
 /// Answers every create of `batch` with its outcome, or all of them with the error.
-fn answer(batch: &mut Vec<(NewRow, Reply)>, outcome: Result<Vec<Inserted>, sqlx::Error>) {
+fn answer(batch: &mut Vec<(NewRow, Reply)>, outcome: Result<Vec<Inserted>, StoreError>) {
     match outcome {
         Ok(outcomes) => {
             for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
@@ -83,7 +84,7 @@ fn answer(batch: &mut Vec<(NewRow, Reply)>, outcome: Result<Vec<Inserted>, sqlx:
         }
         Err(e) => {
             let error = BatchError {
-                busy: crate::error::is_busy(&e),
+                busy: e.is_busy(),
                 message: e.to_string(),
             };
             tracing::warn!(error = %error, creates = batch.len(), "a batch of creates failed");
@@ -95,7 +96,7 @@ fn answer(batch: &mut Vec<(NewRow, Reply)>, outcome: Result<Vec<Inserted>, sqlx:
 }
 
 /// The whole batch in one transaction; nothing is kept unless all of it commits.
-async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, sqlx::Error> {
+async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, StoreError> {
     let rows: Vec<&NewRow> = batch.iter().map(|(row, _)| row).collect();
     let mut tx = WriteTx::begin(db).await?;
     let outcomes = insert_all(&mut tx, &rows).await?;
@@ -118,7 +119,7 @@ async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, sqlx
 pub async fn insert_all(
     tx: &mut WriteTx<'_>,
     rows: &[&NewRow],
-) -> Result<Vec<Inserted>, sqlx::Error> {
+) -> Result<Vec<Inserted>, StoreError> {
     let mut open = OpenCounts::read(tx.conn(), rows).await?;
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut stored = Vec::with_capacity(rows.len());
@@ -240,7 +241,7 @@ struct OpenCounts {
 impl OpenCounts {
     /// Counts, in at most two statements, the open requests of every key a limited row
     /// has: those unexpired at the batch's earliest create, up to its highest limit.
-    async fn read(conn: &mut SqliteConnection, rows: &[&NewRow]) -> Result<Self, sqlx::Error> {
+    async fn read(conn: &mut SqliteConnection, rows: &[&NewRow]) -> Result<Self, StoreError> {
         let limited: Vec<&&NewRow> = rows.iter().filter(|r| r.max_open > 0).collect();
         let mut counted = HashMap::new();
         let Some(earliest) = limited.iter().map(|r| r.created_at).min() else {

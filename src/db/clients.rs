@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
+use super::StoreError;
 use super::{begin, decode, Db};
 use crate::domain::time::to_db;
 
@@ -36,9 +37,9 @@ struct Row {
 }
 
 impl TryFrom<Row> for Client {
-    type Error = sqlx::Error;
+    type Error = StoreError;
 
-    fn try_from(r: Row) -> Result<Self, sqlx::Error> {
+    fn try_from(r: Row) -> Result<Self, StoreError> {
         Ok(Client {
             client_id: decode("id", &r.id)?,
             name: r.name,
@@ -75,7 +76,7 @@ pub async fn admin_event(
     subject: &str,
     action: &str,
     detail: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let at = to_db(at);
     sqlx::query!(
         "INSERT INTO admin_events (at, actor, subject, action, detail) VALUES (?, 'admin', ?, ?, ?)",
@@ -100,7 +101,7 @@ pub struct NewClient<'a> {
 }
 
 /// Stores a new client; `false` when the name is taken.
-pub async fn insert(db: &Db, c: &NewClient<'_>, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn insert(db: &Db, c: &NewClient<'_>, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = begin(db).await?;
     let (id, at) = (c.id.hyphenated().to_string(), to_db(now));
     let (scopes, accounts) = (c.scopes.join(" "), accounts_text(c.accounts));
@@ -127,7 +128,7 @@ pub async fn insert(db: &Db, c: &NewClient<'_>, now: DateTime<Utc>) -> Result<bo
     Ok(true)
 }
 
-pub async fn list(db: &Db) -> Result<Vec<Client>, sqlx::Error> {
+pub async fn list(db: &Db) -> Result<Vec<Client>, StoreError> {
     let rows = sqlx::query_as!(
         Row,
         r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
@@ -140,7 +141,7 @@ pub async fn list(db: &Db) -> Result<Vec<Client>, sqlx::Error> {
     rows.into_iter().map(Client::try_from).collect()
 }
 
-pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, sqlx::Error> {
+pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, StoreError> {
     let id = id.hyphenated().to_string();
     let row = sqlx::query_as!(
         Row,
@@ -158,7 +159,7 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, sqlx::Error> {
 }
 
 /// The client whose key hashes to `key_hash`, disabled or not.
-pub async fn find_by_key(db: &Db, key_hash: &[u8]) -> Result<Option<Client>, sqlx::Error> {
+pub async fn find_by_key(db: &Db, key_hash: &[u8]) -> Result<Option<Client>, StoreError> {
     let row = sqlx::query_as!(
         Row,
         r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
@@ -191,7 +192,7 @@ pub async fn change(
     id: Uuid,
     change: Change<'_>,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let mut tx = begin(db).await?;
     let hyphenated = id.hyphenated().to_string();
     let (action, done) = match change {
@@ -247,7 +248,7 @@ pub async fn change(
 }
 
 /// Deletes client `id`; its requests stay, with the name they were made under.
-pub async fn delete(db: &Db, id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn delete(db: &Db, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = begin(db).await?;
     let hyphenated = id.hyphenated().to_string();
     let done = sqlx::query!("DELETE FROM clients WHERE id = ?", hyphenated)

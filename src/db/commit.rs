@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
+use super::StoreError;
 use super::{audit, deliveries, Db};
 use crate::domain::event::{EventType, RequestSnapshot};
 use crate::domain::time::{self, to_db};
@@ -97,7 +98,7 @@ pub struct WriteTx<'c> {
 impl WriteTx<'static> {
     /// Takes SQLite's write lock at once, so reading the old status and changing it can
     /// never be interleaved with another writer.
-    pub async fn begin(db: &Db) -> Result<Self, sqlx::Error> {
+    pub async fn begin(db: &Db) -> Result<Self, StoreError> {
         Ok(Self::new(db, db.write.begin_with("BEGIN IMMEDIATE").await?))
     }
 }
@@ -108,7 +109,7 @@ impl<'c> WriteTx<'c> {
     pub async fn begin_on(
         db: &Db,
         conn: &'c mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    ) -> Result<Self, sqlx::Error> {
+    ) -> Result<Self, StoreError> {
         use sqlx::Connection as _;
         Ok(Self::new(db, conn.begin_with("BEGIN IMMEDIATE").await?))
     }
@@ -143,7 +144,7 @@ impl<'c> WriteTx<'c> {
         audit: &Audit,
         from: Option<Status>,
         to: Status,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         audit::record(&mut self.tx, id, at, audit, from, to).await?;
         self.audited(&Change {
             id,
@@ -157,7 +158,7 @@ impl<'c> WriteTx<'c> {
 
     /// What follows a change whose audit row is written: the change is noted for after the
     /// commit, and its event (if any) queued. For changes audited set-wise (the reaper's).
-    pub async fn audited(&mut self, change: &Change<'_>) -> Result<(), sqlx::Error> {
+    pub async fn audited(&mut self, change: &Change<'_>) -> Result<(), StoreError> {
         self.changed.push(change.id);
         if !change.audit.quiet {
             if let Some(event) = EventType::of_change(change.audit.action, change.from, change.to) {
@@ -174,7 +175,7 @@ impl<'c> WriteTx<'c> {
         id: Option<Uuid>,
         event: EventType,
         at: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         let hooks = self.db.hooks.clone();
         if !hooks.wants(event) {
             return Ok(());
@@ -201,7 +202,7 @@ impl<'c> WriteTx<'c> {
     }
 
     /// Commits, then tells the layer above what changed ([`Hooks::committed`]).
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    pub async fn commit(self) -> Result<(), StoreError> {
         let WriteTx {
             tx,
             db,
@@ -224,7 +225,7 @@ impl<'c> WriteTx<'c> {
 async fn snapshot(
     conn: &mut SqliteConnection,
     id: Uuid,
-) -> Result<Option<RequestSnapshot>, sqlx::Error> {
+) -> Result<Option<RequestSnapshot>, StoreError> {
     let hyphenated = id.hyphenated();
     let row = sqlx::query!(
         r#"SELECT client_name, hostname, scopes, status, account_id AS "account_id: u32", error

@@ -6,6 +6,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::Db;
+use super::StoreError;
 use crate::domain::time::to_db;
 
 /// One webhook's row of an event, rendered above the store: plain data.
@@ -27,7 +28,7 @@ pub struct NewDelivery<'a> {
     pub at: &'a str,
 }
 
-pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<(), StoreError> {
     let event_id = d.event_id.hyphenated();
     let request_id = d.request_id.map(|id| id.hyphenated());
     sqlx::query!(
@@ -61,7 +62,7 @@ pub struct Due {
     pub next_attempt_at: DateTime<Utc>,
 }
 
-pub async fn oldest_pending(db: &Db, webhook: u32) -> Result<Option<Due>, sqlx::Error> {
+pub async fn oldest_pending(db: &Db, webhook: u32) -> Result<Option<Due>, StoreError> {
     sqlx::query_as!(
         Due,
         r#"SELECT id AS "id!", webhook_key, event_id, event_type, body, attempts,
@@ -73,10 +74,11 @@ pub async fn oldest_pending(db: &Db, webhook: u32) -> Result<Option<Due>, sqlx::
     .fetch_all(&db.read)
     .await
     .map(|rows| rows.into_iter().next())
+    .map_err(Into::into)
 }
 
 /// Records a 2xx.
-pub async fn delivered(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn delivered(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
     let now = to_db(now);
     sqlx::query!(
         "UPDATE webhook_deliveries
@@ -97,7 +99,7 @@ pub async fn attempt_failed(
     error: &str,
     retry_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let now = to_db(now);
     let status = if retry_at.is_some() {
         "pending"
@@ -138,7 +140,7 @@ pub struct Delivery {
 }
 
 /// The most recent deliveries, newest first.
-pub async fn recent(db: &Db, limit: u32) -> Result<Vec<Delivery>, sqlx::Error> {
+pub async fn recent(db: &Db, limit: u32) -> Result<Vec<Delivery>, StoreError> {
     sqlx::query_as!(
         Delivery,
         r#"SELECT id AS "id!", webhook, event_id, event_type, request_id, status, attempts,
@@ -150,14 +152,11 @@ pub async fn recent(db: &Db, limit: u32) -> Result<Vec<Delivery>, sqlx::Error> {
     )
     .fetch_all(&db.read)
     .await
+    .map_err(Into::into)
 }
 
 /// Fails the pending rows of webhooks no longer configured (the list got shorter).
-pub async fn fail_unconfigured(
-    db: &Db,
-    hooks: u32,
-    now: DateTime<Utc>,
-) -> Result<u64, sqlx::Error> {
+pub async fn fail_unconfigured(db: &Db, hooks: u32, now: DateTime<Utc>) -> Result<u64, StoreError> {
     let now = to_db(now);
     let done = sqlx::query!(
         "UPDATE webhook_deliveries

@@ -10,6 +10,7 @@
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use super::StoreError;
 use super::{Db, ACCESS_TOKEN, PKCE_VERIFIER, REFRESH_TOKEN};
 use crate::crypto::key_id_of;
 
@@ -27,7 +28,7 @@ pub enum KeyCheckError {
     #[error("the database holds {0} values stored in plaintext and storage.require_sealed is on (the default with a key); run `claude-auth-router rekey` to seal them first, or set storage.require_sealed = false")]
     Unsealed(i64),
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(#[from] StoreError),
 }
 
 /// What [`check`] found.
@@ -40,7 +41,7 @@ pub struct KeyReport {
 }
 
 /// One sealed value per key id in use, with where it lives.
-async fn samples(db: &Db) -> Result<Vec<(&'static str, Uuid, String)>, sqlx::Error> {
+async fn samples(db: &Db) -> Result<Vec<(&'static str, Uuid, String)>, StoreError> {
     let mut out = Vec::new();
     let access = sqlx::query!(
         r#"SELECT request_id AS "id: uuid::fmt::Hyphenated", access_token AS value FROM token_bundles
@@ -105,7 +106,8 @@ pub async fn check(db: &Db) -> Result<KeyReport, KeyCheckError> {
            AS "n!: i64""#
     )
     .fetch_one(&db.read)
-    .await?;
+    .await
+    .map_err(StoreError::from)?;
     Ok(report)
 }
 
@@ -130,7 +132,7 @@ impl RekeyReport {
 }
 
 /// Re-seals every stored secret with the current key.
-pub async fn rekey(db: &Db) -> Result<RekeyReport, sqlx::Error> {
+pub async fn rekey(db: &Db) -> Result<RekeyReport, StoreError> {
     let mut report = RekeyReport::default();
     let mut after = String::new();
     loop {
@@ -173,7 +175,7 @@ pub async fn rekey(db: &Db) -> Result<RekeyReport, sqlx::Error> {
 
 /// Re-seals one stored value with the current key: `None` when it already was, else
 /// whether our compare-and-swap write landed.
-async fn reseal(db: &Db, column: &str, id: Uuid, old: &str) -> Result<Option<bool>, sqlx::Error> {
+async fn reseal(db: &Db, column: &str, id: Uuid, old: &str) -> Result<Option<bool>, StoreError> {
     if db.sealer.is_current(old) {
         return Ok(None);
     }

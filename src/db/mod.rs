@@ -15,10 +15,12 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod batch;
 pub mod clients;
 pub mod commit;
 pub mod deliveries;
+mod error;
 pub mod keys;
 pub mod lock;
 pub mod requests;
@@ -38,6 +40,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::crypto::{aad, Sealer};
+
+pub use error::StoreError;
 
 /// How long a statement waits for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,13 +83,13 @@ impl std::fmt::Debug for dyn commit::Hooks {
 impl Db {
     /// Opens (creating when missing) and migrates the database at `url`, storing secrets in
     /// plaintext. See [`Db::connect_sealed`].
-    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_sealed(url, Sealer::plaintext()).await
     }
 
     /// Opens and migrates the database, sealing secrets with `sealer`. Call
     /// [`keys::check`] next, before serving anything.
-    pub async fn connect_sealed(url: &str, sealer: Sealer) -> Result<Self, sqlx::Error> {
+    pub async fn connect_sealed(url: &str, sealer: Sealer) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?;
         create_owner_only(options.get_filename())?;
         let options = options
@@ -147,14 +151,14 @@ impl Db {
     }
 
     /// A stored secret, opened; a failure is a decode error of that column.
-    fn open(&self, column: &str, id: Uuid, stored: &str) -> Result<SecretString, sqlx::Error> {
+    fn open(&self, column: &str, id: Uuid, stored: &str) -> Result<SecretString, StoreError> {
         self.sealer
             .open(stored, &aad(column, id))
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
     }
 
     /// Whether the database answers a query.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query_scalar!("SELECT 1 AS \"one!: i64\"")
             .fetch_one(&self.read)
             .await?;
@@ -162,8 +166,8 @@ impl Db {
     }
 
     /// Whether the database accepts a write now: takes the write lock and lets it go.
-    pub async fn ready(&self) -> Result<(), sqlx::Error> {
-        begin(self).await?.rollback().await
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        Ok(begin(self).await?.rollback().await?)
     }
 
     /// Makes deleted secrets unrecoverable from the files, after a revoke or a purge.
@@ -173,7 +177,7 @@ impl Db {
     /// copies the zeroed pages into the database file and empties the WAL. A reader in the
     /// middle of a read holds it back, so it retries briefly; `false` if it never completed
     /// (the next scrub, or SQLite's own checkpoints, finish the job).
-    pub async fn scrub(&self) -> Result<bool, sqlx::Error> {
+    pub async fn scrub(&self) -> Result<bool, StoreError> {
         for _ in 0..SCRUB_ATTEMPTS {
             let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_one(&self.write)
@@ -196,7 +200,7 @@ impl Db {
 
 /// Creates a missing database file readable by its owner only: it will hold live tokens.
 /// SQLite gives the `-wal` and `-shm` files the same mode as the main file.
-fn create_owner_only(path: &std::path::Path) -> Result<(), sqlx::Error> {
+fn create_owner_only(path: &std::path::Path) -> Result<(), StoreError> {
     if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
         return Ok(());
     }
@@ -207,38 +211,34 @@ fn create_owner_only(path: &std::path::Path) -> Result<(), sqlx::Error> {
     match open.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(sqlx::Error::Io(e)),
+        Err(e) => Err(StoreError::Failed(format!(
+            "cannot create the database file: {e}"
+        ))),
     }
 }
 
 /// A write transaction that takes SQLite's write lock at once, for writes that change no
 /// request (see [`commit::WriteTx`] for those that do).
-async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-    db.write.begin_with("BEGIN IMMEDIATE").await
+async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    Ok(db.write.begin_with("BEGIN IMMEDIATE").await?)
 }
 
 /// Maps a stored text column back to a domain value, as a decode error when it does not fit.
-fn decode<T: FromStr>(column: &str, value: &str) -> Result<T, sqlx::Error>
+fn decode<T: FromStr>(column: &str, value: &str) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
 {
     value
         .parse()
-        .map_err(|e: T::Err| sqlx::Error::ColumnDecode {
-            index: column.into(),
-            source: e.to_string().into(),
-        })
+        .map_err(|e: T::Err| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
 /// A stored time (RFC 3339, as [`crate::domain::time::to_db`] writes it) that SQL handed back
 /// as text, as a decode error of `column` when it does not parse.
-fn decode_time(column: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, sqlx::Error> {
+fn decode_time(column: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
     chrono::DateTime::parse_from_rfc3339(value)
         .map(|t| t.to_utc())
-        .map_err(|e| sqlx::Error::ColumnDecode {
-            index: column.into(),
-            source: e.into(),
-        })
+        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
 /// A fresh, migrated database in a new temporary directory, for unit tests. The directory

@@ -13,6 +13,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::commit::{Change, WriteTx};
+use super::StoreError;
 use super::{accounts, decode, tokens, Db, PKCE_VERIFIER};
 use crate::domain::event::EventType;
 use crate::domain::time::to_db;
@@ -55,7 +56,7 @@ pub struct Claim {
 }
 
 /// The request's status inside a write transaction, for the audit row's `from_status`.
-async fn status_of(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Status>, sqlx::Error> {
+async fn status_of(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Status>, StoreError> {
     let id = id.hyphenated();
     let status = sqlx::query_scalar!("SELECT status FROM auth_requests WHERE id = ?", id)
         .fetch_optional(conn)
@@ -109,9 +110,9 @@ struct RequestRow {
 }
 
 impl TryFrom<RequestRow> for StoredRequest {
-    type Error = sqlx::Error;
+    type Error = StoreError;
 
-    fn try_from(r: RequestRow) -> Result<Self, sqlx::Error> {
+    fn try_from(r: RequestRow) -> Result<Self, StoreError> {
         Ok(StoredRequest {
             poll_token_hash: r.poll_token_hash,
             request: TokenRequest {
@@ -160,9 +161,9 @@ struct ListRow {
 }
 
 impl TryFrom<ListRow> for Listed {
-    type Error = sqlx::Error;
+    type Error = StoreError;
 
-    fn try_from(r: ListRow) -> Result<Self, sqlx::Error> {
+    fn try_from(r: ListRow) -> Result<Self, StoreError> {
         Ok(Listed {
             request: TokenRequest {
                 id: r.id.into_uuid(),
@@ -184,7 +185,7 @@ impl TryFrom<ListRow> for Listed {
     }
 }
 
-pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, sqlx::Error> {
+pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, StoreError> {
     let id = id.hyphenated();
     let row = sqlx::query_as!(
         RequestRow,
@@ -206,7 +207,7 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, sqlx::Erro
 }
 
 /// Newest first, optionally of one status.
-pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Listed>, sqlx::Error> {
+pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Listed>, StoreError> {
     let status = status.map(Status::as_str);
     let rows = sqlx::query_as!(
         ListRow,
@@ -231,7 +232,7 @@ pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Lis
 }
 
 /// Open requests (pending, in progress), oldest first: what waits for an operator.
-pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> {
+pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreError> {
     let rows = sqlx::query_as!(
         ListRow,
         r#"SELECT r.id AS "id: uuid::fmt::Hyphenated",
@@ -254,7 +255,7 @@ pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> 
 }
 
 /// Finished requests, most recently changed first: the console's history.
-pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Error> {
+pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreError> {
     let rows = sqlx::query_as!(
         ListRow,
         r#"SELECT r.id AS "id: uuid::fmt::Hyphenated",
@@ -277,7 +278,7 @@ pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, sqlx::Err
 }
 
 /// How many requests the database holds in each status (for `/metrics`).
-pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
     let rows =
         sqlx::query!(r#"SELECT status, COUNT(*) AS "n!: i64" FROM auth_requests GROUP BY status"#)
             .fetch_all(&db.read)
@@ -285,7 +286,7 @@ pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error>
     Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
 }
 
-pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, sqlx::Error> {
+pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, StoreError> {
     let id_uuid = id;
     let id = id.hyphenated();
     let row = sqlx::query!(
@@ -334,7 +335,7 @@ pub async fn start_login(
     login: &NewLogin<'_>,
     now: DateTime<Utc>,
     audit: &Audit,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<Option<i64>, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
@@ -382,7 +383,7 @@ pub async fn restore(
     before: &FlowSnapshot,
     now: DateTime<Utc>,
     audit: &Audit,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let (version, state_hash, failed_account) =
         (started.version, started.state_hash, started.account_id);
     let mut tx = WriteTx::begin(db).await?;
@@ -430,7 +431,7 @@ pub async fn claim_state(
     db: &Db,
     state_hash: &[u8],
     now: DateTime<Utc>,
-) -> Result<Option<Claim>, sqlx::Error> {
+) -> Result<Option<Claim>, StoreError> {
     let now = to_db(now);
     let from = Transition::Approve.from_json();
     let mut tx = WriteTx::begin(db).await?;
@@ -468,7 +469,7 @@ pub async fn claim_for_code(
     id: Uuid,
     state_hash: Option<&[u8]>,
     now: DateTime<Utc>,
-) -> Result<Option<Claim>, sqlx::Error> {
+) -> Result<Option<Claim>, StoreError> {
     let hyphenated = id.hyphenated();
     let now = to_db(now);
     let from = Transition::Approve.from_json();
@@ -516,7 +517,7 @@ pub async fn approve(
     bundle: &TokenBundle,
     now: DateTime<Utc>,
     audit: &Audit,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let id = claim.id;
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
@@ -554,7 +555,7 @@ pub async fn fail_claimed(
     error: &str,
     now: DateTime<Utc>,
     audit: &Audit,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
@@ -594,7 +595,7 @@ pub async fn finish_by_state(
     error: &str,
     now: DateTime<Utc>,
     audit: &Audit,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<Uuid>, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let to = transition.to().unwrap_or(Status::Error);
     let to_name = to.as_str();
@@ -627,12 +628,7 @@ pub async fn finish_by_state(
 
 /// Leaves a request pending for an operator, with an audit row saying why the approval
 /// policy could not start its login; raises the `request.pending` its quiet create did not.
-pub async fn hold(
-    db: &Db,
-    id: Uuid,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+pub async fn hold(db: &Db, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let pending = sqlx::query_scalar!(
@@ -659,7 +655,7 @@ pub async fn transition(
     transition: Transition,
     now: DateTime<Utc>,
     audit: &Audit,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let Some(before) = status_of(tx.conn(), id).await? else {
         return Ok(false);
@@ -696,7 +692,7 @@ pub async fn revoke(
     id: Uuid,
     now: DateTime<Utc>,
     audit: &Audit,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
@@ -731,7 +727,7 @@ pub const EXPIRE_CHUNK: i64 = 10_000;
 /// Expires every open request whose deadline has passed, with one audit row each and a
 /// `request.expired` event each for the webhooks that want it, [`EXPIRE_CHUNK`] requests
 /// per transaction.
-pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
         let expired = expire_chunk(db, now).await?;
@@ -750,7 +746,7 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error>
 /// The statuses are spelled out instead of bound from [`Transition::Expire`] because SQLite
 /// can only use the partial index `auth_requests_open_by_expiry` when the statuses are
 /// literals; a unit test keeps the two lists equal, and an API test checks both plans.
-async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let at = to_db(now);
     let audit = Audit::new(crate::domain::Actor::Reaper, "expire");

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Db;
+use super::StoreError;
 use crate::domain::time::to_db;
 
 /// The most rows one delete statement removes.
@@ -27,7 +28,7 @@ pub async fn purge_finished_requests(
     db: &Db,
     before: DateTime<Utc>,
     batch: i64,
-) -> Result<Purged, sqlx::Error> {
+) -> Result<Purged, StoreError> {
     let before = to_db(before);
     let purged = in_batches(batch, || async {
         let done = sqlx::query_file!("src/db/sql/purge_requests.sql", before, batch)
@@ -47,11 +48,7 @@ pub async fn purge_finished_requests(
 }
 
 /// Deletes audit rows older than `before`, oldest first.
-pub async fn purge_audit(
-    db: &Db,
-    before: DateTime<Utc>,
-    batch: i64,
-) -> Result<Purged, sqlx::Error> {
+pub async fn purge_audit(db: &Db, before: DateTime<Utc>, batch: i64) -> Result<Purged, StoreError> {
     let before = to_db(before);
     in_batches(batch, || async {
         let done = sqlx::query_file!("src/db/sql/purge_audit.sql", before, batch)
@@ -67,7 +64,7 @@ pub async fn purge_deliveries(
     db: &Db,
     before: DateTime<Utc>,
     batch: i64,
-) -> Result<Purged, sqlx::Error> {
+) -> Result<Purged, StoreError> {
     let before = to_db(before);
     in_batches(batch, || async {
         let done = sqlx::query_file!("src/db/sql/purge_deliveries.sql", before, batch)
@@ -80,10 +77,10 @@ pub async fn purge_deliveries(
 
 /// Runs `delete` (one statement of at most `batch` rows) until a batch comes back short,
 /// letting waiting writers (a create, an approval) in between batches.
-async fn in_batches<F, Fut>(batch: i64, mut delete: F) -> Result<Purged, sqlx::Error>
+async fn in_batches<F, Fut>(batch: i64, mut delete: F) -> Result<Purged, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<u64, sqlx::Error>>,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
 {
     let mut purged = Purged::default();
     loop {

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Db;
+use super::StoreError;
 use crate::domain::time::to_db;
 
 pub async fn create(
@@ -15,7 +16,7 @@ pub async fn create(
     admin_token_hash: &[u8],
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let (now, expires_at) = (to_db(now), to_db(expires_at));
     sqlx::query!(
         "INSERT INTO admin_sessions (token_hash, csrf_token, admin_token_hash, created_at, expires_at)
@@ -38,7 +39,7 @@ pub async fn find(
     token_hash: &[u8],
     admin_token_hash: &[u8],
     now: DateTime<Utc>,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<String>, StoreError> {
     let now = to_db(now);
     sqlx::query_scalar!(
         "SELECT csrf_token FROM admin_sessions
@@ -50,9 +51,10 @@ pub async fn find(
     .fetch_all(&db.read)
     .await
     .map(|rows| rows.into_iter().next())
+    .map_err(Into::into)
 }
 
-pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), sqlx::Error> {
+pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), StoreError> {
     sqlx::query!(
         "DELETE FROM admin_sessions WHERE token_hash = ?",
         token_hash
@@ -63,7 +65,7 @@ pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), sqlx::Error> {
 }
 
 /// Drops expired sessions; the reaper calls it on every pass.
-pub async fn delete_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+pub async fn delete_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
     let now = to_db(now);
     let done = sqlx::query!("DELETE FROM admin_sessions WHERE expires_at <= ?", now)
         .execute(&db.write)

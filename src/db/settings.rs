@@ -4,10 +4,11 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 
 use super::Db;
+use super::StoreError;
 
 /// The salt of the console sessions' binding to the admin token
 /// ([`crate::domain::secret::session_binding`]): made at the first start, kept after.
-pub async fn session_salt(db: &Db) -> Result<Vec<u8>, sqlx::Error> {
+pub async fn session_salt(db: &Db) -> Result<Vec<u8>, StoreError> {
     let mut fresh = vec![0u8; 16];
     OsRng.fill_bytes(&mut fresh);
     sqlx::query!(
@@ -20,4 +21,5 @@ pub async fn session_salt(db: &Db) -> Result<Vec<u8>, sqlx::Error> {
     sqlx::query_scalar!("SELECT value FROM router_settings WHERE name = 'session_salt'")
         .fetch_one(&db.write)
         .await
+        .map_err(Into::into)
 }

@@ -6,6 +6,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::commit::WriteTx;
+use super::StoreError;
 use super::{Db, ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::domain::time::to_db;
 use crate::domain::{Audit, Identity, Status, TokenBundle};
@@ -37,7 +38,7 @@ pub async fn insert(
     conn: &mut SqliteConnection,
     request_id: Uuid,
     bundle: &TokenBundle,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let id = request_id.hyphenated();
     let Stored {
         access,
@@ -68,7 +69,7 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, sqlx::Error> {
+pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, StoreError> {
     let id = request_id.hyphenated();
     let row = sqlx::query!(
         r#"SELECT access_token, refresh_token, token_type, scope,
@@ -112,7 +113,7 @@ pub struct RefreshState {
     pub scope: String,
 }
 
-pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshState>, sqlx::Error> {
+pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshState>, StoreError> {
     let id = request_id.hyphenated();
     let row = sqlx::query!(
         "SELECT generation, refresh_token, refresh_error, scope FROM token_bundles WHERE request_id = ?",
@@ -143,7 +144,7 @@ pub async fn store_refreshed(
     generation: i64,
     bundle: &TokenBundle,
     audit: &Audit,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let id = request_id.hyphenated();
     let Stored {
@@ -201,7 +202,7 @@ pub async fn mark_refresh_rejected(
     reason: &str,
     now: DateTime<Utc>,
     audit: &Audit,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     let mut tx = WriteTx::begin(db).await?;
     let id = request_id.hyphenated();
     let done = sqlx::query!(

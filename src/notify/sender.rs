@@ -82,7 +82,7 @@ async fn deliver_due(
     http: &reqwest::Client,
     settings: &Settings,
     metrics: &Metrics,
-) -> Result<Option<Duration>, sqlx::Error> {
+) -> Result<Option<Duration>, crate::db::StoreError> {
     let mut next: Option<Duration> = None;
     for hook in &outbox.hooks {
         while let Some(row) = deliveries::oldest_pending(db, hook.index).await? {

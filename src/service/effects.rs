@@ -51,7 +51,7 @@ impl Effects {
         &self,
         db: &Db,
         id: Uuid,
-    ) -> Result<Option<Arc<StoredRequest>>, sqlx::Error> {
+    ) -> Result<Option<Arc<StoredRequest>>, crate::db::StoreError> {
         if let Some(hit) = self.cache.get(id, Instant::now()) {
             return Ok(Some(hit));
         }
