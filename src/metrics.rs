@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::db::retention::Purged;
+use crate::db::retention::{Purged, Retained};
 
 // Every label value is bounded by the code, never by what the network sends: the method is
 // one of the standard ones or `other`, the route is a pattern from the router's own table
@@ -327,7 +327,7 @@ impl Metrics {
     }
 
     /// Records one reaper pass; `None` where that part of the pass failed.
-    pub fn reaper_pass(&self, expired: Option<u64>, retained: Option<crate::reaper::Retained>) {
+    pub fn reaper_pass(&self, expired: Option<u64>, retained: Option<Retained>) {
         self.reaper_runs.inc();
         if expired.is_none() || retained.is_none() {
             self.reaper_failures.inc();

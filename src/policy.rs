@@ -14,13 +14,13 @@ use crate::db;
 use crate::db::accounts::Facts;
 use crate::db::clients::Client;
 use crate::domain::{time, Actor};
-use crate::routes::select_account::open_login;
-use crate::routes::AppState;
+use crate::service::flow::login;
+use crate::service::AppState;
 
 /// Starts the login of request `id` for `client`, or leaves it to an operator.
 pub async fn approve(app: &AppState, id: Uuid, client: &Client) {
     let reason = match choose(app, client).await {
-        Ok(Some(account)) => match open_login(app, id, account, Actor::Policy).await {
+        Ok(Some(account)) => match login::open(app, id, account, Actor::Policy).await {
             Ok(_) => {
                 tracing::info!(request_id = %id, account, "the policy started the login");
                 return;

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::ReaperConfig;
-use crate::db::retention::{self, Purged};
+use crate::db::retention;
+pub use crate::db::retention::Retained;
 use crate::db::{self, Db};
 use crate::domain::time;
 use crate::metrics::Metrics;
@@ -23,14 +24,6 @@ pub async fn reap_once(db: &Db, now: DateTime<Utc>) -> Result<u64, crate::db::St
     let expired = db::requests::expire_due(db, now).await?;
     db::sessions::delete_expired(db, now).await?;
     Ok(expired)
-}
-
-/// What one retention pass deleted.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Retained {
-    pub requests: Purged,
-    pub audit: Purged,
-    pub deliveries: Purged,
 }
 
 /// Deletes finished requests (with their tokens), audit rows, and delivered or failed

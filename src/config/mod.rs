@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
 
 pub mod claude;
+pub mod paths;
 mod proxy;
 mod validate;
 

@@ -41,7 +41,7 @@ impl Config {
         }
         let redirect = http_url("oauth.redirect_uri", &self.oauth.redirect_uri)?;
         let path = redirect.path();
-        if crate::routes::is_reserved_path(path) {
+        if super::paths::is_reserved_path(path) {
             return Err(invalid(
                 "oauth.redirect_uri",
                 &format!(
@@ -167,12 +167,12 @@ impl Config {
                 return Err(invalid("notify.webhooks.url", "must be an http(s) URL"));
             }
             for event in &hook.events {
-                if !crate::notify::EventType::is_configurable(event) {
+                if !crate::domain::event::EventType::is_configurable(event) {
                     return Err(invalid(
                         "notify.webhooks.events",
                         &format!(
                             "has {event:?}; the events are {}",
-                            crate::notify::EventType::CONFIGURABLE.join(", ")
+                            crate::domain::event::EventType::CONFIGURABLE.join(", ")
                         ),
                     ));
                 }

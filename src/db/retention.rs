@@ -95,3 +95,11 @@ where
         tokio::task::yield_now().await;
     }
 }
+
+/// What one retention pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Retained {
+    pub requests: Purged,
+    pub audit: Purged,
+    pub deliveries: Purged,
+}

@@ -5,7 +5,6 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Scopes, Status};
-use crate::config::OAuthConfig;
 
 pub const MAX_CLIENT_NAME: usize = 128;
 pub const MAX_HOSTNAME: usize = 253;
@@ -29,10 +28,16 @@ pub struct NewTokenRequest {
 }
 
 impl NewTokenRequest {
-    pub fn parse(body: CreateBody, oauth: &OAuthConfig) -> Result<Self, String> {
+    /// `default_scopes` when the body names none; every scope within `allowed_scopes` (empty:
+    /// any).
+    pub fn parse(
+        body: CreateBody,
+        default_scopes: &[String],
+        allowed_scopes: &[String],
+    ) -> Result<Self, String> {
         let client_name = text_field("client_name", body.client_name, MAX_CLIENT_NAME)?;
         let hostname = text_field("hostname", body.hostname, MAX_HOSTNAME)?;
-        let scopes = Scopes::parse(body.scopes, &oauth.default_scopes, &oauth.allowed_scopes)?;
+        let scopes = Scopes::parse(body.scopes, default_scopes, allowed_scopes)?;
         Ok(Self {
             client_name,
             hostname,
@@ -94,12 +99,12 @@ mod tests {
 
     #[test]
     fn names_must_be_non_empty_bounded_and_printable() {
-        let oauth = OAuthConfig::default();
-        assert!(NewTokenRequest::parse(body("cli", "laptop"), &oauth).is_ok());
-        assert!(NewTokenRequest::parse(body("", "laptop"), &oauth).is_err());
-        assert!(NewTokenRequest::parse(body("cli", &"h".repeat(254)), &oauth).is_err());
-        assert!(NewTokenRequest::parse(body("cli", &"h".repeat(253)), &oauth).is_ok());
-        assert!(NewTokenRequest::parse(body("a\nb", "laptop"), &oauth).is_err());
+        let none: &[String] = &[];
+        assert!(NewTokenRequest::parse(body("cli", "laptop"), none, none).is_ok());
+        assert!(NewTokenRequest::parse(body("", "laptop"), none, none).is_err());
+        assert!(NewTokenRequest::parse(body("cli", &"h".repeat(254)), none, none).is_err());
+        assert!(NewTokenRequest::parse(body("cli", &"h".repeat(253)), none, none).is_ok());
+        assert!(NewTokenRequest::parse(body("a\nb", "laptop"), none, none).is_err());
     }
 
     #[test]

@@ -8,54 +8,29 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::extract::{Admin, CodeSubmitter, Json, RequestId};
-use super::login::{complete, current_status};
 use super::AppState;
 use crate::db;
 use crate::domain::{secret, time, Actor, Audit, Status};
 use crate::error::{Error, Result};
+use crate::service::flow::finish;
+use crate::service::flow::login::{complete, current_status};
 
 /// Audit listings return this many rows unless told otherwise.
 const DEFAULT_AUDIT_LIMIT: u32 = 100;
 const MAX_AUDIT_LIMIT: u32 = 1000;
 
-/// `POST /v1/token-requests/{id}/revoke`: an approved request becomes `revoked` and its
-/// stored tokens are deleted in the same transaction, then scrubbed from the files.
-///
-/// With `oauth.revocation_url` set, the tokens are first withdrawn at the provider too, so
-/// the copies an employee holds stop working. That happens under the request's refresh
-/// lock, so no refresh can swap in tokens the provider was not told about. A provider
-/// failure is reported (`provider_revoked: false`) and audited, and the local revoke still
-/// happens: the router's copy must go either way.
+/// `POST /v1/token-requests/{id}/revoke` (see [`finish::revoke`]).
 pub async fn revoke(
     State(app): State<AppState>,
     _: Admin,
     RequestId(id): RequestId,
 ) -> Result<axum::Json<Value>> {
-    let _no_refresh_meanwhile = app.refresh_locks.lock(id).await;
-    let account = db::requests::find(&app.db, id)
-        .await?
-        .and_then(|r| r.request.account_id);
-    let provider = match db::tokens::find(&app.db, id).await? {
-        Some(bundle) => app.oauth.revoke(&bundle, account).await,
-        None => None,
-    };
-    let mut audit = Audit::new(Actor::Admin, "revoke");
-    if let Some(outcome) = &provider {
-        audit = audit.with_detail(outcome.detail.clone());
-    }
-    if db::requests::revoke(&app.db, id, time::now(), &audit).await? {
-        let provider_revoked = provider.as_ref().map(|p| p.ok);
-        tracing::info!(request_id = %id, ?provider_revoked, "token request revoked; tokens deleted");
-        return Ok(axum::Json(json!({
-            "request_id": id,
-            "status": Status::Revoked,
-            "provider_revoked": provider_revoked,
-        })));
-    }
-    Err(Error::invalid_status(
-        current_status(&app, id).await?,
-        "approved",
-    ))
+    let provider_revoked = finish::revoke(&app, id, Audit::new(Actor::Admin, "revoke")).await?;
+    Ok(axum::Json(json!({
+        "request_id": id,
+        "status": Status::Revoked,
+        "provider_revoked": provider_revoked,
+    })))
 }
 
 #[derive(Deserialize)]

@@ -8,11 +8,11 @@ use axum::extract::{Query, State};
 use axum::response::Html;
 use serde::Deserialize;
 
-use super::login::{complete, sanitize};
 use super::AppState;
 use crate::db;
 use crate::domain::{secret, time, Actor, Audit, Status, Transition};
 use crate::error::{Error, Result};
+use crate::service::flow::login::{complete, sanitize};
 
 #[derive(Deserialize)]
 pub struct CallbackParams {

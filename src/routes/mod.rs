@@ -8,7 +8,6 @@ mod console;
 mod edge;
 mod extract;
 mod health;
-mod login;
 mod refresh;
 pub(crate) mod select_account;
 mod status_body;
@@ -28,16 +27,7 @@ use tower::ServiceBuilder;
 use crate::error::Error;
 pub use crate::service::{AppState, Shared};
 
-/// Paths the router serves besides the callback, and the prefixes under which it serves
-/// more. A callback at one of them would make axum panic at startup on the clash, so the
-/// configuration refuses it first (see [`is_reserved_path`]).
-const FIXED_PATHS: &[&str] = &["/", "/v1", "/admin", "/healthz", "/readyz", "/metrics"];
-const RESERVED_PREFIXES: &[&str] = &["/v1/", "/admin/"];
-
-/// Whether `path` is (or is under) a route the router serves itself.
-pub fn is_reserved_path(path: &str) -> bool {
-    FIXED_PATHS.contains(&path) || RESERVED_PREFIXES.iter().any(|p| path.starts_with(p))
-}
+pub use crate::config::paths::is_reserved_path;
 
 /// The most a request body may hold.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -1,4 +1,4 @@
-//! The status poll's answer.
+//! The status poll's answer, and the `token` object it shares with the refresh answer.
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::token_requests::TokenView;
-use crate::domain::Status;
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+use crate::domain::{Status, TokenBundle};
 
 #[derive(Serialize)]
 pub struct StatusBody {
@@ -26,5 +28,34 @@ pub struct StatusBody {
 impl IntoResponse for StatusBody {
     fn into_response(self) -> Response {
         Json(self).into_response()
+    }
+}
+
+/// The `token` object of the status and refresh answers: the only way a token leaves the
+/// router. The refresh token is in it only with `requests.share_refresh_token`: the router
+/// alone refreshes, because a client refreshing with its own copy would rotate the router's
+/// copy dead.
+#[derive(Serialize)]
+pub struct TokenView {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    token_type: String,
+    scope: String,
+}
+
+impl TokenView {
+    pub fn new(b: TokenBundle, config: &Config) -> Self {
+        let share = config.requests.share_refresh_token;
+        TokenView {
+            access_token: b.access_token.expose_secret().to_owned(),
+            refresh_token: b
+                .refresh_token
+                .filter(|_| share)
+                .map(|t| t.expose_secret().to_owned()),
+            expires_at: b.expires_at,
+            token_type: b.token_type,
+            scope: b.scope,
+        }
     }
 }

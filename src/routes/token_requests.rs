@@ -12,19 +12,18 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::extract::{Admin, Bearer, Json, PeerAddr, RequestId};
-use super::login::current_status;
-use super::status_body::StatusBody;
+use super::status_body::{StatusBody, TokenView};
 use super::AppState;
-use crate::config::Config;
 use crate::db;
 use crate::db::clients::Client;
-use crate::db::requests::{Inserted, Listed, NewRow};
+use crate::db::requests::Listed;
 use crate::domain::peer::budget_key;
 use crate::domain::request::CreateBody;
 use crate::domain::{
-    secret, time, Actor, Audit, NewTokenRequest, Status, TokenBundle, TokenRequest, Transition,
+    secret, time, Actor, Audit, NewTokenRequest, Status, TokenRequest, Transition,
 };
 use crate::error::{Error, Result};
+use crate::service::flow;
 use crate::service::waiters::{Bounds, Skipped};
 
 /// Listings return this many requests unless told otherwise.
@@ -52,7 +51,9 @@ pub async fn create(
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, axum::Json<Created>)> {
     let client = enrolled_client(&app, &bearer).await?;
-    let mut new = NewTokenRequest::parse(body, &app.config.oauth).map_err(Error::InvalidRequest)?;
+    let oauth = &app.config.oauth;
+    let mut new = NewTokenRequest::parse(body, &oauth.default_scopes, &oauth.allowed_scopes)
+        .map_err(Error::InvalidRequest)?;
     if let Some(client) = &client {
         new.client_name = client.name.clone();
         let allowed = &client.scopes;
@@ -77,62 +78,17 @@ pub async fn create(
                 "this address may create {per_minute} requests a minute; wait and retry"
             ),
         })?;
-    // Time-ordered (UUIDv7): new rows land at the end of every index keyed by the id (the
-    // table's key, the audit trail's), so a batch of creates dirties a few pages instead of
-    // one random page per row. An id is not a secret; the poll token is.
-    let id = Uuid::now_v7();
-    let poll_token = secret::generate();
-    let now = time::now();
-    let expires_at = now + app.config.requests.ttl();
-    let max_open = app.config.limits.max_open_requests_per_client;
-    let (hostname, client_name, scopes) = (
-        new.hostname.clone(),
-        new.client_name.clone(),
-        new.scopes.to_string(),
-    );
-    let row = NewRow {
-        id,
-        poll_token_hash: secret::hash(poll_token.expose_secret()),
-        created_at: now,
-        expires_at,
-        client_id: client.as_ref().map(|c| c.client_id),
-        max_open,
-        peer_addr: peer.to_string(),
-        audit: create_audit(&hostname, peer, client.as_ref()),
-        new,
-    };
-    let inserted = app.creates.insert(row).await.map_err(|e| {
-        if e.busy {
-            Error::Busy
-        } else {
-            Error::Internal(anyhow::anyhow!("storing a new request: {e}"))
-        }
-    })?;
-    if let Inserted::TooManyOpen { next_expiry } = inserted {
-        let retry_after = (next_expiry - now).to_std().unwrap_or_default();
-        let who = if client.is_some() {
-            &client_name
-        } else {
-            &hostname
-        };
-        return Err(Error::RateLimited {
-            retry_after,
-            message: format!(
-                "{who} already has {max_open} open requests; finish or cancel one, or wait for one to expire"
-            ),
-        });
-    }
-    tracing::info!(request_id = %id, ?client_name, ?hostname, scopes = ?scopes.to_string(), verified = client.is_some(), "token request created");
+    let stored = flow::create::create(&app, new, client.as_ref(), peer).await?;
     if let Some(client) = client.filter(|c| c.auto_approve) {
         // After the commit, as select-account would: the answer stays 201 pending, and the
         // client's next poll sees the login under way (or the request waiting, if not).
-        crate::policy::approve(&app, id, &client).await;
+        crate::policy::approve(&app, stored.id, &client).await;
     }
     let created = Created {
-        request_id: id,
+        request_id: stored.id,
         status: Status::Pending,
-        poll_token: poll_token.expose_secret().to_owned(),
-        expires_at,
+        poll_token: stored.poll_token.expose_secret().to_owned(),
+        expires_at: stored.expires_at,
         poll_interval_secs: app.config.requests.poll_interval_secs,
     };
     Ok((StatusCode::CREATED, axum::Json(created)))
@@ -150,49 +106,6 @@ async fn enrolled_client(app: &AppState, bearer: &Bearer) -> Result<Option<Clien
     match db::clients::find_by_key(&app.db, &secret::hash(key)).await? {
         Some(client) if !client.disabled => Ok(Some(client)),
         _ => Err(Error::Unauthorized),
-    }
-}
-
-/// The audit row of a create: who (an enrolled client is named as such), and from where. An
-/// auto-approved request's create is quiet: no `request.pending`, nobody needs to act.
-fn create_audit(hostname: &str, peer: std::net::IpAddr, client: Option<&Client>) -> Audit {
-    let detail = match client {
-        Some(c) => format!("from {peer}, enrolled client {} ({})", c.name, c.client_id),
-        None => format!("from {peer}, unverified"),
-    };
-    let audit = Audit::new(Actor::Client(hostname.to_owned()), "create").with_detail(detail);
-    match client {
-        Some(c) if c.auto_approve => audit.quiet(),
-        _ => audit,
-    }
-}
-
-/// The `token` object of the status and refresh answers: the only way a token leaves the
-/// router. The refresh token is in it only with `requests.share_refresh_token`: the router
-/// alone refreshes, because a client refreshing with its own copy would rotate the router's
-/// copy dead.
-#[derive(Serialize)]
-pub struct TokenView {
-    access_token: String,
-    refresh_token: Option<String>,
-    expires_at: Option<DateTime<Utc>>,
-    token_type: String,
-    scope: String,
-}
-
-impl TokenView {
-    pub fn new(b: TokenBundle, config: &Config) -> Self {
-        let share = config.requests.share_refresh_token;
-        TokenView {
-            access_token: b.access_token.expose_secret().to_owned(),
-            refresh_token: b
-                .refresh_token
-                .filter(|_| share)
-                .map(|t| t.expose_secret().to_owned()),
-            expires_at: b.expires_at,
-            token_type: b.token_type,
-            scope: b.scope,
-        }
     }
 }
 
@@ -426,18 +339,13 @@ pub async fn cancel(
     finish(&app, id, Transition::Cancel, Audit::new(actor, "cancel")).await
 }
 
-/// Applies a terminal transition by id; on a lost race, says what the request is now.
+/// Applies a terminal transition by id ([`flow::finish::finish`]).
 async fn finish(
     app: &AppState,
     id: Uuid,
     transition: Transition,
     audit: Audit,
 ) -> Result<axum::Json<Value>> {
-    let to = transition.to().expect("deny and cancel end in a status");
-    if db::requests::transition(&app.db, id, transition, time::now(), &audit).await? {
-        tracing::info!(request_id = %id, status = %to, actor = %audit.actor, "token request finished");
-        return Ok(axum::Json(json!({ "request_id": id, "status": to })));
-    }
-    let now = current_status(app, id).await?;
-    Err(Error::invalid_status(now, "pending or in_progress"))
+    let status = flow::finish::finish(app, id, transition, audit).await?;
+    Ok(axum::Json(json!({ "request_id": id, "status": status })))
 }

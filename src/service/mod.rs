@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod effects;
+pub mod flow;
 pub mod waiters;
 
 use std::sync::Arc;
