@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::commit::{Change, WriteTx};
 use super::StoreError;
-use super::{accounts, decode, tokens, Db, PKCE_VERIFIER};
+use super::{accounts, decode, decode_time, tokens, Db, PKCE_VERIFIER};
 use crate::domain::event::EventType;
 use crate::domain::time::to_db;
 use crate::domain::{
@@ -142,41 +142,51 @@ pub struct Listed {
     pub peer_addr: Option<String>,
 }
 
-/// The columns of a listing: a request and, for an approved one, its bundle's identity.
+/// A row of the `request_listing` view, as SQLite types it: the one column list and the one
+/// mapping of every listing.
 struct ListRow {
-    id: uuid::fmt::Hyphenated,
-    client_id: Option<uuid::fmt::Hyphenated>,
+    id: String,
+    client_id: Option<String>,
     client_name: String,
     hostname: String,
     scopes: String,
     status: String,
-    account_id: Option<u32>,
+    account_id: Option<i64>,
     error: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
+    created_at: String,
+    updated_at: String,
+    expires_at: String,
+    peer_addr: Option<String>,
     account_email: Option<String>,
     organization_name: Option<String>,
-    peer_addr: Option<String>,
 }
 
 impl TryFrom<ListRow> for Listed {
     type Error = StoreError;
 
     fn try_from(r: ListRow) -> Result<Self, StoreError> {
+        let id = |column: &str, text: &str| {
+            Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+        };
         Ok(Listed {
             request: TokenRequest {
-                id: r.id.into_uuid(),
-                client_id: r.client_id.map(uuid::fmt::Hyphenated::into_uuid),
+                id: id("id", &r.id)?,
+                client_id: r.client_id.map(|c| id("client_id", &c)).transpose()?,
                 client_name: r.client_name,
                 hostname: r.hostname,
                 scopes: Scopes::from_db(&r.scopes),
                 status: decode("status", &r.status)?,
-                account_id: r.account_id,
+                account_id: r
+                    .account_id
+                    .map(|a| {
+                        u32::try_from(a)
+                            .map_err(|e| StoreError::Corrupt(format!("account_id: {e}")))
+                    })
+                    .transpose()?,
                 error: r.error,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-                expires_at: r.expires_at,
+                created_at: decode_time("created_at", &r.created_at)?,
+                updated_at: decode_time("updated_at", &r.updated_at)?,
+                expires_at: decode_time("expires_at", &r.expires_at)?,
             },
             account_email: r.account_email,
             organization_name: r.organization_name,
@@ -211,18 +221,10 @@ pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Lis
     let status = status.map(Status::as_str);
     let rows = sqlx::query_as!(
         ListRow,
-        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated",
-                  r.client_id AS "client_id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
-                  r.status, r.account_id AS "account_id: u32", r.error,
-                  r.created_at AS "created_at: DateTime<Utc>",
-                  r.updated_at AS "updated_at: DateTime<Utc>",
-                  r.expires_at AS "expires_at: DateTime<Utc>",
-                  t.account_email AS "account_email?", t.organization_name AS "organization_name?",
-                  r.peer_addr
-           FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
-           WHERE ?1 IS NULL OR r.status = ?1
-           ORDER BY r.created_at DESC, r.id DESC
-           LIMIT ?2"#,
+        "SELECT * FROM request_listing
+         WHERE ?1 IS NULL OR status = ?1
+         ORDER BY created_at DESC, id DESC
+         LIMIT ?2",
         status,
         limit,
     )
@@ -235,18 +237,10 @@ pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Lis
 pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreError> {
     let rows = sqlx::query_as!(
         ListRow,
-        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated",
-                  r.client_id AS "client_id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
-                  r.status, r.account_id AS "account_id: u32", r.error,
-                  r.created_at AS "created_at: DateTime<Utc>",
-                  r.updated_at AS "updated_at: DateTime<Utc>",
-                  r.expires_at AS "expires_at: DateTime<Utc>",
-                  t.account_email AS "account_email?", t.organization_name AS "organization_name?",
-                  r.peer_addr
-           FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
-           WHERE r.status IN ('pending', 'in_progress')
-           ORDER BY r.created_at ASC, r.id ASC
-           LIMIT ?"#,
+        "SELECT * FROM request_listing
+         WHERE status IN ('pending', 'in_progress')
+         ORDER BY created_at ASC, id ASC
+         LIMIT ?",
         limit,
     )
     .fetch_all(&db.read)
@@ -258,18 +252,10 @@ pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreError> {
 pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreError> {
     let rows = sqlx::query_as!(
         ListRow,
-        r#"SELECT r.id AS "id: uuid::fmt::Hyphenated",
-                  r.client_id AS "client_id: uuid::fmt::Hyphenated", r.client_name, r.hostname, r.scopes,
-                  r.status, r.account_id AS "account_id: u32", r.error,
-                  r.created_at AS "created_at: DateTime<Utc>",
-                  r.updated_at AS "updated_at: DateTime<Utc>",
-                  r.expires_at AS "expires_at: DateTime<Utc>",
-                  t.account_email AS "account_email?", t.organization_name AS "organization_name?",
-                  r.peer_addr
-           FROM auth_requests r LEFT JOIN token_bundles t ON t.request_id = r.id
-           WHERE r.status NOT IN ('pending', 'in_progress')
-           ORDER BY r.updated_at DESC, r.id DESC
-           LIMIT ?"#,
+        "SELECT * FROM request_listing
+         WHERE status NOT IN ('pending', 'in_progress')
+         ORDER BY updated_at DESC, id DESC
+         LIMIT ?",
         limit,
     )
     .fetch_all(&db.read)

@@ -5,7 +5,7 @@
 //! tower's timeout behind an error handler, and a `from_fn` middleware for the metrics).
 //! Axum boxes every layer added with `Router::layer` around every route, and `from_fn`
 //! clones the rest of the stack per request, so on the status poll, the hot path, the stack
-//! cost as much CPU as the handler itself (BENCHMARKS.md, "Throughput"). One hand-written
+//! cost as much CPU as the handler itself. One hand-written
 //! service does the same work with no allocation of its own beyond the request id.
 
 use std::future::Future;

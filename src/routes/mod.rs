@@ -2,6 +2,7 @@
 
 pub(crate) mod accounts;
 mod admin_actions;
+mod answer;
 mod callback;
 mod clients;
 mod console;

@@ -86,7 +86,7 @@ async fn the_reapers_statements_read_only_open_rows_through_an_index() {
 /// Retention runs on every reaper pass and usually finds nothing past its age. Each of its
 /// deletes must find its rows through an index, because a scan holds the write lock for as
 /// long as the table is long: the audit purge once scanned the audit trail on every pass,
-/// and every write waited (BENCHMARKS.md, "fifth pass"). The statements are the files
+/// and every write waited. The statements are the files
 /// `query_file!` compiles.
 #[tokio::test]
 async fn every_retention_delete_finds_its_rows_through_an_index_without_a_scan_or_a_sort() {
