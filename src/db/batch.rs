@@ -261,31 +261,33 @@ impl OpenCounts {
                 _ => {}
             }
         }
+        // Each key's count and soonest deadline, as the statements return them.
+        let mut read: Vec<(LimitKey, i64, Option<String>)> = Vec::new();
         if !clients.is_empty() {
             let keys = serde_json::to_string(&clients).expect("strings serialize");
-            for r in sqlx::query_file!("src/db/sql/open_for_clients.sql", keys, now, cap)
+            let rows = sqlx::query_file!("src/db/sql/open_for_clients.sql", keys, now, cap)
                 .fetch_all(&mut *conn)
-                .await?
-            {
-                let soonest = r
-                    .soonest
-                    .map(|s| super::decode_time("soonest", &s))
-                    .transpose()?;
-                counted.insert(LimitKey::Client(r.key), (r.open, soonest));
-            }
+                .await?;
+            read.extend(
+                rows.into_iter()
+                    .map(|r| (LimitKey::Client(r.key), r.open, r.soonest)),
+            );
         }
         if !hostnames.is_empty() {
             let keys = serde_json::to_string(&hostnames).expect("strings serialize");
-            for r in sqlx::query_file!("src/db/sql/open_for_hostnames.sql", keys, now, cap)
+            let rows = sqlx::query_file!("src/db/sql/open_for_hostnames.sql", keys, now, cap)
                 .fetch_all(&mut *conn)
-                .await?
-            {
-                let soonest = r
-                    .soonest
-                    .map(|s| super::decode_time("soonest", &s))
-                    .transpose()?;
-                counted.insert(LimitKey::Hostname(r.key), (r.open, soonest));
-            }
+                .await?;
+            read.extend(
+                rows.into_iter()
+                    .map(|r| (LimitKey::Hostname(r.key), r.open, r.soonest)),
+            );
+        }
+        for (key, open, soonest) in read {
+            let soonest = soonest
+                .map(|s| super::decode_time("soonest", &s))
+                .transpose()?;
+            counted.insert(key, (open, soonest));
         }
         Ok(Self { counted })
     }
