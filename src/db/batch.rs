@@ -116,7 +116,7 @@ async fn write(db: &Db, batch: &[(NewRow, Reply)]) -> Result<Vec<Inserted>, Stor
 /// their audit rows, the clients' last use), each taking its rows as one JSON array: sqlx
 /// runs each statement as a trip to SQLite's thread, and one trip per row was most of a
 /// create's cost (docs/performance.md).
-pub async fn insert_all(
+pub(crate) async fn insert_all(
     tx: &mut WriteTx<'_>,
     rows: &[&NewRow],
 ) -> Result<Vec<Inserted>, StoreError> {

@@ -83,7 +83,7 @@ pub struct Change<'a> {
     pub to: Status,
 }
 
-pub struct WriteTx<'c> {
+pub(crate) struct WriteTx<'c> {
     tx: sqlx::Transaction<'c, sqlx::Sqlite>,
     db: Db,
     /// Requests whose status (or outcome) changed: cached rows dropped, waiters woken.
@@ -104,16 +104,6 @@ impl WriteTx<'static> {
 }
 
 impl<'c> WriteTx<'c> {
-    /// [`begin`](WriteTx::begin) on the write connection the caller already holds: the
-    /// create writer keeps it across batches that are queued back to back.
-    pub async fn begin_on(
-        db: &Db,
-        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    ) -> Result<Self, StoreError> {
-        use sqlx::Connection as _;
-        Ok(Self::new(db, conn.begin_with("BEGIN IMMEDIATE").await?))
-    }
-
     fn new(db: &Db, tx: sqlx::Transaction<'c, sqlx::Sqlite>) -> Self {
         Self {
             tx,

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::Db;
 use super::StoreError;
+use crate::domain::event::EventType;
 use crate::domain::time::to_db;
 
 /// One webhook's row of an event, rendered above the store: plain data.
@@ -46,6 +47,14 @@ pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<
     )
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Queues `event`, about no request, to every webhook that wants it (a `test` event).
+pub async fn queue_event(db: &Db, event: EventType, at: DateTime<Utc>) -> Result<(), StoreError> {
+    let mut tx = super::commit::WriteTx::begin(db).await?;
+    tx.raise(None, event, at).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use super::extract::Admin;
 use super::AppState;
 use crate::db;
-use crate::db::commit::WriteTx;
 use crate::domain::time;
 use crate::error::{Error, Result};
 use crate::notify::EventType;
@@ -43,8 +42,6 @@ pub async fn deliveries(
 /// `POST /v1/webhooks/test`: queues a `test` event to every webhook.
 pub async fn test(State(app): State<AppState>, _: Admin) -> Result<axum::Json<Value>> {
     let webhooks = app.effects.outbox().hooks.len();
-    let mut tx = WriteTx::begin(&app.db).await?;
-    tx.raise(None, EventType::Test, time::now()).await?;
-    tx.commit().await?;
+    db::deliveries::queue_event(&app.db, EventType::Test, time::now()).await?;
     Ok(axum::Json(json!({ "queued": webhooks })))
 }
