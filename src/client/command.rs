@@ -236,14 +236,10 @@ fn user_name() -> String {
 fn host_name() -> String {
     #[cfg(unix)]
     {
-        let mut buf = [0u8; 256];
-        // SAFETY: the buffer is valid for its whole length, and gethostname writes within it.
-        if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            if let Ok(name) = std::str::from_utf8(&buf[..end]) {
-                if !name.is_empty() {
-                    return name.to_owned();
-                }
+        let uname = rustix::system::uname();
+        if let Ok(name) = uname.nodename().to_str() {
+            if !name.is_empty() {
+                return name.to_owned();
             }
         }
     }
