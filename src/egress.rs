@@ -77,7 +77,7 @@ fn client(proxy: Option<reqwest::Proxy>) -> reqwest::Result<reqwest::Client> {
         // any host (the oauth2 crate's SSRF warning).
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
-        .user_agent(concat!("claude-auth-router/", env!("CARGO_PKG_VERSION")));
+        .user_agent(crate::config::ROUTER_USER_AGENT);
     // Only configured proxies apply: HTTP_PROXY, HTTPS_PROXY and ALL_PROXY in the service's
     // environment are ignored, so a variable meant for something else cannot send tokens,
     // codes or webhook bodies through a host nobody configured here.

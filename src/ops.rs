@@ -23,6 +23,13 @@ pub fn check_config(config: &Config) -> anyhow::Result<()> {
         Some(id) => format!("tokens encrypted with key id {id}"),
         None => "tokens stored in plaintext (no storage.encryption_key)".to_owned(),
     };
+    for account in &config.accounts {
+        eprintln!(
+            "account {}: authorizes at {}",
+            account.id,
+            config.auth_url_of(account)
+        );
+    }
     eprintln!("configuration is valid; {encryption}");
     Ok(())
 }

@@ -105,8 +105,7 @@ impl Application {
         )
         .context("control_browser settings")?;
         let webhooks = egress.direct().clone();
-        let oauth =
-            OAuthClient::new(&config.oauth, egress, metrics.clone()).context("oauth settings")?;
+        let oauth = OAuthClient::new(&config, egress, metrics.clone()).context("oauth settings")?;
         let admin_token = match config.admin_token() {
             Some(token) => token.to_owned(),
             None => generated_admin_token(),

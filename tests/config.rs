@@ -319,7 +319,7 @@ fn the_claude_preset_fills_every_key_left_unset_and_an_explicit_key_wins() {
         jail.set_env("AUTH_ROUTER_OAUTH__CALLBACK_BIND_ADDR", "127.0.0.1:60000");
         let config = Config::load(None).expect("the preset alone is a valid configuration");
         let oauth = &config.oauth;
-        assert_eq!(oauth.auth_url, "https://claude.ai/oauth/authorize");
+        assert_eq!(oauth.auth_url, "https://claude.com/cai/oauth/authorize");
         assert_eq!(
             oauth.token_url, "https://moved.example/token",
             "the file wins"
@@ -443,4 +443,24 @@ fn an_account_label_with_a_bidi_override_is_refused_with_its_key() {
         .map(|_| ())
     });
     assert!(message.contains("accounts.label"), "{message}");
+}
+
+#[test]
+fn an_account_kind_other_than_claude_ai_or_console_is_refused_with_its_key() {
+    let message = load_error(|jail| {
+        jail.create_file(
+            "config.toml",
+            &format!("{BASE}[[accounts]]\nid = 1\nkind = \"enterprise\"\n"),
+        )
+        .map(|_| ())
+    });
+    assert!(message.contains("accounts.kind"), "{message}");
+    let message = load_error(|jail| {
+        jail.create_file(
+            "config.toml",
+            &format!("{BASE}[[accounts]]\nid = 1\nauth_url = \"not a url\"\n"),
+        )
+        .map(|_| ())
+    });
+    assert!(message.contains("accounts.auth_url"), "{message}");
 }

@@ -9,7 +9,8 @@
 //! With [`Provider::Claude`] (`--provider claude`) it is as strict as Anthropic's server, as
 //! the tools that log in to it document: the authorize request must carry `code=true` and a
 //! redirect to `http://localhost:<port>/callback` or the code page; the token endpoint takes
-//! JSON only and wants the authorize `state` in the body; answers carry
+//! JSON only, wants the authorize `state` in the body, and answers 429 to any `User-Agent`
+//! that does not start with `claude-cli/`; answers carry
 //! `expires_in: 28800`, `token_type: "Bearer"`, the `account` (with the email the test gave
 //! the account id) and its `organization`.
 //! - `POST /token`: `authorization_code` and `refresh_token` grants, form or JSON bodies,
@@ -133,6 +134,8 @@ pub(crate) struct State {
     refresh: HashMap<String, RefreshGrant>,
     opened: Vec<OpenAuth>,
     token_calls: usize,
+    /// The `User-Agent` of each token endpoint call, in order.
+    token_user_agents: Vec<String>,
     secrets: Secrets,
     /// Tokens the revocation endpoint was asked to revoke, in order.
     revoked: Vec<String>,
@@ -164,6 +167,7 @@ impl FakeUpstream {
             refresh: HashMap::new(),
             opened: Vec::new(),
             token_calls: 0,
+            token_user_agents: Vec::new(),
             secrets: Secrets::default(),
             revoked: Vec::new(),
             revocation_calls: 0,
@@ -258,6 +262,11 @@ impl FakeUpstream {
     }
 
     /// How many requests reached the token endpoint.
+    /// The `User-Agent` each token endpoint call carried, oldest first.
+    pub fn token_user_agents(&self) -> Vec<String> {
+        self.lock().token_user_agents.clone()
+    }
+
     pub fn token_calls(&self) -> usize {
         self.lock().token_calls
     }

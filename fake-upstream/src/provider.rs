@@ -223,6 +223,21 @@ pub async fn token(
         None => {}
     }
     let claude = fake.lock().options.provider == Provider::Claude;
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    fake.lock().token_user_agents.push(agent.clone());
+    // Anthropic's token endpoint is reported to rate-limit every client that is not Claude
+    // Code, whatever it sends.
+    if claude && !agent.starts_with("claude-cli/") {
+        return oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "Rate limited",
+        );
+    }
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

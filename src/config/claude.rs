@@ -8,7 +8,11 @@ use serde_json::json;
 
 /// Claude Code's public OAuth client: no secret, PKCE only.
 pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
-pub const AUTH_URL: &str = "https://claude.ai/oauth/authorize";
+/// Where claude.ai accounts authorize now. The old `claude.ai/oauth/authorize` still
+/// renders, but submitting it fails.
+pub const AUTH_URL: &str = "https://claude.com/cai/oauth/authorize";
+/// Where Console accounts authorize (`[[accounts]] kind = "console"`).
+pub const CONSOLE_AUTH_URL: &str = "https://platform.claude.com/oauth/authorize";
 pub const TOKEN_URL: &str = "https://platform.claude.com/v1/oauth/token";
 /// The only redirects Anthropic accepts for this client are a localhost callback and its
 /// own code page; this is the localhost one, served by the callback listener.
@@ -16,6 +20,9 @@ pub const REDIRECT_URI: &str = "http://localhost:54545/callback";
 pub const CALLBACK_BIND_ADDR: &str = "127.0.0.1:54545";
 /// The page that shows `code#state` instead of redirecting, for the manual mode.
 pub const CODE_PAGE: &str = "https://platform.claude.com/oauth/code/callback";
+/// What Claude Code itself sends: the token endpoint is reported to answer 429 to any
+/// `User-Agent` that does not start with `claude-cli/`.
+pub const USER_AGENT: &str = "claude-cli/2.0.0 (external, cli)";
 /// `org:create_api_key` is left out: recent servers are reported to reject it.
 pub const DEFAULT_SCOPES: &[&str] = &[
     "user:profile",
@@ -38,6 +45,7 @@ pub fn preset() -> Serialized<serde_json::Value> {
             "state_in_token_request": true,
             "redirect_uri": REDIRECT_URI,
             "callback_bind_addr": CALLBACK_BIND_ADDR,
+            "user_agent": USER_AGENT,
         }
     }))
 }

@@ -36,6 +36,10 @@ pub const MAX_RETENTION_SECS: u64 = 100 * 365 * 24 * 3600;
 /// console sign-in is reachable by anyone who reaches the port.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
+/// The router's own `User-Agent`: webhooks, the control browser, and the provider unless
+/// `oauth.user_agent` says otherwise.
+pub const ROUTER_USER_AGENT: &str = concat!("claude-auth-router/", env!("CARGO_PKG_VERSION"));
+
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 
@@ -184,6 +188,10 @@ pub struct OAuthConfig {
     pub callback_bind_addr: String,
     /// The egress proxy of token endpoint calls, unless the account has its own.
     pub proxy: ProxyUrl,
+    /// The `User-Agent` of every call to the provider (exchange, refresh, revocation).
+    /// Anthropic's token endpoint answers 429 to clients it does not recognise, so the
+    /// `claude` preset sends Claude Code's own.
+    pub user_agent: String,
 }
 
 /// Which provider the `[oauth]` keys describe.
@@ -313,6 +321,34 @@ pub struct Account {
     /// This account's egress proxy for token endpoint calls; wins over `oauth.proxy`.
     #[serde(default)]
     pub proxy: ProxyUrl,
+    /// This account's authorize URL; wins over `kind` and `oauth.auth_url`. The token URL
+    /// stays shared.
+    #[serde(default)]
+    pub auth_url: Option<String>,
+    /// `claude.ai` (the default) or `console`: with the `claude` preset, a Console account
+    /// authorizes at [`claude::CONSOLE_AUTH_URL`].
+    #[serde(default = "default_account_kind")]
+    pub kind: String,
+}
+
+/// The accounts' `kind` values.
+pub const ACCOUNT_KINDS: &[&str] = &["claude.ai", "console"];
+
+fn default_account_kind() -> String {
+    ACCOUNT_KINDS[0].into()
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            label: String::new(),
+            email: None,
+            proxy: ProxyUrl::default(),
+            auth_url: None,
+            kind: default_account_kind(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -404,6 +440,7 @@ impl Default for OAuthConfig {
             state_in_token_request: false,
             callback_bind_addr: String::new(),
             proxy: ProxyUrl::default(),
+            user_agent: ROUTER_USER_AGENT.into(),
         }
     }
 }
@@ -485,6 +522,18 @@ impl Config {
     /// The configured account `id`, if any.
     pub fn account(&self, id: u32) -> Option<&Account> {
         self.accounts.iter().find(|a| a.id == id)
+    }
+
+    /// Where `account` authorizes: its own `auth_url`; else, with the `claude` preset, its
+    /// `kind`'s; else `oauth.auth_url`.
+    pub fn auth_url_of<'a>(&'a self, account: &'a Account) -> &'a str {
+        match &account.auth_url {
+            Some(url) => url,
+            None if self.oauth.provider == Provider::Claude && account.kind == "console" => {
+                claude::CONSOLE_AUTH_URL
+            }
+            None => &self.oauth.auth_url,
+        }
     }
 
     /// The callback listener's address, when one is configured (validated at load).

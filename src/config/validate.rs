@@ -75,6 +75,13 @@ impl Config {
         for scope in &self.oauth.allowed_scopes {
             validate_scope(scope).map_err(|m| invalid("oauth.allowed_scopes", &m))?;
         }
+        let agent = &self.oauth.user_agent;
+        if agent.trim().is_empty() || http::HeaderValue::from_str(agent).is_err() {
+            return Err(invalid(
+                "oauth.user_agent",
+                "must be a non-empty header value (visible ASCII and spaces)",
+            ));
+        }
         http_url("control_browser.base_url", &self.control_browser.base_url)?;
         let slowest_upstream = self
             .oauth
@@ -129,6 +136,20 @@ impl Config {
             .check()
             .map_err(|m| invalid("oauth.proxy", &m))?;
         for account in &self.accounts {
+            if !super::ACCOUNT_KINDS.contains(&account.kind.as_str()) {
+                return Err(invalid(
+                    "accounts.kind",
+                    &format!(
+                        "of account {} is {:?}; it must be one of {}",
+                        account.id,
+                        account.kind,
+                        super::ACCOUNT_KINDS.join(", ")
+                    ),
+                ));
+            }
+            if let Some(url) = &account.auth_url {
+                http_url("accounts.auth_url", url)?;
+            }
             if crate::domain::text::has_hidden_chars(&account.label) {
                 return Err(invalid(
                     "accounts.label",

@@ -10,6 +10,7 @@ mod response;
 mod revocation;
 mod transport;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::config::{OAuthConfig, TokenRequestFormat};
+use crate::config::{Config, TokenRequestFormat};
 use crate::domain::{secret, time, Scopes, TokenBundle};
 use crate::egress::Egress;
 use crate::metrics::{Metrics, Outcome, Upstream};
@@ -54,12 +55,17 @@ pub const DEAD_REFRESH_TOKEN: &[&str] = &["invalid_grant", "invalid_scope", "una
 
 pub struct OAuthClient {
     client: ConfiguredClient,
+    /// The accounts that authorize elsewhere than `oauth.auth_url` (`[[accounts]] auth_url`
+    /// or `kind`), each with the client for its own authorize URL.
+    authorize_for: HashMap<u32, ConfiguredClient>,
     revocation: Option<Revocation>,
     egress: Egress,
     format: TokenRequestFormat,
     timeout: Duration,
     extra_params: Vec<(String, String)>,
     state_in_token_request: bool,
+    /// `oauth.user_agent`, on every call to the provider.
+    user_agent: oauth2::http::HeaderValue,
     metrics: Arc<Metrics>,
 }
 
@@ -112,7 +118,9 @@ impl ExchangeError {
 }
 
 impl OAuthClient {
-    pub fn new(cfg: &OAuthConfig, egress: Egress, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    /// The client for `config`'s provider, and each account's own authorize URL.
+    pub fn new(config: &Config, egress: Egress, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let cfg = &config.oauth;
         let mut client = Client::new(ClientId::new(cfg.client_id.clone()))
             .set_auth_uri(AuthUrl::new(cfg.auth_url.clone())?)
             .set_token_uri(TokenUrl::new(cfg.token_url.clone())?)
@@ -132,14 +140,25 @@ impl OAuthClient {
                 })
             })
             .transpose()?;
+        let mut authorize_for = HashMap::new();
+        for account in &config.accounts {
+            let url = config.auth_url_of(account);
+            if url != cfg.auth_url {
+                let own = client.clone().set_auth_uri(AuthUrl::new(url.to_owned())?);
+                authorize_for.insert(account.id, own);
+            }
+        }
         Ok(Self {
             client,
+            authorize_for,
             revocation,
             egress,
             format: cfg.token_request_format,
             timeout: Duration::from_secs(cfg.timeout_secs),
             extra_params: cfg.extra_auth_params.clone().into_iter().collect(),
             state_in_token_request: cfg.state_in_token_request,
+            user_agent: oauth2::http::HeaderValue::from_str(&cfg.user_agent)
+                .map_err(|_| anyhow::anyhow!("oauth.user_agent is not a header value"))?,
             metrics,
         })
     }
@@ -150,14 +169,15 @@ impl OAuthClient {
             http: self.egress.for_account(account).clone(),
             format: self.format,
             timeout: self.timeout,
+            user_agent: self.user_agent.clone(),
         }
     }
 
     /// A fresh authorize URL: `response_type=code`, a new 256-bit state, an S256 challenge.
-    pub fn start_login(&self, scopes: &Scopes) -> LoginStart {
+    pub fn start_login(&self, scopes: &Scopes, account: u32) -> LoginStart {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut request = self
-            .client
+        let client = self.authorize_for.get(&account).unwrap_or(&self.client);
+        let mut request = client
             .authorize_url(|| CsrfToken::new(secret::generate().expose_secret().to_owned()))
             .add_scopes(scopes.as_slice().iter().map(|s| Scope::new(s.clone())))
             .set_pkce_challenge(challenge);
@@ -300,19 +320,48 @@ mod tests {
     use super::*;
 
     fn client() -> OAuthClient {
-        let cfg = OAuthConfig {
-            client_id: "c".into(),
-            auth_url: "https://provider.example/authorize".into(),
-            token_url: "https://provider.example/token".into(),
-            ..OAuthConfig::default()
-        };
-        let egress = Egress::new(&crate::Config::default()).unwrap();
-        OAuthClient::new(&cfg, egress, Arc::default()).unwrap()
+        let mut config = Config::default();
+        config.oauth.client_id = "c".into();
+        config.oauth.auth_url = "https://provider.example/authorize".into();
+        config.oauth.token_url = "https://provider.example/token".into();
+        config.accounts = vec![
+            crate::config::Account {
+                id: 1,
+                ..Default::default()
+            },
+            crate::config::Account {
+                id: 2,
+                auth_url: Some("https://provider.example/other/authorize".into()),
+                ..Default::default()
+            },
+        ];
+        let egress = Egress::new(&config).unwrap();
+        OAuthClient::new(&config, egress, Arc::default()).unwrap()
+    }
+
+    #[test]
+    fn an_account_with_its_own_authorize_url_logs_in_there_and_the_others_at_the_shared_one() {
+        let client = client();
+        let shared = client.start_login(&Scopes::default(), 1);
+        let own = client.start_login(&Scopes::default(), 2);
+
+        assert!(shared
+            .url
+            .as_str()
+            .starts_with("https://provider.example/authorize?"));
+        assert!(own
+            .url
+            .as_str()
+            .starts_with("https://provider.example/other/authorize?"));
+        assert!(
+            own.url.as_str().contains("code_challenge="),
+            "PKCE there too"
+        );
     }
 
     #[test]
     fn a_login_starts_debug_output_shows_neither_the_state_nor_the_verifier() {
-        let login = client().start_login(&Scopes::default());
+        let login = client().start_login(&Scopes::default(), 1);
         let debug = format!("{login:?}");
         assert!(login.url.as_str().contains(login.state.expose_secret()));
         assert!(!debug.contains(login.state.expose_secret()), "{debug}");

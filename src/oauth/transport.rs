@@ -24,6 +24,8 @@ pub(super) struct Transport {
     pub http: reqwest::Client,
     pub format: TokenRequestFormat,
     pub timeout: Duration,
+    /// `oauth.user_agent`, over the client's own.
+    pub user_agent: HeaderValue,
 }
 
 /// A failure of the HTTP exchange itself (no usable answer), as `oauth2` sees it: always
@@ -46,6 +48,7 @@ impl Transport {
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let (parts, body) = request.into_parts();
         let mut headers = parts.headers;
+        headers.insert(header::USER_AGENT, self.user_agent.clone());
         let body = match self.format {
             TokenRequestFormat::Form => body,
             TokenRequestFormat::Json => {

@@ -23,7 +23,7 @@ fn account(id: u32, email: Option<&str>) -> claude_auth_router::config::Account 
         id,
         label: format!("team-{id}"),
         email: email.map(str::to_owned),
-        proxy: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -396,4 +396,79 @@ async fn token_calls_go_through_the_accounts_proxy_or_else_the_global_one() {
         (1, 2),
         "refresh goes through the approving account's proxy"
     );
+}
+
+#[tokio::test]
+async fn the_claude_preset_sends_claude_codes_user_agent_to_the_token_endpoint() {
+    let app = claude_app().await;
+    let created = app.create_ok().await;
+    let redirect = provider_redirect(&app, &created, 1).await;
+
+    let page = app.get(&redirect).await;
+
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(app.status_ok(&created).await["status"], "approved");
+    assert_eq!(
+        app.fake.token_user_agents(),
+        [claude_auth_router::config::claude::USER_AGENT]
+    );
+}
+
+/// Anthropic's token endpoint rate-limits clients it does not recognise: with any other
+/// `oauth.user_agent`, the exchange is answered 429, and the request ends in a retryable
+/// error rather than as a refused code.
+#[tokio::test]
+async fn another_user_agent_is_answered_429_by_the_claude_token_endpoint() {
+    let app = spawn_claude_app_with(Options::default(), |c| {
+        c.oauth.user_agent = "claude-auth-router/0.1.0".into();
+    })
+    .await;
+    let created = app.create_ok().await;
+    let redirect = provider_redirect(&app, &created, 1).await;
+
+    let page = app.get(&redirect).await;
+
+    assert_error(page, StatusCode::BAD_GATEWAY, "exchange_failed").await;
+    let status = app.status_ok(&created).await;
+    assert_eq!(status["status"], "error");
+    assert!(
+        status["error"].as_str().unwrap().contains("429"),
+        "{status}"
+    );
+    assert_eq!(app.fake.token_user_agents(), ["claude-auth-router/0.1.0"]);
+}
+
+#[tokio::test]
+async fn each_account_logs_in_at_its_own_authorize_url_a_console_account_at_the_consoles() {
+    let fake_sso = "http://127.0.0.1:9/sso/authorize";
+    let app = spawn_claude_app_with(Options::default(), move |c| {
+        c.accounts = vec![
+            account(1, None),
+            claude_auth_router::config::Account {
+                kind: "console".into(),
+                ..account(2, None)
+            },
+            claude_auth_router::config::Account {
+                auth_url: Some(fake_sso.into()),
+                ..account(3, None)
+            },
+        ];
+    })
+    .await;
+    let mut opened = Vec::new();
+    for id in 1..=3 {
+        let created = app.create_ok().await;
+        opened.push(app.select_and_capture(&created.id, id).await);
+    }
+
+    assert!(opened[0].starts_with(&app.fake.auth_url()), "{}", opened[0]);
+    assert!(
+        opened[1].starts_with(claude_auth_router::config::claude::CONSOLE_AUTH_URL),
+        "{}",
+        opened[1]
+    );
+    assert!(opened[2].starts_with(fake_sso), "{}", opened[2]);
+    for url in &opened {
+        assert!(query_param(url, "code_challenge").is_some(), "{url}");
+    }
 }

@@ -500,13 +500,13 @@ pub fn two_accounts() -> Vec<Account> {
             id: 1,
             label: "primary".into(),
             email: None,
-            proxy: Default::default(),
+            ..Default::default()
         },
         Account {
             id: 2,
             label: "backup".into(),
             email: None,
-            proxy: Default::default(),
+            ..Default::default()
         },
     ]
 }

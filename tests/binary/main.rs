@@ -650,7 +650,9 @@ async fn check_config_names_the_claude_preset_and_hides_proxy_credentials() {
     fs::write(
         dir.path().join("claude.toml"),
         "[oauth]\nprovider = \"claude\"\n\n[[accounts]]\nid = 1\nemail = \"team@example.com\"\n\
-         proxy = \"socks5h://acct:account-proxy-secret@10.0.0.9:1080\"\n",
+         proxy = \"socks5h://acct:account-proxy-secret@10.0.0.9:1080\"\n\n\
+         [[accounts]]\nid = 2\nkind = \"console\"\n\n\
+         [[accounts]]\nid = 3\nauth_url = \"https://sso.example/authorize\"\n",
     )
     .unwrap();
     let env = [
@@ -678,9 +680,16 @@ async fn check_config_names_the_claude_preset_and_hides_proxy_credentials() {
     );
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("provider preset: claude"), "{stderr}");
+    for account in [
+        "account 1: authorizes at https://claude.com/cai/oauth/authorize",
+        "account 2: authorizes at https://platform.claude.com/oauth/authorize",
+        "account 3: authorizes at https://sso.example/authorize",
+    ] {
+        assert!(stderr.contains(account), "missing {account}\n{stderr}");
+    }
     for line in [
         "provider = \"claude\"",
-        "auth_url = \"https://claude.ai/oauth/authorize\"",
+        "auth_url = \"https://claude.com/cai/oauth/authorize\"",
         "token_url = \"https://platform.claude.com/v1/oauth/token\"",
         "token_request_format = \"json\"",
         "state_in_token_request = true",

@@ -54,7 +54,7 @@ pub async fn open(app: &AppState, id: Uuid, account_id: u32, actor: Actor) -> Re
                 }
             }
         }
-        let login = app.oauth.start_login(&before.scopes);
+        let login = app.oauth.start_login(&before.scopes, account_id);
         let state_hash = secret::hash(login.state.expose_secret());
         let verifier = login.pkce_verifier.expose_secret();
         let audit = Audit::new(actor.clone(), "select_account")
