@@ -70,6 +70,18 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let lock = DbLock::acquire(&config.database_url)?;
         let db = open_db(&config).await?;
+        let lifetime = config.oauth.refresh_token_lifetime_secs;
+        if lifetime > 0 {
+            let set = crate::db::tokens::backfill_refresh_deadlines(&db, lifetime)
+                .await
+                .context("setting the refresh deadline of stored bundles")?;
+            if set > 0 {
+                tracing::info!(
+                    bundles = set,
+                    "gave stored bundles their refresh-token deadline"
+                );
+            }
+        }
         let effects = Effects::new(Outbox::from_config(&config), db.read_connections());
         let db = db.with_hooks(effects.clone());
         let salt = crate::db::settings::session_salt(&db)

@@ -22,6 +22,8 @@
 
 mod provider;
 
+pub use provider::CLAUDE_REFRESH_TOKEN_LIFETIME;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

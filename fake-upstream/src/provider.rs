@@ -354,6 +354,11 @@ pub async fn token(
         body["account"] = json!({ "uuid": format!("acct-{account}"), "email_address": email });
         body["organization"] = json!({ "uuid": "org-fake", "name": "Fake Team" });
     }
+    if issue_refresh && claude {
+        // A refresh token's fixed deadline: sent with every grant, as Anthropic's server is
+        // reported to, though a refresh does not extend it.
+        body["refresh_token_expires_in"] = json!(CLAUDE_REFRESH_TOKEN_LIFETIME);
+    }
     if issue_refresh {
         let refresh = random("fake-rt-");
         s.secrets.refresh_tokens.push(refresh.clone());
@@ -546,3 +551,6 @@ async fn follow(
         .map_err(|e| e.without_url().to_string())?;
     Ok(response.status().as_u16())
 }
+
+/// The `refresh_token_expires_in` the Claude fake sends: 29 days.
+pub const CLAUDE_REFRESH_TOKEN_LIFETIME: u64 = 2_505_600;

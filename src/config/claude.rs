@@ -23,6 +23,8 @@ pub const CODE_PAGE: &str = "https://platform.claude.com/oauth/code/callback";
 /// What Claude Code itself sends: the token endpoint is reported to answer 429 to any
 /// `User-Agent` that does not start with `claude-cli/`.
 pub const USER_AGENT: &str = "claude-cli/2.0.0 (external, cli)";
+/// A refresh token's fixed life from the login, when an answer does not say: 29 days.
+pub const REFRESH_TOKEN_LIFETIME_SECS: u64 = 29 * 24 * 3600;
 /// `org:create_api_key` is left out: recent servers are reported to reject it.
 pub const DEFAULT_SCOPES: &[&str] = &[
     "user:profile",
@@ -46,6 +48,7 @@ pub fn preset() -> Serialized<serde_json::Value> {
             "redirect_uri": REDIRECT_URI,
             "callback_bind_addr": CALLBACK_BIND_ADDR,
             "user_agent": USER_AGENT,
+            "refresh_token_lifetime_secs": REFRESH_TOKEN_LIFETIME_SECS,
         }
     }))
 }

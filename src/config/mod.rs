@@ -192,6 +192,9 @@ pub struct OAuthConfig {
     /// Anthropic's token endpoint answers 429 to clients it does not recognise, so the
     /// `claude` preset sends Claude Code's own.
     pub user_agent: String,
+    /// How long a refresh token lives from the login when the token response does not say
+    /// (`refresh_token_expires_in`); 0: unknown. The claude preset: 29 days.
+    pub refresh_token_lifetime_secs: u64,
 }
 
 /// Which provider the `[oauth]` keys describe.
@@ -441,6 +444,7 @@ impl Default for OAuthConfig {
             callback_bind_addr: String::new(),
             proxy: ProxyUrl::default(),
             user_agent: ROUTER_USER_AGENT.into(),
+            refresh_token_lifetime_secs: 0,
         }
     }
 }

@@ -215,7 +215,7 @@ impl Config {
     /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
     fn validate_durations(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 24 * 3600;
-        let ranges: [(&'static str, u64, u64, u64); 15] = [
+        let ranges: [(&'static str, u64, u64, u64); 16] = [
             (
                 "policy.unhealthy_cooldown_secs",
                 self.policy.unhealthy_cooldown_secs,
@@ -262,6 +262,12 @@ impl Config {
                 self.limits.request_timeout_secs,
                 1,
                 3600,
+            ),
+            (
+                "oauth.refresh_token_lifetime_secs",
+                self.oauth.refresh_token_lifetime_secs,
+                0,
+                MAX_RETENTION_SECS,
             ),
             (
                 "limits.idle_timeout_secs",

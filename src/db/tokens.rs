@@ -47,11 +47,13 @@ pub async fn insert(
         obtained_at,
     } = stored(db, request_id, bundle);
     let who = &bundle.identity;
+    let refresh_expires_at = bundle.refresh_expires_at.map(to_db);
     sqlx::query!(
         "INSERT INTO token_bundles
              (request_id, access_token, refresh_token, token_type, scope, expires_at, obtained_at,
-              account_uuid, account_email, organization_uuid, organization_name)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              account_uuid, account_email, organization_uuid, organization_name,
+              refresh_expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         id,
         access,
         refresh,
@@ -63,6 +65,7 @@ pub async fn insert(
         who.account_email,
         who.organization_uuid,
         who.organization_name,
+        refresh_expires_at,
     )
     .execute(conn)
     .await?;
@@ -75,6 +78,7 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, Stor
         r#"SELECT access_token, refresh_token, token_type, scope,
                   expires_at AS "expires_at: DateTime<Utc>",
                   obtained_at AS "obtained_at: DateTime<Utc>",
+                  refresh_expires_at AS "refresh_expires_at: DateTime<Utc>",
                   account_uuid, account_email, organization_uuid, organization_name
            FROM token_bundles WHERE request_id = ?"#,
         id,
@@ -94,6 +98,7 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, Stor
         scope: r.scope,
         expires_at: r.expires_at,
         obtained_at: r.obtained_at,
+        refresh_expires_at: r.refresh_expires_at,
         identity: Identity {
             account_uuid: r.account_uuid,
             account_email: r.account_email,
@@ -222,4 +227,85 @@ pub async fn mark_refresh_rejected(
         .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Gives every bundle that holds a refresh token but no deadline one `lifetime_secs` after
+/// its `obtained_at`: for bundles stored before deadlines were (`oauth.refresh_token_lifetime_secs`,
+/// the claude preset's 29 days). Returns how many it set.
+pub async fn backfill_refresh_deadlines(db: &Db, lifetime_secs: u64) -> Result<u64, StoreError> {
+    let offset = format!("+{lifetime_secs} seconds");
+    let done = sqlx::query!(
+        "UPDATE token_bundles
+         SET refresh_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', obtained_at, ?1)
+         WHERE refresh_expires_at IS NULL AND refresh_token IS NOT NULL",
+        offset,
+    )
+    .execute(&db.write)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bundles stored before deadlines existed get `obtained_at` + the lifetime, in the
+    /// stored time format; a bundle without a refresh token, or with a deadline, is left.
+    #[tokio::test]
+    async fn stored_bundles_get_their_deadline_from_obtained_at_once() {
+        let (_dir, db) = crate::db::scratch().await;
+        for (id, refresh, deadline) in [
+            ("00000000-0000-0000-0000-000000000001", Some("rt"), None),
+            ("00000000-0000-0000-0000-000000000002", None, None),
+            (
+                "00000000-0000-0000-0000-000000000003",
+                Some("rt"),
+                Some("2030-01-01T00:00:00.000Z"),
+            ),
+        ] {
+            sqlx::query(
+                "INSERT INTO auth_requests (id, client_name, hostname, scopes, status, created_at,
+                     updated_at, expires_at, poll_token_hash)
+                 VALUES (?1, 'c', 'h', '', 'approved', '2026-01-01T00:00:00.000Z',
+                     '2026-01-01T00:00:00.000Z', '2026-01-01T00:10:00.000Z', x'00')",
+            )
+            .bind(id)
+            .execute(&db.write)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO token_bundles (request_id, access_token, refresh_token, token_type,
+                     scope, obtained_at, refresh_expires_at)
+                 VALUES (?1, 'at', ?2, 'Bearer', '', '2026-01-01T12:00:00.250Z', ?3)",
+            )
+            .bind(id)
+            .bind(refresh)
+            .bind(deadline)
+            .execute(&db.write)
+            .await
+            .unwrap();
+        }
+
+        let set = backfill_refresh_deadlines(&db, 29 * 24 * 3600)
+            .await
+            .unwrap();
+        let again = backfill_refresh_deadlines(&db, 29 * 24 * 3600)
+            .await
+            .unwrap();
+
+        assert_eq!((set, again), (1, 0));
+        let deadlines: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT refresh_expires_at FROM token_bundles ORDER BY request_id")
+                .fetch_all(&db.read)
+                .await
+                .unwrap();
+        assert_eq!(
+            deadlines,
+            [
+                Some("2026-01-30T12:00:00.250Z".to_owned()),
+                None,
+                Some("2030-01-01T00:00:00.000Z".to_owned()),
+            ]
+        );
+    }
 }

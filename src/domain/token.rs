@@ -15,6 +15,10 @@ pub struct TokenBundle {
     /// When the access token stops working, from the provider's `expires_in`.
     pub expires_at: Option<DateTime<Utc>>,
     pub obtained_at: DateTime<Utc>,
+    /// When the refresh token stops working for good, whatever refreshes happen: from the
+    /// provider's `refresh_token_expires_in` at the exchange, else from
+    /// `oauth.refresh_token_lifetime_secs`; `None` when unknown.
+    pub refresh_expires_at: Option<DateTime<Utc>>,
     /// Whose tokens these are, when the provider said.
     pub identity: Identity,
 }

@@ -66,6 +66,9 @@ pub struct OAuthClient {
     state_in_token_request: bool,
     /// `oauth.user_agent`, on every call to the provider.
     user_agent: oauth2::http::HeaderValue,
+    /// `oauth.refresh_token_lifetime_secs`: a refresh token's life when the provider does not
+    /// say (0: unknown).
+    refresh_lifetime: u64,
     metrics: Arc<Metrics>,
 }
 
@@ -159,6 +162,7 @@ impl OAuthClient {
             state_in_token_request: cfg.state_in_token_request,
             user_agent: oauth2::http::HeaderValue::from_str(&cfg.user_agent)
                 .map_err(|_| anyhow::anyhow!("oauth.user_agent is not a header value"))?,
+            refresh_lifetime: cfg.refresh_token_lifetime_secs,
             metrics,
         })
     }
@@ -220,7 +224,12 @@ impl OAuthClient {
             .await
             .map_err(classify);
         self.record(Upstream::TokenEndpoint, &response, started);
-        Ok(response::bundle(&response?, requested, time::now()))
+        Ok(response::bundle(
+            &response?,
+            requested,
+            time::now(),
+            self.refresh_lifetime,
+        ))
     }
 
     /// Uses the refresh-token grant, with the same client authentication, request format and
@@ -241,10 +250,13 @@ impl OAuthClient {
             .await
             .map_err(classify);
         self.record(Upstream::TokenEndpoint, &response, started);
+        // A refresh never moves the refresh token's deadline (the store keeps the login's),
+        // so whatever this answer says of it is not read.
         Ok(response::bundle(
             &response?,
             &Scopes::from_db(scope),
             time::now(),
+            0,
         ))
     }
 

@@ -19,6 +19,9 @@ pub struct ProviderFields {
     account: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     organization: Option<Value>,
+    /// Seconds until the refresh token dies for good (Anthropic sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token_expires_in: Option<Value>,
 }
 
 impl ExtraTokenFields for ProviderFields {}
@@ -52,10 +55,13 @@ impl ProviderFields {
     }
 }
 
+/// The bundle a token response gives. `refresh_lifetime`: how long a refresh token lives
+/// when the response does not say (`oauth.refresh_token_lifetime_secs`; 0 = unknown).
 pub(super) fn bundle(
     response: &ProviderTokenResponse,
     requested: &Scopes,
     now: DateTime<Utc>,
+    refresh_lifetime: u64,
 ) -> TokenBundle {
     let scope = match response.scopes() {
         Some(granted) => granted
@@ -70,6 +76,23 @@ pub(super) fn bundle(
         .expires_in()
         .and_then(|d| chrono::Duration::from_std(d).ok())
         .and_then(|d| now.checked_add_signed(d));
+    let after = |secs: u64| {
+        i64::try_from(secs)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|d| now.checked_add_signed(d))
+    };
+    let told = response
+        .extra_fields()
+        .refresh_token_expires_in
+        .as_ref()
+        .and_then(Value::as_u64);
+    let refresh_expires_at = match (response.refresh_token(), told) {
+        (None, _) => None,
+        (Some(_), Some(secs)) => after(secs),
+        (Some(_), None) if refresh_lifetime > 0 => after(refresh_lifetime),
+        (Some(_), None) => None,
+    };
     TokenBundle {
         access_token: SecretString::from(response.access_token().secret().to_owned()),
         refresh_token: response
@@ -79,6 +102,7 @@ pub(super) fn bundle(
         scope,
         expires_at,
         obtained_at: now,
+        refresh_expires_at,
         identity: response.extra_fields().identity(),
     }
 }

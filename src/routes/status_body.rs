@@ -23,6 +23,9 @@ pub struct StatusBody {
     pub error: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub poll_interval_secs: u64,
+    /// When the approved tokens' refresh token dies for good (null when unknown, or before
+    /// approval): after it, only a new login gives tokens.
+    pub refresh_expires_at: Option<DateTime<Utc>>,
 }
 
 impl IntoResponse for StatusBody {
@@ -42,6 +45,8 @@ pub struct TokenView {
     expires_at: Option<DateTime<Utc>>,
     token_type: String,
     scope: String,
+    /// When the refresh token dies for good; null when unknown.
+    refresh_expires_at: Option<DateTime<Utc>>,
 }
 
 impl TokenView {
@@ -54,6 +59,7 @@ impl TokenView {
                 .filter(|_| share)
                 .map(|t| t.expose_secret().to_owned()),
             expires_at: b.expires_at,
+            refresh_expires_at: b.refresh_expires_at,
             token_type: b.token_type,
             scope: b.scope,
         }

@@ -209,12 +209,12 @@ pub async fn status(
 
 async fn status_body(app: &AppState, request: &TokenRequest) -> Result<StatusBody> {
     let status = request.effective_status(time::now());
-    let token = match status {
-        Status::Approved => db::tokens::find(&app.db, request.id)
-            .await?
-            .map(|b| TokenView::new(b, &app.config)),
+    let bundle = match status {
+        Status::Approved => db::tokens::find(&app.db, request.id).await?,
         _ => None,
     };
+    let refresh_expires_at = bundle.as_ref().and_then(|b| b.refresh_expires_at);
+    let token = bundle.map(|b| TokenView::new(b, &app.config));
     Ok(StatusBody {
         request_id: request.id,
         status,
@@ -225,6 +225,7 @@ async fn status_body(app: &AppState, request: &TokenRequest) -> Result<StatusBod
         error: request.error.clone(),
         expires_at: request.expires_at,
         poll_interval_secs: app.config.requests.poll_interval_secs,
+        refresh_expires_at,
     })
 }
 

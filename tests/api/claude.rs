@@ -472,3 +472,46 @@ async fn each_account_logs_in_at_its_own_authorize_url_a_console_account_at_the_
         assert!(query_param(url, "code_challenge").is_some(), "{url}");
     }
 }
+
+fn time_of(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time"))
+        .unwrap()
+        .to_utc()
+}
+
+/// A Claude refresh token dies a fixed time after the login, and refreshing does not move
+/// that: the deadline the exchange stored is the one every later answer carries, even when
+/// the refresh answer names a later one.
+#[tokio::test]
+async fn the_refresh_deadline_comes_from_the_exchange_and_a_refresh_never_moves_it() {
+    let app = claude_app().await;
+    let before = chrono::Utc::now();
+    let created = app.approved(1).await;
+
+    let status = app.status_ok(&created).await;
+    let deadline = time_of(&status["refresh_expires_at"]);
+    assert_eq!(
+        status["token"]["refresh_expires_at"],
+        status["refresh_expires_at"]
+    );
+    let lifetime = chrono::Duration::seconds(fake_upstream::CLAUDE_REFRESH_TOKEN_LIFETIME as i64);
+    assert!(
+        deadline >= before + lifetime && deadline <= chrono::Utc::now() + lifetime,
+        "{deadline}"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let refreshed: Value = app
+        .refresh(&created.id, &created.poll_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        time_of(&refreshed["refresh_expires_at"]),
+        deadline,
+        "{refreshed}"
+    );
+    let status = app.status_ok(&created).await;
+    assert_eq!(time_of(&status["refresh_expires_at"]), deadline);
+}

@@ -238,3 +238,27 @@ async fn by_default_no_answer_carries_the_refresh_token_and_sharing_restores_it(
         sharing.fake.secrets().refresh_tokens[0].as_str()
     );
 }
+
+#[tokio::test]
+async fn without_a_deadline_from_the_provider_the_refresh_deadline_is_null_or_the_configured_lifetime(
+) {
+    let unknown = spawn_app().await;
+    let created = unknown.approved(1).await;
+    let status = unknown.status_ok(&created).await;
+    assert!(status["refresh_expires_at"].is_null(), "{status}");
+    assert!(status["token"]["refresh_expires_at"].is_null(), "{status}");
+
+    let configured = spawn_app_with(|c| c.oauth.refresh_token_lifetime_secs = 86_400).await;
+    let before = chrono::Utc::now();
+    let created = configured.approved(1).await;
+    let status = configured.status_ok(&created).await;
+    let deadline =
+        chrono::DateTime::parse_from_rfc3339(status["refresh_expires_at"].as_str().unwrap())
+            .unwrap()
+            .to_utc();
+    let day = chrono::Duration::days(1);
+    assert!(
+        deadline >= before + day && deadline <= chrono::Utc::now() + day,
+        "{status}"
+    );
+}
