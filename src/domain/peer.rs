@@ -90,9 +90,8 @@ pub fn client_addr<'a>(
     forwarded_for: impl Iterator<Item = &'a str>,
     trusted: &[Cidr],
 ) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     let peer = canonical(tcp_peer);
-    if !is_trusted(peer) {
+    if !is_trusted(peer, trusted) {
         return peer;
     }
     let entries: Vec<&str> = forwarded_for.flat_map(|h| h.split(',')).collect();
@@ -102,13 +101,18 @@ pub fn client_addr<'a>(
         let Ok(ip) = entry.trim().parse::<IpAddr>().map(canonical) else {
             return appended_by;
         };
-        if !is_trusted(ip) {
+        if !is_trusted(ip, trusted) {
             return ip;
         }
         appended_by = ip;
     }
     // Every hop is a trusted proxy: the peer, as when no header came.
     peer
+}
+
+/// Whether `ip` is one of the `trusted` proxies, whose forwarding headers are believed.
+pub fn is_trusted(ip: IpAddr, trusted: &[Cidr]) -> bool {
+    trusted.iter().any(|c| c.contains(ip))
 }
 
 /// The key per-address budgets count under: the address for IPv4, its /64 for IPv6 (one

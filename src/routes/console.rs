@@ -134,9 +134,7 @@ fn reached_over_https(app: &AppState, headers: &HeaderMap, tcp_peer: SocketAddr)
     if app.config.admin.public_url.starts_with("https://") {
         return true;
     }
-    let ip = tcp_peer.ip();
-    let from_trusted_proxy = app.trusted_proxies.iter().any(|c| c.contains(ip));
-    from_trusted_proxy
+    crate::domain::peer::is_trusted(tcp_peer.ip(), &app.trusted_proxies)
         && headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())

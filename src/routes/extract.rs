@@ -126,32 +126,66 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let app = AppState::from_ref(state);
+        let Guarded { peer, now, bearer } = Guarded::admit(&app, parts, state).await?;
+        admin(&app, parts, peer, now, bearer).await
+    }
+}
+
+/// A request whose address may still present a secret (within its
+/// [`crate::throttle::GuessBudget`]), with the bearer token it carries.
+struct Guarded {
+    peer: std::net::IpAddr,
+    now: std::time::Instant,
+    bearer: Bearer,
+}
+
+impl Guarded {
+    async fn admit<S: Send + Sync>(
+        app: &AppState,
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Self, Error>
+    where
+        AppState: FromRef<S>,
+    {
         let PeerAddr(peer) = PeerAddr::from_request_parts(parts, state).await?;
         let now = std::time::Instant::now();
         app.guesses.admit(peer, now).map_err(guessing)?;
         let bearer = Bearer::from_request_parts(parts, state).await?;
-        if bearer.0.is_some() {
-            if bearer.is_admin(&app.admin_token_hash) {
-                return Ok(Admin);
-            }
-            app.guesses.failed(peer, now).map_err(guessing)?;
-            return Err(Error::Unauthorized);
-        }
-        let csrf = session_csrf(&app, &parts.headers).await?;
-        if !parts.method.is_safe() {
-            let sent = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !secret::verify(sent, &secret::hash(&csrf)) {
-                return Err(Error::Forbidden(
-                    "this change needs the session's X-CSRF-Token header",
-                ));
-            }
-        }
-        Ok(Admin)
+        Ok(Self { peer, now, bearer })
     }
+}
+
+/// [`Admin`]'s check once the address is admitted: the admin token (a wrong one spends the
+/// address's budget), or a console session with its CSRF token on anything but a read.
+async fn admin(
+    app: &AppState,
+    parts: &Parts,
+    peer: std::net::IpAddr,
+    now: std::time::Instant,
+    bearer: Bearer,
+) -> Result<Admin, Error> {
+    if bearer.0.is_some() {
+        if bearer.is_admin(&app.admin_token_hash) {
+            return Ok(Admin);
+        }
+        app.guesses.failed(peer, now).map_err(guessing)?;
+        return Err(Error::Unauthorized);
+    }
+    let csrf = session_csrf(app, &parts.headers).await?;
+    if !parts.method.is_safe() {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !secret::verify(sent, &secret::hash(&csrf)) {
+            return Err(Error::Forbidden(
+                "this change needs the session's X-CSRF-Token header",
+            ));
+        }
+    }
+    Ok(Admin)
 }
 
 /// The answer to an address past its budget of wrong secrets ([`crate::throttle::GuessBudget`]).
@@ -174,12 +208,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let app = AppState::from_ref(state);
-        let PeerAddr(peer) = PeerAddr::from_request_parts(parts, state).await?;
-        app.guesses
-            .admit(peer, std::time::Instant::now())
-            .map_err(guessing)?;
-        let bearer = Bearer::from_request_parts(parts, state).await?;
-        let is_submitter = match (&bearer.0, &app.submit_token_hash) {
+        let guarded = Guarded::admit(&app, parts, state).await?;
+        let is_submitter = match (&guarded.bearer.0, &app.submit_token_hash) {
             (Some(token), Some(hash)) => secret::verify(token, hash),
             _ => false,
         };
@@ -188,7 +218,8 @@ where
         }
         // Neither the submit token nor, below, the admin token: one wrong secret, counted
         // once (by the admin check).
-        Admin::from_request_parts(parts, state).await?;
+        let Guarded { peer, now, bearer } = guarded;
+        admin(&app, parts, peer, now, bearer).await?;
         Ok(CodeSubmitter(Actor::Admin))
     }
 }

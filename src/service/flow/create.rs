@@ -73,7 +73,7 @@ pub async fn create(
             ),
         });
     }
-    tracing::info!(request_id = %id, ?client_name, ?hostname, scopes = ?scopes.to_string(), verified = client.is_some(), "token request created");
+    tracing::info!(request_id = %id, ?client_name, ?hostname, ?scopes, verified = client.is_some(), "token request created");
     Ok(Stored {
         id,
         poll_token,
