@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_error, query_param, spawn_claude_app_with, Created, TestApp, ADMIN_TOKEN,
+    assert_error, query_param, spawn_claude_app_with, time_of, Created, TestApp, ADMIN_TOKEN,
 };
 use crate::proxy::CountingProxy;
 
@@ -471,12 +471,6 @@ async fn each_account_logs_in_at_its_own_authorize_url_a_console_account_at_the_
     for url in &opened {
         assert!(query_param(url, "code_challenge").is_some(), "{url}");
     }
-}
-
-fn time_of(value: &Value) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time"))
-        .unwrap()
-        .to_utc()
 }
 
 /// A Claude refresh token dies a fixed time after the login, and refreshing does not move

@@ -511,6 +511,13 @@ pub fn two_accounts() -> Vec<Account> {
     ]
 }
 
+/// A time an answer carries (RFC 3339).
+pub fn time_of(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time"))
+        .unwrap()
+        .to_utc()
+}
+
 /// The value of query parameter `name` in `url`.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url)

@@ -252,10 +252,7 @@ async fn without_a_deadline_from_the_provider_the_refresh_deadline_is_null_or_th
     let before = chrono::Utc::now();
     let created = configured.approved(1).await;
     let status = configured.status_ok(&created).await;
-    let deadline =
-        chrono::DateTime::parse_from_rfc3339(status["refresh_expires_at"].as_str().unwrap())
-            .unwrap()
-            .to_utc();
+    let deadline = crate::helpers::time_of(&status["refresh_expires_at"]);
     let day = chrono::Duration::days(1);
     assert!(
         deadline >= before + day && deadline <= chrono::Utc::now() + day,
