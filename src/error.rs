@@ -12,6 +12,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    LifetimeNotAllowed(String),
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("these tokens have no refresh token (a long-lived token): request new ones when they expire")]
+    NotRefreshable,
     #[error("the request id must be a UUID")]
     InvalidRequestId,
     #[error("a valid bearer token is required (Authorization: Bearer …)")]
@@ -83,6 +89,9 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => "invalid_request",
             Error::InvalidRequestId => "invalid_request_id",
+            Error::LifetimeNotAllowed(_) => "lifetime_not_allowed",
+            Error::InvalidScope(_) => "invalid_scope",
+            Error::NotRefreshable => "not_refreshable",
             Error::Unauthorized | Error::ClientKeyRequired => "unauthorized",
             Error::AccountNotAllowed(_) => "account_not_allowed",
             Error::AccountPaused(_) => "account_paused",

@@ -50,6 +50,7 @@ pub mod notify;
 pub mod oauth;
 pub mod ops;
 pub mod policy;
+pub mod quota;
 pub mod reaper;
 pub mod routes;
 pub mod serve;

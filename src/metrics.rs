@@ -5,6 +5,7 @@
 //! Counts of requests by status are read from the database at scrape time, so they are
 //! right after a restart and agree with what admins see in SQLite.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -101,6 +102,13 @@ struct RefusalLabels {
     reason: &'static str,
 }
 
+/// A configured account's id (bounded by the configuration) and a usage window's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UtilizationLabels {
+    account: u32,
+    window: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabels {
     table: &'static str,
@@ -118,6 +126,7 @@ fn latency_histogram() -> Histogram {
 pub enum Upstream {
     TokenEndpoint,
     RevocationEndpoint,
+    UsageEndpoint,
     ControlBrowser,
 }
 
@@ -145,6 +154,7 @@ pub struct Metrics {
     webhook_deliveries: Family<WebhookLabels, Counter>,
     long_poll_waiters: Gauge,
     open_connections: Gauge,
+    account_utilization: Family<UtilizationLabels, Gauge<f64, AtomicU64>>,
     connections_refused: Family<RefusalLabels, Counter>,
     /// Serialises scrapes: the status gauges are reset and refilled on each.
     scrape: Mutex<()>,
@@ -224,6 +234,12 @@ impl Default for Metrics {
             "HTTP connections open now, on every listener",
             open_connections.clone(),
         );
+        let account_utilization = Family::<UtilizationLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "account_utilization",
+            "Each account's usage window, percent used, as last read from the usage endpoint",
+            account_utilization.clone(),
+        );
         let connections_refused = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "connections_refused",
@@ -233,6 +249,7 @@ impl Default for Metrics {
         Self {
             registry,
             open_connections,
+            account_utilization,
             connections_refused,
             http_requests,
             webhook_deliveries,
@@ -270,6 +287,13 @@ pub fn method_label(method: &http::Method) -> &'static str {
 }
 
 impl Metrics {
+    /// Sets account `account`'s `window` utilization (percent) as just read.
+    pub fn account_utilization(&self, account: u32, window: &'static str, percent: f64) {
+        self.account_utilization
+            .get_or_create(&UtilizationLabels { account, window })
+            .set(percent);
+    }
+
     /// Records one HTTP answer. `route` must be a route pattern (or `unmatched`), never a
     /// raw path, and `method` comes from [`method_label`].
     pub fn http(&self, method: &'static str, route: RouteLabel, status: u16, elapsed: Duration) {
@@ -292,6 +316,7 @@ impl Metrics {
         let target = match target {
             Upstream::TokenEndpoint => "token_endpoint",
             Upstream::RevocationEndpoint => "revocation_endpoint",
+            Upstream::UsageEndpoint => "usage_endpoint",
             Upstream::ControlBrowser => "control_browser",
         };
         let outcome = match outcome {

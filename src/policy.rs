@@ -30,7 +30,11 @@ pub async fn approve(app: &AppState, id: Uuid, client: &Client) {
         Ok(None) => {
             "no eligible account: every allowed one is paused, unhealthy or unconfigured".to_owned()
         }
-        Err(e) => format!("the accounts could not be read: {e}"),
+        Err(Choice::Quota) => format!(
+            "quota: every eligible account is at or over policy.max_utilization ({}%) in a usage window",
+            app.config.policy.max_utilization
+        ),
+        Err(Choice::Store(e)) => format!("the accounts could not be read: {e}"),
     };
     tracing::warn!(request_id = %id, ?reason, "the policy left the request to an operator");
     if let Err(e) = db::requests::hold(&app.db, id, &reason, time::now()).await {
@@ -38,9 +42,16 @@ pub async fn approve(app: &AppState, id: Uuid, client: &Client) {
     }
 }
 
+/// Why the policy picked no account, beside there being none eligible.
+enum Choice {
+    /// Every eligible account is at or over `policy.max_utilization`.
+    Quota,
+    Store(crate::db::StoreError),
+}
+
 /// The account the policy picks for `client`, if any is eligible.
-async fn choose(app: &AppState, client: &Client) -> Result<Option<u32>, crate::db::StoreError> {
-    let facts = db::accounts::facts(&app.db).await?;
+async fn choose(app: &AppState, client: &Client) -> Result<Option<u32>, Choice> {
+    let facts = db::accounts::facts(&app.db).await.map_err(Choice::Store)?;
     let candidates: Vec<u32> = if client.accounts.is_empty() {
         app.config.accounts.iter().map(|a| a.id).collect()
     } else {
@@ -49,24 +60,34 @@ async fn choose(app: &AppState, client: &Client) -> Result<Option<u32>, crate::d
     let cooldown = chrono::Duration::seconds(
         i64::try_from(app.config.policy.unhealthy_cooldown_secs).unwrap_or(i64::MAX / 1000),
     );
-    Ok(pick(
-        &candidates,
-        &facts,
-        app.config.policy.account_strategy,
-        |id| app.config.account_allowed(id) && !app.config.accounts.is_empty(),
-        time::now() - cooldown,
-    ))
+    let rules = Rules {
+        strategy: app.config.policy.account_strategy,
+        healthy_since: time::now() - cooldown,
+        max_utilization: app.config.policy.max_utilization,
+    };
+    pick(&candidates, &facts, &rules, |id| {
+        app.config.account_allowed(id) && !app.config.accounts.is_empty()
+    })
 }
 
-/// Among `candidates` that are configured, not paused and healthy (no failure since
-/// `healthy_since`), the one `strategy` prefers; ties go to the lower id.
+/// How the policy picks.
+struct Rules {
+    strategy: AccountStrategy,
+    /// An account whose last login failed after this is unhealthy.
+    healthy_since: DateTime<Utc>,
+    /// An account at or over this in either usage window is skipped.
+    max_utilization: f64,
+}
+
+/// Among `candidates` that are configured, not paused, healthy (no failure since
+/// `healthy_since`) and under `max_utilization`, the one `strategy` prefers; ties go to the
+/// lower id. `Err(Quota)` when some are eligible but every one is too full.
 fn pick(
     candidates: &[u32],
     facts: &HashMap<u32, Facts>,
-    strategy: AccountStrategy,
+    rules: &Rules,
     configured: impl Fn(u32) -> bool,
-    healthy_since: DateTime<Utc>,
-) -> Option<u32> {
+) -> Result<Option<u32>, Choice> {
     let none = Facts::default();
     let fact = |id: &u32| facts.get(id).unwrap_or(&none);
     let mut eligible: Vec<u32> = candidates
@@ -74,10 +95,19 @@ fn pick(
         .copied()
         .filter(|id| configured(*id))
         .filter(|id| !fact(id).paused)
-        .filter(|id| fact(id).last_failure_at.is_none_or(|at| at < healthy_since))
+        .filter(|id| {
+            fact(id)
+                .last_failure_at
+                .is_none_or(|at| at < rules.healthy_since)
+        })
         .collect();
+    let any_eligible = !eligible.is_empty();
+    eligible.retain(|id| fact(id).usage.fullest() < rules.max_utilization);
+    if any_eligible && eligible.is_empty() {
+        return Err(Choice::Quota);
+    }
     eligible.sort_by_key(|id| *id);
-    match strategy {
+    Ok(match rules.strategy {
         // Never approved sorts first: `None` is less than any time.
         AccountStrategy::LeastRecentlyUsed => eligible
             .into_iter()
@@ -85,7 +115,14 @@ fn pick(
         AccountStrategy::FewestLiveTokens => {
             eligible.into_iter().min_by_key(|id| fact(id).live_tokens)
         }
-    }
+        AccountStrategy::MostHeadroom => eligible.into_iter().min_by(|a, b| {
+            let (a, b) = (fact(a), fact(b));
+            a.usage
+                .fullest()
+                .total_cmp(&b.usage.fullest())
+                .then(a.last_approved_at.cmp(&b.last_approved_at))
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -143,18 +180,26 @@ mod tests {
         ]);
         let all = [1, 2, 3, 4, 5];
         let healthy_since = now - chrono::Duration::minutes(5);
+        let rules = |strategy, healthy_since| Rules {
+            strategy,
+            healthy_since,
+            max_utilization: 95.0,
+        };
+        let pick = |candidates: &[u32], facts, strategy, healthy_since| {
+            pick(candidates, facts, &rules(strategy, healthy_since), |_| true)
+                .ok()
+                .flatten()
+        };
         let lru = pick(
             &all,
             &known,
             AccountStrategy::LeastRecentlyUsed,
-            |_| true,
             healthy_since,
         );
         let fewest = pick(
             &all,
             &known,
             AccountStrategy::FewestLiveTokens,
-            |_| true,
             healthy_since,
         );
         assert_eq!(lru, Some(2), "the oldest approval; 3 paused, 4 unhealthy");
@@ -163,7 +208,6 @@ mod tests {
             &[1, 6],
             &known,
             AccountStrategy::LeastRecentlyUsed,
-            |_| true,
             healthy_since,
         );
         assert_eq!(never, Some(6), "never approved comes first");
@@ -172,7 +216,6 @@ mod tests {
                 &[3, 4],
                 &known,
                 AccountStrategy::LeastRecentlyUsed,
-                |_| true,
                 healthy_since
             ),
             None
@@ -183,11 +226,71 @@ mod tests {
                 &[4],
                 &known,
                 AccountStrategy::FewestLiveTokens,
-                |_| true,
                 later - chrono::Duration::minutes(5)
             ),
             Some(4),
             "healthy again after the cooldown"
         );
+    }
+
+    fn used(five_hour: f64, seven_day: f64, approved: Option<DateTime<Utc>>) -> Facts {
+        let window = |utilization| {
+            Some(crate::domain::usage::Window {
+                utilization,
+                resets_at: None,
+            })
+        };
+        Facts {
+            usage: crate::domain::usage::Reading {
+                five_hour: window(five_hour),
+                seven_day: window(seven_day),
+            },
+            last_approved_at: approved,
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn most_headroom_takes_the_emptiest_fuller_window_and_skips_accounts_over_quota() {
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        let rules = |strategy| Rules {
+            strategy,
+            healthy_since: now - hour,
+            max_utilization: 95.0,
+        };
+        let known = facts(&[
+            (1, used(10.0, 80.0, None)),
+            (2, used(40.0, 30.0, Some(now))),
+            (3, used(96.0, 0.0, None)),
+            (4, used(40.0, 40.0, Some(now - hour))),
+        ]);
+        let chosen = |ids: &[u32], strategy| pick(ids, &known, &rules(strategy), |_| true);
+
+        assert_eq!(
+            chosen(&[1, 2, 3, 4], AccountStrategy::MostHeadroom).ok(),
+            Some(Some(4)),
+            "2 and 4 tie at 40%: the least recently used wins; 1's week is at 80%"
+        );
+        assert_eq!(
+            chosen(&[1, 3], AccountStrategy::LeastRecentlyUsed).ok(),
+            Some(Some(1)),
+            "every strategy skips 3, at 96%"
+        );
+        assert_eq!(
+            pick(
+                &[5, 1],
+                &known,
+                &rules(AccountStrategy::MostHeadroom),
+                |_| true
+            )
+            .ok(),
+            Some(Some(5)),
+            "no reading counts as empty"
+        );
+        assert!(matches!(
+            chosen(&[3], AccountStrategy::FewestLiveTokens),
+            Err(Choice::Quota)
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! The background task that expires stale requests.
 //!
-//! One pass is [`reap_once`] (expiry) and [`purge_once`] (retention), public functions of an
+//! One pass is [`reap_once`] (expiry), [`purge_once`] (retention) and [`warn_relogin_due`]
+//! (the refresh-token deadline's warning), public functions of an
 //! explicit `now` so tests can drive them deterministically; [`run`] calls both on a timer
 //! until shutdown.
 
@@ -24,6 +25,36 @@ pub async fn reap_once(db: &Db, now: DateTime<Utc>) -> Result<u64, crate::db::St
     let expired = db::requests::expire_due(db, now).await?;
     db::sessions::delete_expired(db, now).await?;
     Ok(expired)
+}
+
+/// The most bundles one pass warns of; the next pass takes the rest.
+const RELOGIN_BATCH: i64 = 500;
+
+/// Queues `token.relogin_due` once for each live bundle whose refresh token dies within
+/// `warning` of `now`. Returns how many were warned of.
+pub async fn warn_relogin_due(
+    db: &Db,
+    now: DateTime<Utc>,
+    warning: Duration,
+) -> Result<u64, crate::db::StoreError> {
+    let before = chrono::Duration::from_std(warning)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let mut warned = 0;
+    for due in db::tokens::relogin_due(db, before, RELOGIN_BATCH).await? {
+        let detail = serde_json::json!({
+            "request_id": due.request_id,
+            "client_id": due.client_id,
+            "account_id": due.account_id,
+            "refresh_expires_at": due.refresh_expires_at,
+        });
+        if db::tokens::warn_relogin(db, due.request_id, &detail, now).await? {
+            tracing::info!(request_id = %due.request_id, account_id = ?due.account_id, refresh_expires_at = %due.refresh_expires_at, "a login's refresh token dies soon: token.relogin_due queued");
+            warned += 1;
+        }
+    }
+    Ok(warned)
 }
 
 /// Deletes finished requests (with their tokens), audit rows, and delivered or failed
@@ -94,6 +125,7 @@ impl Health {
 pub async fn run(
     db: Db,
     cfg: ReaperConfig,
+    relogin_warning: Duration,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
@@ -103,7 +135,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if pass(&db, &cfg, &metrics).await {
+                if pass(&db, &cfg, relogin_warning, &metrics).await {
                     health.passed();
                 }
             }
@@ -114,15 +146,19 @@ pub async fn run(
 }
 
 /// One pass of expiry and retention; whether both parts completed.
-async fn pass(db: &Db, cfg: &ReaperConfig, metrics: &Metrics) -> bool {
+async fn pass(db: &Db, cfg: &ReaperConfig, relogin_warning: Duration, metrics: &Metrics) -> bool {
     let now = time::now();
     let expired = reap_once(db, now).await;
     let retained = purge_once(db, now, cfg).await;
+    let warned = warn_relogin_due(db, now, relogin_warning).await;
+    if let Err(e) = &warned {
+        tracing::warn!(error = %e, "re-login warnings failed; retrying next tick");
+    }
     metrics.reaper_pass(
         expired.as_ref().ok().copied(),
         retained.as_ref().ok().copied(),
     );
-    let completed = expired.is_ok() && retained.is_ok();
+    let completed = expired.is_ok() && retained.is_ok() && warned.is_ok();
     match expired {
         Ok(0) => tracing::debug!("reaper pass: nothing expired"),
         Ok(n) => tracing::info!(expired = n, "reaper pass expired requests"),

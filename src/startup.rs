@@ -21,6 +21,7 @@ use crate::egress::Egress;
 use crate::metrics::Metrics;
 use crate::notify::{sender, Outbox};
 use crate::oauth::OAuthClient;
+use crate::quota;
 use crate::routes::{self, AppState, Shared};
 use crate::service::Effects;
 use crate::throttle::{CreateLimiter, GuessBudget, PollPacer};
@@ -200,13 +201,16 @@ impl Application {
         let db = state.db.clone();
         let (stop_reaper, reaper_stop) = watch::channel(false);
         let sender_stop = reaper_stop.clone();
+        let sender_stop_for_quota = reaper_stop.clone();
         let reaper = {
             let (db, cfg) = (db.clone(), state.config.reaper.clone());
+            let relogin_warning = Duration::from_secs(state.config.notify.relogin_warning_secs);
             let (metrics, health) = (state.metrics.clone(), state.reaper_health.clone());
             tasks::supervise("reaper", move || {
                 reaper::run(
                     db.clone(),
                     cfg.clone(),
+                    relogin_warning,
                     metrics.clone(),
                     health.clone(),
                     reaper_stop.clone(),
@@ -234,6 +238,12 @@ impl Application {
                     metrics.clone(),
                     stop.clone(),
                 )
+            })
+        };
+        let quota = {
+            let (app, stop) = (state.clone(), sender_stop_for_quota);
+            tasks::supervise("usage reader", move || {
+                quota::run(app.clone(), stop.clone())
             })
         };
         // One shutdown for every listener.
@@ -276,6 +286,7 @@ impl Application {
         let _ = stop_reaper.send(true);
         let _ = reaper.await;
         let _ = sender.await;
+        let _ = quota.await;
         db.close().await;
         drop(lock);
         tracing::info!("claude-auth-router stopped");

@@ -7,7 +7,7 @@
 const REFRESH_MS = 1500;
 const state = {
   csrf: null, accounts: [], facts: new Map(), clients: new Map(), skew: 0, timer: null,
-  busy: new Set(),
+  busy: new Set(), reloginWarningSecs: 0,
 };
 const $ = (selector) => document.querySelector(selector);
 
@@ -164,13 +164,34 @@ function clientCell(r) {
   return td;
 }
 
+// A long-lived token has nothing to refresh and cannot be cut short: the operator sees its
+// lifetime before approving.
+function scopesCell(r) {
+  const td = cell('Scopes', r.scopes.join(' ') || '(default)', 'scopes');
+  if (r.lifetime_secs) {
+    const badge = document.createElement('span');
+    badge.className = 'badge long-lived';
+    badge.textContent = `long-lived: ${lifetimeText(r.lifetime_secs)}`;
+    badge.title = 'a token with no refresh token, valid for this long after approval';
+    td.append(' ', badge);
+  }
+  return td;
+}
+
+function lifetimeText(secs) {
+  for (const [unit, name] of [[86400, 'd'], [3600, 'h'], [60, 'm']]) {
+    if (secs % unit === 0) return `${secs / unit}${name}`;
+  }
+  return `${secs}s`;
+}
+
 function openRow(r) {
   const tr = document.createElement('tr');
   tr.dataset.id = r.request_id;
   tr.append(
     clientCell(r),
     cell('Host', r.peer_addr ? `${r.hostname} (${r.peer_addr})` : r.hostname),
-    cell('Scopes', r.scopes.join(' ') || '(default)'),
+    scopesCell(r),
     cell('Age', '', 'age'),
     cell('Expires in', '', 'left'),
     cell('Status', '', 'status'),
@@ -258,6 +279,16 @@ function updateRecentRow(tr, r) {
   const status = tr.querySelector('.status');
   status.textContent = r.error ? `${r.status}: ${r.error}` : r.status;
   status.className = `status status-${r.status}`;
+  // A login whose refresh token dies within notify.relogin_warning_secs: someone must log
+  // that account in again for this client before then.
+  const due = r.status === 'approved' && r.refresh_expires_at
+    && Date.parse(r.refresh_expires_at) - now() < state.reloginWarningSecs * 1000;
+  if (due) {
+    const badge = document.createElement('span');
+    badge.className = 'badge relogin-due';
+    badge.textContent = `re-login due by ${new Date(r.refresh_expires_at).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+    status.append(' ', badge);
+  }
   tr.querySelector('.finished').textContent = `${duration(now() - Date.parse(r.updated_at))} ago`;
   const actions = tr.querySelector('.actions');
   const revoke = actions.querySelector('.revoke');
@@ -325,6 +356,23 @@ function when(at) {
   return at ? `${duration(now() - Date.parse(at))} ago` : '—';
 }
 
+// A usage window as a bar and its percentage, with when it resets; '—' before any reading.
+function usageBar(td, window, usage) {
+  if (!window) {
+    td.textContent = usage && usage.error ? `— (${usage.error})` : '—';
+    return;
+  }
+  const meter = document.createElement('meter');
+  meter.min = 0; meter.max = 100; meter.low = 70; meter.high = 90; meter.optimum = 0;
+  meter.value = window.utilization;
+  const resets = window.resets_at ? `, resets in ${duration(Date.parse(window.resets_at) - now())}` : '';
+  meter.title = `${window.utilization}% used${resets}`;
+  const text = document.createElement('span');
+  text.className = 'percent';
+  text.textContent = ` ${Math.round(window.utilization)}%`;
+  td.replaceChildren(meter, text);
+}
+
 function renderAccounts(accounts) {
   const tbody = $('#accounts tbody');
   for (const a of accounts) {
@@ -334,6 +382,7 @@ function renderAccounts(accounts) {
       tr.dataset.account = String(a.id);
       tr.append(cell('Account', accountLabel(a.id)), cell('Email', a.email || '—'),
         cell('State', '', 'state'), cell('Live tokens', '', 'live'),
+        cell('5-hour use', '', 'five-hour'), cell('Weekly use', '', 'seven-day'),
         cell('Last approved', '', 'approved'), cell('Last failure', '', 'failure'));
       const td = cell('Actions');
       const actions = document.createElement('div');
@@ -344,6 +393,8 @@ function renderAccounts(accounts) {
     }
     tr.querySelector('.state').textContent = a.paused ? 'paused' : 'active';
     tr.querySelector('.live').textContent = String(a.live_tokens);
+    usageBar(tr.querySelector('.five-hour'), a.usage && a.usage.five_hour, a.usage);
+    usageBar(tr.querySelector('.seven-day'), a.usage && a.usage.seven_day, a.usage);
     tr.querySelector('.approved').textContent = when(a.last_approved_at);
     tr.querySelector('.failure').textContent = a.last_failure_at
       ? `${when(a.last_failure_at)}: ${a.last_failure || ''}` : '—';
@@ -427,6 +478,7 @@ async function refresh() {
   try {
     const o = await api('GET', '/admin/overview');
     state.skew = Date.parse(o.now) - Date.now();
+    state.reloginWarningSecs = o.relogin_warning_secs || 0;
     state.facts = new Map(o.accounts.map((a) => [a.id, a]));
     state.clients = new Map(o.clients.map((c) => [c.client_id, c]));
     renderAccounts(o.accounts);

@@ -16,13 +16,17 @@
 //! - `POST /token`: `authorization_code` and `refresh_token` grants, form or JSON bodies,
 //!   client authentication by Basic header or body.
 //! - `POST /revoke`: RFC 7009 token revocation, with the token endpoint's client checks.
+//! - `GET /api/oauth/usage` (claude only): the account's usage windows, for a live access
+//!   token it issued; [`FakeUpstream::set_usage`] (or `POST /control/usage`) sets them.
 //! - `GET /open-auth?account_id=&auth_url=`: the control browser. It records the call and,
 //!   in the default [`BrowserMode::AutoApprove`], follows the authorize URL to the router's
 //!   callback *before* answering, like a provider that remembers consent.
 
 mod provider;
+mod usage;
 
-pub use provider::CLAUDE_REFRESH_TOKEN_LIFETIME;
+pub use provider::{CLAUDE_REFRESH_TOKEN_LIFETIME, LONG_LIVED_SCOPES, MAX_LIFETIME};
+pub use usage::{UsageAnswer, UsageCall, USAGE_BETA};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,6 +113,9 @@ pub struct Options {
     /// The email of each account id, as the Claude token response names it (default
     /// `account-<id>@fake.example`).
     pub emails: HashMap<u32, String>,
+    /// The `refresh_token_expires_in` of Claude answers (default
+    /// [`CLAUDE_REFRESH_TOKEN_LIFETIME`]).
+    pub refresh_token_expires_in: Option<u64>,
 }
 
 pub(crate) struct Issued {
@@ -144,6 +151,13 @@ pub(crate) struct State {
     revocation_calls: usize,
     /// The revocation endpoint answers 503.
     revocation_fails: bool,
+    /// The account of each access token issued and not revoked.
+    access: HashMap<String, u32>,
+    /// What the usage endpoint answers, per account (default: both windows at 0%).
+    usage: HashMap<u32, UsageAnswer>,
+    usage_calls: Vec<UsageCall>,
+    /// When the fake started: its usage windows reset 5 hours and 7 days after.
+    started: chrono::DateTime<chrono::Utc>,
     /// Where the control browser submits a code its code page showed: the router's base URL
     /// and the submit token.
     code_submitter: Option<(String, String)>,
@@ -176,6 +190,10 @@ impl FakeUpstream {
             revocation_fails: false,
             code_submitter: None,
             shown_codes: Vec::new(),
+            access: HashMap::new(),
+            usage: HashMap::new(),
+            usage_calls: Vec::new(),
+            started: chrono::Utc::now(),
         }));
         let fake = FakeUpstream { addr, state };
         let app = Router::new()
@@ -183,6 +201,8 @@ impl FakeUpstream {
             .route("/token", post(provider::token))
             .route("/revoke", post(provider::revoke))
             .route("/open-auth", get(provider::open_auth))
+            .route("/api/oauth/usage", get(usage::usage))
+            .route("/control/usage", post(control_usage))
             .with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -217,6 +237,39 @@ impl FakeUpstream {
 
     pub fn revocation_url(&self) -> String {
         format!("{}/revoke", self.base_url())
+    }
+
+    /// `http://127.0.0.1:PORT/api/oauth/usage`, the claude provider's usage endpoint.
+    pub fn usage_url(&self) -> String {
+        format!("{}/api/oauth/usage", self.base_url())
+    }
+
+    /// Account `id`'s usage windows from now on, with resets fixed for the fake's life.
+    pub fn set_usage(&self, id: u32, five_hour: f64, seven_day: f64) {
+        let mut s = self.lock();
+        let body = s.reading(five_hour, seven_day);
+        s.usage.insert(id, UsageAnswer::Body(body));
+    }
+
+    /// What the usage endpoint answers for account `id` from now on.
+    pub fn set_usage_answer(&self, id: u32, answer: UsageAnswer) {
+        self.lock().usage.insert(id, answer);
+    }
+
+    /// The `refresh_token_expires_in` of Claude answers from now on (`None`: the default).
+    pub fn set_refresh_token_expires_in(&self, secs: Option<u64>) {
+        self.lock().options.refresh_token_expires_in = secs;
+    }
+
+    /// Makes an access token it issued unknown, as if the provider had withdrawn it: the
+    /// usage endpoint then answers 401 to it.
+    pub fn forget_access_token(&self, token: &str) {
+        self.lock().access.remove(token);
+    }
+
+    /// The usage endpoint's calls so far, oldest first.
+    pub fn usage_calls(&self) -> Vec<UsageCall> {
+        self.lock().usage_calls.clone()
     }
 
     /// Tokens revoked through the revocation endpoint so far, oldest first.
@@ -295,5 +348,25 @@ impl FakeUpstream {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `POST /control/usage` `{"account_id", "five_hour", "seven_day"}`: sets an account's usage
+/// windows, for the README walkthrough (tests call [`FakeUpstream::set_usage`]).
+async fn control_usage(
+    axum::extract::State(fake): axum::extract::State<FakeUpstream>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> axum::http::StatusCode {
+    let number = |k: &str| body.get(k).and_then(serde_json::Value::as_f64);
+    let id = body
+        .get("account_id")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|id| u32::try_from(id).ok());
+    match (id, number("five_hour"), number("seven_day")) {
+        (Some(id), Some(five), Some(seven)) => {
+            fake.set_usage(id, five, seven);
+            axum::http::StatusCode::NO_CONTENT
+        }
+        _ => axum::http::StatusCode::BAD_REQUEST,
     }
 }

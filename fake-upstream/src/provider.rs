@@ -130,7 +130,11 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Option<HashMap<String, String>> {
         let v: HashMap<String, Value> = serde_json::from_slice(body).ok()?;
         Some(
             v.into_iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+                .filter_map(|(k, v)| match v {
+                    Value::String(s) => Some((k, s)),
+                    Value::Number(n) => Some((k, n.to_string())),
+                    _ => None,
+                })
                 .collect(),
         )
     } else if ct.starts_with("application/x-www-form-urlencoded") {
@@ -264,6 +268,7 @@ pub async fn token(
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let no_rotation = s.options.no_rotation;
     let mut issue_refresh = true;
+    let mut lifetime = None;
     let (scope, account) = match get("grant_type").as_str() {
         "authorization_code" => {
             let verifier = get("code_verifier");
@@ -301,6 +306,24 @@ pub async fn token(
                     "state must be the authorize request's",
                 );
             }
+            if let Some(asked) = f.get("expires_in") {
+                // `claude setup-token`'s long-lived token: inference scopes only, at most a
+                // year, and nothing to refresh.
+                let allowed = asked.parse::<u64>().is_ok_and(|n| n <= MAX_LIFETIME)
+                    && issued
+                        .scope
+                        .split_whitespace()
+                        .all(|s| LONG_LIVED_SCOPES.contains(&s));
+                if !allowed {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "Custom expires_in not allowed",
+                    );
+                }
+                lifetime = asked.parse::<u64>().ok();
+                issue_refresh = false;
+            }
             (issued.scope.clone(), issued.account)
         }
         "refresh_token" => {
@@ -337,11 +360,12 @@ pub async fn token(
     };
     let access = random(&format!("fake-at-{account}-"));
     s.secrets.access_tokens.push(access.clone());
+    s.access.insert(access.clone(), account);
     let default_expiry = if claude { 28800 } else { 3600 };
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": s.options.expires_in.unwrap_or(default_expiry),
+        "expires_in": lifetime.or(s.options.expires_in).unwrap_or(default_expiry),
         "scope": scope,
     });
     if claude {
@@ -357,7 +381,11 @@ pub async fn token(
     if issue_refresh && claude {
         // A refresh token's fixed deadline: sent with every grant, as Anthropic's server is
         // reported to, though a refresh does not extend it.
-        body["refresh_token_expires_in"] = json!(CLAUDE_REFRESH_TOKEN_LIFETIME);
+        let lifetime = s
+            .options
+            .refresh_token_expires_in
+            .unwrap_or(CLAUDE_REFRESH_TOKEN_LIFETIME);
+        body["refresh_token_expires_in"] = json!(lifetime);
     }
     if issue_refresh {
         let refresh = random("fake-rt-");
@@ -412,6 +440,7 @@ pub async fn revoke(
     if let Some(grant) = s.refresh.get_mut(&token) {
         grant.revoked = true;
     }
+    s.access.remove(&token);
     s.revoked.push(token);
     StatusCode::OK.into_response()
 }
@@ -551,6 +580,11 @@ async fn follow(
         .map_err(|e| e.without_url().to_string())?;
     Ok(response.status().as_u16())
 }
+
+/// The scopes a long-lived token may carry, as Anthropic's server is reported to allow.
+pub const LONG_LIVED_SCOPES: &[&str] = &["user:inference", "user:profile", "user:file_upload"];
+/// The longest `expires_in` a code exchange may ask for: a year.
+pub const MAX_LIFETIME: u64 = 31_536_000;
 
 /// The `refresh_token_expires_in` the Claude fake sends: 29 days.
 pub const CLAUDE_REFRESH_TOKEN_LIFETIME: u64 = 2_505_600;

@@ -76,6 +76,9 @@ pub enum ClientsAction {
         /// Approve its requests without an operator.
         #[arg(long)]
         auto_approve: bool,
+        /// The longest long-lived token it may ask for (365d, 12h, ...) [default: none].
+        #[arg(long, value_name = "DURATION", value_parser = super::command::parse_duration)]
+        max_token_lifetime: Option<u64>,
     },
     List,
     Rotate {
@@ -95,6 +98,9 @@ pub enum ClientsAction {
         accounts: Option<Vec<u32>>,
         #[arg(long)]
         auto_approve: Option<bool>,
+        /// The longest long-lived token it may ask for (365d, 12h, ...).
+        #[arg(long, value_name = "DURATION", value_parser = super::command::parse_duration)]
+        max_token_lifetime: Option<u64>,
     },
     Remove {
         id: Uuid,
@@ -194,10 +200,12 @@ async fn execute(
                     scopes,
                     accounts,
                     auto_approve,
+                    max_token_lifetime,
                 } => {
                     let body = json!({
                         "name": name, "scopes": scopes, "accounts": accounts,
                         "auto_approve": auto_approve,
+                        "max_token_lifetime_secs": max_token_lifetime.unwrap_or(0),
                     });
                     client.admin_post("/v1/clients", token, &body).await
                 }
@@ -210,8 +218,12 @@ async fn execute(
                     scopes,
                     accounts,
                     auto_approve,
+                    max_token_lifetime,
                 } => {
                     let mut body = serde_json::Map::new();
+                    if let Some(secs) = max_token_lifetime {
+                        body.insert("max_token_lifetime_secs".into(), json!(secs));
+                    }
                     if let Some(s) = scopes {
                         body.insert("scopes".into(), json!(s));
                     }
@@ -290,12 +302,13 @@ fn render(action: &AdminAction, answer: &Value) -> String {
                     ]
                     .iter()
                     .map(|k| text(r, k))
+                    .chain([lifetime(&r["lifetime_secs"])])
                     .collect()
                 })
                 .collect();
             table(
                 &[
-                    "ID", "STATUS", "CLIENT", "HOST", "ACCOUNT", "CREATED", "EXPIRES",
+                    "ID", "STATUS", "CLIENT", "HOST", "ACCOUNT", "CREATED", "EXPIRES", "LIFETIME",
                 ],
                 &rows,
             )
@@ -360,16 +373,32 @@ fn render(action: &AdminAction, answer: &Value) -> String {
                         "email",
                         "paused",
                         "live_tokens",
-                        "last_approved_at",
-                        "last_failure_at",
                     ]
                     .iter()
                     .map(|k| text(a, k))
+                    .chain([
+                        percent(&a["usage"]["five_hour"]),
+                        percent(&a["usage"]["seven_day"]),
+                        text(a, "soonest_relogin_at"),
+                        text(a, "last_approved_at"),
+                        text(a, "last_failure_at"),
+                    ])
                     .collect()
                 })
                 .collect();
             table(
-                &["ID", "LABEL", "EMAIL", "PAUSED", "LIVE", "LAST APPROVED", "LAST FAILURE"],
+                &[
+                    "ID",
+                    "LABEL",
+                    "EMAIL",
+                    "PAUSED",
+                    "LIVE",
+                    "5H",
+                    "7D",
+                    "RELOGIN BY",
+                    "LAST APPROVED",
+                    "LAST FAILURE",
+                ],
                 &rows,
             )
         }
@@ -420,6 +449,27 @@ fn render(action: &AdminAction, answer: &Value) -> String {
     }
 }
 
+/// A usage window's utilization as `37%`, or `-` with no reading.
+fn percent(window: &Value) -> String {
+    window["utilization"]
+        .as_f64()
+        .map_or_else(|| "-".to_owned(), |u| format!("{u:.0}%"))
+}
+
+/// A long-lived token's lifetime in the largest whole unit (`365d`), or `-`.
+fn lifetime(secs: &Value) -> String {
+    let Some(secs) = secs.as_u64() else {
+        return "-".to_owned();
+    };
+    [(86_400, "d"), (3600, "h"), (60, "m")]
+        .iter()
+        .find(|(unit, _)| secs % unit == 0)
+        .map_or_else(
+            || format!("{secs}s"),
+            |(unit, name)| format!("{}{name}", secs / unit),
+        )
+}
+
 fn items<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
     answer[key].as_array().map(Vec::as_slice).unwrap_or(&[])
 }
@@ -465,5 +515,15 @@ mod tests {
             "H1   H2\na    long value\nbbb  x\n"
         );
         assert_eq!(table(&["H1"], &[]), "(none)\n");
+    }
+
+    #[test]
+    fn lifetimes_and_percentages_print_in_their_largest_whole_unit() {
+        assert_eq!(lifetime(&json!(31_536_000)), "365d");
+        assert_eq!(lifetime(&json!(7200)), "2h");
+        assert_eq!(lifetime(&json!(90)), "90s");
+        assert_eq!(lifetime(&Value::Null), "-");
+        assert_eq!(percent(&json!({"utilization": 37.4})), "37%");
+        assert_eq!(percent(&Value::Null), "-");
     }
 }

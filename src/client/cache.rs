@@ -36,6 +36,19 @@ pub struct Entry {
     pub request_id: Uuid,
     pub poll_token: String,
     pub token: Token,
+    /// A long-lived token's lifetime, as asked for: part of the key.
+    #[serde(default)]
+    pub lifetime_secs: Option<u64>,
+    /// The request opened because this login's refresh token dies soon, while it waits.
+    #[serde(default)]
+    pub renewal: Option<Renewal>,
+}
+
+/// A request waiting to replace the cached login.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Renewal {
+    pub request_id: Uuid,
+    pub poll_token: String,
 }
 
 pub struct Cache {
@@ -45,18 +58,30 @@ pub struct Cache {
     router: String,
     client_name: String,
     scopes: Vec<String>,
+    lifetime_secs: Option<u64>,
 }
 
 /// Held while an invocation owns the key; dropping it releases the lock.
 pub struct Lock(#[allow(dead_code)] File);
 
 impl Cache {
-    pub fn new(dir: &Path, router: &str, client_name: &str, scopes: &[String]) -> Self {
+    /// The cache of one key: a router, a client name, its scopes and, for a long-lived
+    /// token, its lifetime (so it never stands in for an ordinary one, or the reverse).
+    pub fn new(
+        dir: &Path,
+        router: &str,
+        client_name: &str,
+        scopes: &[String],
+        lifetime_secs: Option<u64>,
+    ) -> Self {
         let mut key_scopes = scopes.to_vec();
         key_scopes.sort();
         key_scopes.dedup();
-        let key =
-            Sha256::digest(format!("{router}\n{client_name}\n{}", key_scopes.join(" ")).as_bytes());
+        let mut key = format!("{router}\n{client_name}\n{}", key_scopes.join(" "));
+        if let Some(secs) = lifetime_secs {
+            key.push_str(&format!("\nlifetime {secs}"));
+        }
+        let key = Sha256::digest(key.as_bytes());
         let name = crate::crypto::hex(&key[..12]);
         Self {
             dir: dir.to_path_buf(),
@@ -65,6 +90,7 @@ impl Cache {
             router: router.to_owned(),
             client_name: client_name.to_owned(),
             scopes: key_scopes,
+            lifetime_secs,
         }
     }
 
@@ -86,7 +112,22 @@ impl Cache {
         let bytes = fs::read(&self.file).ok()?;
         let entry: Entry = serde_json::from_slice(&bytes).ok()?;
         let matches = entry.router == self.router && entry.client_name == self.client_name;
-        (matches && entry.scopes == self.scopes).then_some(entry)
+        (matches && entry.scopes == self.scopes && entry.lifetime_secs == self.lifetime_secs)
+            .then_some(entry)
+    }
+
+    /// The entry of a token just obtained, with no renewal.
+    pub fn entry(&self, request_id: Uuid, poll_token: &str, token: &Token) -> Entry {
+        Entry {
+            router: self.router.clone(),
+            client_name: self.client_name.clone(),
+            scopes: self.scopes.clone(),
+            request_id,
+            poll_token: poll_token.to_owned(),
+            token: token.clone(),
+            lifetime_secs: self.lifetime_secs,
+            renewal: None,
+        }
     }
 
     pub fn write(
@@ -95,15 +136,12 @@ impl Cache {
         poll_token: &str,
         token: &Token,
     ) -> Result<(), ClientError> {
-        let entry = Entry {
-            router: self.router.clone(),
-            client_name: self.client_name.clone(),
-            scopes: self.scopes.clone(),
-            request_id,
-            poll_token: poll_token.to_owned(),
-            token: token.clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&entry).expect("entries serialize");
+        self.store(&self.entry(request_id, poll_token, token))
+    }
+
+    /// Replaces the key's entry, atomically.
+    pub fn store(&self, entry: &Entry) -> Result<(), ClientError> {
+        let bytes = serde_json::to_vec_pretty(entry).expect("entries serialize");
         let temp = self
             .dir
             .join(format!(".{}.{}.tmp", Uuid::new_v4(), std::process::id()));

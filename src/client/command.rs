@@ -43,6 +43,32 @@ pub struct TokenArgs {
     /// A file holding this machine's enrolled client key (else AUTH_ROUTER_CLIENT_KEY).
     #[arg(long, value_name = "PATH")]
     pub client_key_file: Option<PathBuf>,
+    /// Ask for a long-lived, inference-only token that lives this long (365d, 12h, 90m,
+    /// 3600s): nothing to refresh, cached until it expires. The router must allow it for
+    /// this client.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lifetime: Option<u64>,
+}
+
+/// A duration with a unit, `s`, `m`, `h` or `d` (`365d`), as seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let usage = || {
+        format!("{text:?} is not a duration: write a number and a unit (s, m, h or d), as in 365d")
+    };
+    let split = text.len().checked_sub(1).ok_or_else(usage)?;
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(usage()),
+    };
+    let n: u64 = number.parse().map_err(|_| usage())?;
+    match n.checked_mul(scale) {
+        Some(0) | None => Err(usage()),
+        Some(secs) => Ok(secs),
+    }
 }
 
 /// The client key from `--client-key-file`, else `AUTH_ROUTER_CLIENT_KEY`, if any.
@@ -223,6 +249,7 @@ fn options(args: TokenArgs) -> Result<TokenOptions, ClientError> {
         cache_dir,
         min_validity: Duration::from_secs(args.min_validity),
         timeout: args.timeout.map(Duration::from_secs),
+        lifetime_secs: args.lifetime,
     })
 }
 
@@ -405,6 +432,31 @@ impl Progress for StderrProgress {
                 self.finish();
                 self.line(&format!("cancelled request {request_id} on the router"));
             }
+            Event::Renewing {
+                request_id,
+                refresh_expires_at,
+            } => {
+                let at = refresh_expires_at.format("%Y-%m-%d %H:%M UTC");
+                self.line(&format!("this login stops refreshing at {at}; asked for a new one (request {request_id}) and keeps using the current token meanwhile"));
+            }
+            Event::Renewed => self.line("the new login was approved; using it from now on"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_and_refuse_zero_and_overflow() {
+        assert_eq!(parse_duration("365d"), Ok(31_536_000));
+        assert_eq!(parse_duration("12h"), Ok(43_200));
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        assert_eq!(parse_duration("30s"), Ok(30));
+        for bad in ["", "d", "365", "0d", "1y", "-1d", "99999999999999999999d"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains("365d"), "{bad}: {error}");
         }
     }
 }

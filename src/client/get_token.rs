@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::cache::Cache;
+use super::cache::{Cache, Entry, Renewal};
 use super::{ClientError, Created, Event, Poll, Progress, RouterClient, Token, TokenOptions};
 use crate::domain::Status;
 
@@ -25,6 +25,10 @@ const LONG_POLL_SECS: u64 = 25;
 /// A long poll answered faster than this with an unchanged status was not held (a router
 /// that ignores `wait`): the next poll then waits the interval, so the client never spins.
 const HELD_AT_LEAST: Duration = Duration::from_millis(500);
+
+/// A cached login whose refresh token dies sooner than this is renewed: a new request is
+/// opened while the old token is still used.
+const RENEW_BEFORE: Duration = Duration::from_secs(24 * 3600);
 
 /// The open request to cancel if waiting is interrupted.
 type OpenRequest = Mutex<Option<(Uuid, String)>>;
@@ -59,49 +63,77 @@ impl RouterClient {
         progress: &dyn Progress,
         open: &OpenRequest,
     ) -> Result<Token, ClientError> {
-        let cache = options
-            .cache_dir
-            .as_ref()
-            .map(|dir| Cache::new(dir, self.router(), &options.client_name, &options.scopes));
+        let cache = options.cache_dir.as_ref().map(|dir| {
+            Cache::new(
+                dir,
+                self.router(),
+                &options.client_name,
+                &options.scopes,
+                options.lifetime_secs,
+            )
+        });
         let _lock = match &cache {
             Some(cache) => Some(cache.lock().await?),
             None => None,
         };
-        if let Some(entry) = cache.as_ref().and_then(Cache::read) {
-            let now = Utc::now();
-            if entry.token.valid_for(options.min_validity, now) {
-                return Ok(entry.token);
-            }
-            match self.refresh(entry.request_id, &entry.poll_token).await {
-                Ok(mut token) => {
-                    token.account_id = entry.token.account_id;
-                    progress.event(&Event::Refreshed);
-                    if let Some(cache) = &cache {
-                        cache.write(entry.request_id, &entry.poll_token, &token)?;
-                    }
-                    return Ok(token);
-                }
-                Err(e) if e.is_transient() && entry.token.valid_for(Duration::ZERO, now) => {
-                    progress.event(&Event::UsingCachedAfterError {
-                        reason: e.to_string(),
-                    });
+        let mut pending_renewal = None;
+        if let Some(cache) = &cache {
+            if let Some(mut entry) = cache.read() {
+                self.check_renewal(&mut entry, cache, progress).await?;
+                let now = Utc::now();
+                if entry.token.valid_for(options.min_validity, now) {
+                    self.renew_if_due(&mut entry, options, cache, progress)
+                        .await?;
                     return Ok(entry.token);
                 }
-                Err(e) if e.is_transient() => return Err(e),
-                Err(e) => progress.event(&Event::RefreshRejected {
-                    reason: e.to_string(),
-                }),
+                // A long-lived token has nothing to refresh: it is used until it expires.
+                if options.lifetime_secs.is_none() {
+                    match self.refresh(entry.request_id, &entry.poll_token).await {
+                        Ok(mut token) => {
+                            token.account_id = entry.token.account_id;
+                            progress.event(&Event::Refreshed);
+                            entry.token = token;
+                            cache.store(&entry)?;
+                            self.renew_if_due(&mut entry, options, cache, progress)
+                                .await?;
+                            return Ok(entry.token);
+                        }
+                        Err(e)
+                            if e.is_transient() && entry.token.valid_for(Duration::ZERO, now) =>
+                        {
+                            progress.event(&Event::UsingCachedAfterError {
+                                reason: e.to_string(),
+                            });
+                            return Ok(entry.token);
+                        }
+                        Err(e) if e.is_transient() => return Err(e),
+                        Err(e) => progress.event(&Event::RefreshRejected {
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+                pending_renewal = entry.renewal;
             }
         }
 
-        let created = self
-            .create(
-                &options.client_name,
-                &options.hostname,
-                &options.scopes,
-                options.client_key.as_ref(),
-            )
-            .await?;
+        // A renewal already waiting for an operator is the new request: waiting on it
+        // instead of opening another keeps the operator's list to one.
+        let created = match pending_renewal {
+            Some(renewal) => match self
+                .status(renewal.request_id, &renewal.poll_token, None)
+                .await
+            {
+                Ok(Poll::Status(reply)) if !reply.status.is_terminal() => Created {
+                    request_id: renewal.request_id,
+                    status: reply.status,
+                    poll_token: renewal.poll_token,
+                    expires_at: reply.expires_at,
+                    poll_interval_secs: reply.poll_interval_secs,
+                },
+                _ => self.create(options).await?,
+            },
+            None => self.create(options).await?,
+        };
         *open.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((created.request_id, created.poll_token.clone()));
         progress.event(&Event::Created {
@@ -115,6 +147,74 @@ impl RouterClient {
             cache.write(created.request_id, &created.poll_token, &token)?;
         }
         Ok(token)
+    }
+
+    /// Looks once at the renewal the cached login waits on, if any: approved, its token
+    /// replaces the cached one; ended otherwise, it is forgotten (a later call opens another
+    /// if the login is still due); open or unreachable, it stays.
+    async fn check_renewal(
+        &self,
+        entry: &mut Entry,
+        cache: &Cache,
+        progress: &dyn Progress,
+    ) -> Result<(), ClientError> {
+        let Some(renewal) = entry.renewal.clone() else {
+            return Ok(());
+        };
+        let reply = match self
+            .status(renewal.request_id, &renewal.poll_token, None)
+            .await
+        {
+            Ok(Poll::Status(reply)) => reply,
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_transient() => return Ok(()),
+            Err(_) => {
+                entry.renewal = None;
+                return cache.store(entry);
+            }
+        };
+        match (reply.status, reply.token) {
+            (Status::Approved, Some(mut token)) => {
+                token.account_id = reply.account_id;
+                *entry = cache.entry(renewal.request_id, &renewal.poll_token, &token);
+                progress.event(&Event::Renewed);
+            }
+            (status, _) if status.is_terminal() => entry.renewal = None,
+            _ => return Ok(()),
+        }
+        cache.store(entry)
+    }
+
+    /// Opens a new request when the cached login's refresh token dies within
+    /// [`RENEW_BEFORE`] and none is open yet. The cached token stays in use meanwhile; a
+    /// router that refuses (or cannot be reached) is asked again next time.
+    async fn renew_if_due(
+        &self,
+        entry: &mut Entry,
+        options: &TokenOptions,
+        cache: &Cache,
+        progress: &dyn Progress,
+    ) -> Result<(), ClientError> {
+        let Some(deadline) = entry.token.refresh_expires_at else {
+            return Ok(());
+        };
+        let due =
+            deadline - Utc::now() < chrono::Duration::from_std(RENEW_BEFORE).unwrap_or_default();
+        if !due || entry.renewal.is_some() {
+            return Ok(());
+        }
+        let Ok(created) = self.create(options).await else {
+            return Ok(());
+        };
+        entry.renewal = Some(Renewal {
+            request_id: created.request_id,
+            poll_token: created.poll_token,
+        });
+        progress.event(&Event::Renewing {
+            request_id: created.request_id,
+            refresh_expires_at: deadline,
+        });
+        cache.store(entry)
     }
 
     /// Polls until the request ends, the router's deadline passes or `--timeout` runs out.

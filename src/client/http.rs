@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use url::Url;
 use uuid::Uuid;
 
-use super::{ClientError, Created, StatusReply, Token};
+use super::{ClientError, Created, StatusReply, Token, TokenOptions};
 
 /// Every call to the router gives up after this long; polls are quick by design.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,17 +73,18 @@ impl RouterClient {
     }
 
     /// Creates a request; with `client_key`, as that enrolled client.
-    pub async fn create(
-        &self,
-        client_name: &str,
-        hostname: &str,
-        scopes: &[String],
-        client_key: Option<&secrecy::SecretString>,
-    ) -> Result<Created, ClientError> {
+    pub async fn create(&self, options: &TokenOptions) -> Result<Created, ClientError> {
         use secrecy::ExposeSecret;
-        let body = json!({ "client_name": client_name, "hostname": hostname, "scopes": scopes });
+        let mut body = json!({
+            "client_name": options.client_name,
+            "hostname": options.hostname,
+            "scopes": options.scopes,
+        });
+        if let Some(secs) = options.lifetime_secs {
+            body["lifetime_secs"] = secs.into();
+        }
         let mut request = self.http.post(self.url("/v1/token-requests")).json(&body);
-        if let Some(key) = client_key {
+        if let Some(key) = &options.client_key {
             request = request.bearer_auth(key.expose_secret());
         }
         let response = self.send(request).await?;

@@ -48,6 +48,9 @@ pub struct TokenOptions {
     pub timeout: Option<Duration>,
     /// The enrolled client's key: the request is then verified and bound to that client.
     pub client_key: Option<secrecy::SecretString>,
+    /// Ask for a long-lived token of this many seconds (nothing to refresh: it is cached
+    /// until it expires).
+    pub lifetime_secs: Option<u64>,
 }
 
 impl TokenOptions {
@@ -60,6 +63,7 @@ impl TokenOptions {
             min_validity: Duration::from_secs(300),
             timeout: None,
             client_key: None,
+            lifetime_secs: None,
         }
     }
 }
@@ -76,6 +80,9 @@ pub struct Token {
     /// does not carry it; older caches lack it).
     #[serde(default)]
     pub account_id: Option<u32>,
+    /// When the router's refresh token for it dies for good: a new login is due before.
+    #[serde(default)]
+    pub refresh_expires_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Token {
@@ -89,6 +96,7 @@ impl std::fmt::Debug for Token {
             .field("expires_at", &self.expires_at)
             .field("token_type", &self.token_type)
             .field("scope", &self.scope)
+            .field("refresh_expires_at", &self.refresh_expires_at)
             .finish()
     }
 }
@@ -151,6 +159,14 @@ pub enum Event {
     Approved { account_id: Option<u32> },
     /// Waiting was interrupted and the request cancelled on the router.
     Cancelled { request_id: Uuid },
+    /// The cached token's login dies soon, so a new request was opened; the cached token is
+    /// used while it waits.
+    Renewing {
+        request_id: Uuid,
+        refresh_expires_at: DateTime<Utc>,
+    },
+    /// The new login asked for by [`Event::Renewing`] was approved and replaces the old.
+    Renewed,
 }
 
 /// Receives [`Event`]s. Called from the waiting task, so keep it quick.

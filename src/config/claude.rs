@@ -34,6 +34,14 @@ pub const DEFAULT_SCOPES: &[&str] = &[
     "user:file_upload",
 ];
 
+/// What a long-lived token may carry: the inference-only scopes `claude setup-token` asks
+/// for. Anthropic refuses a custom `expires_in` for any other.
+pub const LONG_LIVED_SCOPES: &[&str] = &["user:inference", "user:profile", "user:file_upload"];
+/// Where an account's usage windows are read, with its access token.
+pub const USAGE_URL: &str = "https://api.anthropic.com/api/oauth/usage";
+/// The beta header the usage endpoint wants.
+pub const USAGE_BETA: &str = "oauth-2025-04-20";
+
 /// The preset as a figment layer.
 pub fn preset() -> Serialized<serde_json::Value> {
     Serialized::defaults(json!({
@@ -49,6 +57,8 @@ pub fn preset() -> Serialized<serde_json::Value> {
             "callback_bind_addr": CALLBACK_BIND_ADDR,
             "user_agent": USER_AGENT,
             "refresh_token_lifetime_secs": REFRESH_TOKEN_LIFETIME_SECS,
+            "long_lived_scopes": LONG_LIVED_SCOPES,
+            "usage_url": USAGE_URL,
         }
     }))
 }

@@ -32,6 +32,9 @@ const CLIENT_ENV_KEYS: &[&str] = &["url", "admin_token", "client_key"];
 /// The longest retention a key may ask for: 100 years, far inside what dates can hold.
 pub const MAX_RETENTION_SECS: u64 = 100 * 365 * 24 * 3600;
 
+/// The longest lifetime a long-lived token may be given: ten years.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// The shortest configured admin token: it guards every token the router holds, and the
 /// console sign-in is reachable by anyone who reaches the port.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
@@ -77,6 +80,9 @@ pub struct RequestsConfig {
     pub max_wait_secs: u64,
     /// Refuse a create without an enrolled client's key (401).
     pub require_client_key: bool,
+    /// The longest lifetime a create may ask for (`lifetime_secs`, a long-lived token with
+    /// nothing to refresh); 0: none may. Each enrolled client has its own maximum too.
+    pub max_token_lifetime_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -195,6 +201,14 @@ pub struct OAuthConfig {
     /// How long a refresh token lives from the login when the token response does not say
     /// (`refresh_token_expires_in`); 0: unknown. The claude preset: 29 days.
     pub refresh_token_lifetime_secs: u64,
+    /// The scopes a long-lived token may carry; every scope it asks must be one of these.
+    /// The claude preset: the inference-only ones `claude setup-token` asks for.
+    pub long_lived_scopes: Vec<String>,
+    /// The provider's usage endpoint, read with each account's access token to learn how
+    /// full its usage windows are; empty: off. The claude preset sets Anthropic's.
+    pub usage_url: String,
+    /// How often each account's usage is read (±20% jitter).
+    pub usage_poll_secs: u64,
 }
 
 /// Which provider the `[oauth]` keys describe.
@@ -247,6 +261,9 @@ pub struct PolicyConfig {
     /// An account whose last login failed less than this long ago is skipped.
     pub unhealthy_cooldown_secs: u64,
     pub account_strategy: AccountStrategy,
+    /// Every strategy skips an account whose usage is at or over this percentage in either
+    /// window; when every eligible account is, the request waits for an operator.
+    pub max_utilization: f64,
 }
 
 /// How the policy picks among the eligible accounts.
@@ -258,6 +275,9 @@ pub enum AccountStrategy {
     LeastRecentlyUsed,
     /// The account with the fewest live tokens.
     FewestLiveTokens,
+    /// The account with the most room left in its fuller usage window (no reading yet
+    /// counts as empty); ties go to the least recently used.
+    MostHeadroom,
 }
 
 impl Default for PolicyConfig {
@@ -265,6 +285,7 @@ impl Default for PolicyConfig {
         Self {
             unhealthy_cooldown_secs: 300,
             account_strategy: AccountStrategy::LeastRecentlyUsed,
+            max_utilization: 95.0,
         }
     }
 }
@@ -278,6 +299,10 @@ pub struct NotifyConfig {
     pub timeout_secs: u64,
     /// Attempts before a delivery is marked failed.
     pub max_attempts: u32,
+    /// `token.relogin_due` goes out when a bundle's refresh token dies sooner than this.
+    pub relogin_warning_secs: u64,
+    /// `account.quota_high` goes out when a usage window reaches this percentage.
+    pub quota_warning_percent: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -382,6 +407,7 @@ impl Default for RequestsConfig {
             share_refresh_token: false,
             max_wait_secs: 25,
             require_client_key: false,
+            max_token_lifetime_secs: 0,
         }
     }
 }
@@ -445,6 +471,9 @@ impl Default for OAuthConfig {
             proxy: ProxyUrl::default(),
             user_agent: ROUTER_USER_AGENT.into(),
             refresh_token_lifetime_secs: 0,
+            long_lived_scopes: Vec::new(),
+            usage_url: String::new(),
+            usage_poll_secs: 600,
         }
     }
 }
@@ -474,6 +503,8 @@ impl Default for NotifyConfig {
             webhooks: Vec::new(),
             timeout_secs: 5,
             max_attempts: 15,
+            relogin_warning_secs: 3 * 24 * 3600,
+            quota_warning_percent: 90.0,
         }
     }
 }

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use url::Url;
 
-use super::{Config, ConfigError, MAX_RETENTION_SECS, MIN_ADMIN_TOKEN_CHARS};
+use super::{
+    Config, ConfigError, MAX_RETENTION_SECS, MAX_TOKEN_LIFETIME_SECS, MIN_ADMIN_TOKEN_CHARS,
+};
 use crate::domain::scopes::validate_scope;
 
 impl Config {
@@ -24,6 +26,13 @@ impl Config {
         }
         http_url("oauth.auth_url", &self.oauth.auth_url)?;
         http_url("oauth.token_url", &self.oauth.token_url)?;
+        if !self.oauth.usage_url.is_empty() {
+            http_url("oauth.usage_url", &self.oauth.usage_url)?;
+        }
+        for scope in &self.oauth.long_lived_scopes {
+            crate::domain::scopes::validate_scope(scope)
+                .map_err(|m| invalid("oauth.long_lived_scopes", &m))?;
+        }
         if !self.oauth.revocation_url.is_empty() {
             let url = http_url("oauth.revocation_url", &self.oauth.revocation_url)?;
             let loopback = match url.host() {
@@ -215,7 +224,7 @@ impl Config {
     /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
     fn validate_durations(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 24 * 3600;
-        let ranges: [(&'static str, u64, u64, u64); 16] = [
+        let ranges: [(&'static str, u64, u64, u64); 19] = [
             (
                 "policy.unhealthy_cooldown_secs",
                 self.policy.unhealthy_cooldown_secs,
@@ -282,6 +291,19 @@ impl Config {
                 3600,
             ),
             (
+                "requests.max_token_lifetime_secs",
+                self.requests.max_token_lifetime_secs,
+                0,
+                MAX_TOKEN_LIFETIME_SECS,
+            ),
+            ("oauth.usage_poll_secs", self.oauth.usage_poll_secs, 1, DAY),
+            (
+                "notify.relogin_warning_secs",
+                self.notify.relogin_warning_secs,
+                0,
+                90 * DAY,
+            ),
+            (
                 "limits.shutdown_grace_secs",
                 self.limits.shutdown_grace_secs,
                 1,
@@ -293,6 +315,20 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key,
                     message: format!("must be between {min} and {max} (seconds), not {value}"),
+                });
+            }
+        }
+        for (key, value) in [
+            ("policy.max_utilization", self.policy.max_utilization),
+            (
+                "notify.quota_warning_percent",
+                self.notify.quota_warning_percent,
+            ),
+        ] {
+            if !(value > 0.0 && value <= 100.0) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("must be a percentage above 0 and at most 100, not {value}"),
                 });
             }
         }

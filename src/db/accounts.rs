@@ -10,6 +10,7 @@ use super::clients::admin_event;
 use super::StoreError;
 use super::{begin, Db};
 use crate::domain::time::to_db;
+use crate::domain::usage::{Reading, Window};
 
 /// What the router knows of one account.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,14 @@ pub struct Facts {
     pub last_approved_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub last_failure: Option<String>,
+    /// The earliest refresh-token deadline among its live tokens: when someone must log it in
+    /// again at the latest.
+    pub soonest_relogin_at: Option<DateTime<Utc>>,
+    /// Its last usage reading (no reading: both windows `None`).
+    pub usage: Reading,
+    pub usage_read_at: Option<DateTime<Utc>>,
+    /// Why the last usage reading failed, when it did.
+    pub usage_error: Option<String>,
 }
 
 /// Pauses or resumes account `id`, with its trail row. `false` when it already was.
@@ -90,7 +99,10 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
     let mut out: HashMap<u32, Facts> = HashMap::new();
     let states = sqlx::query!(
         r#"SELECT account_id AS "account_id!: u32", paused AS "paused: bool",
-                  last_failure_at AS "last_failure_at: DateTime<Utc>", last_failure
+                  last_failure_at AS "last_failure_at: DateTime<Utc>", last_failure,
+                  five_hour_utilization, five_hour_resets_at AS "five_hour_resets_at: DateTime<Utc>",
+                  seven_day_utilization, seven_day_resets_at AS "seven_day_resets_at: DateTime<Utc>",
+                  usage_read_at AS "usage_read_at: DateTime<Utc>", usage_error
            FROM account_state"#
     )
     .fetch_all(&db.read)
@@ -100,9 +112,22 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
         f.paused = s.paused;
         f.last_failure_at = s.last_failure_at;
         f.last_failure = s.last_failure;
+        let window = |utilization: Option<f64>, resets_at| {
+            utilization.map(|utilization| Window {
+                utilization,
+                resets_at,
+            })
+        };
+        f.usage = Reading {
+            five_hour: window(s.five_hour_utilization, s.five_hour_resets_at),
+            seven_day: window(s.seven_day_utilization, s.seven_day_resets_at),
+        };
+        f.usage_read_at = s.usage_read_at;
+        f.usage_error = s.usage_error;
     }
     let live = sqlx::query!(
-        r#"SELECT r.account_id AS "account_id!: u32", COUNT(*) AS "n!: i64"
+        r#"SELECT r.account_id AS "account_id!: u32", COUNT(*) AS "n!: i64",
+                  MIN(t.refresh_expires_at) AS "soonest: DateTime<Utc>"
            FROM auth_requests r JOIN token_bundles t ON t.request_id = r.id
            WHERE r.status = 'approved' AND t.refresh_error IS NULL AND r.account_id IS NOT NULL
            GROUP BY r.account_id"#
@@ -110,7 +135,9 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
     .fetch_all(&db.read)
     .await?;
     for l in live {
-        out.entry(l.account_id).or_default().live_tokens = l.n;
+        let f = out.entry(l.account_id).or_default();
+        f.live_tokens = l.n;
+        f.soonest_relogin_at = l.soonest;
     }
     let approved = sqlx::query!(
         r#"SELECT r.account_id AS "account_id!: u32", MAX(a.at) AS "at!: DateTime<Utc>"

@@ -152,6 +152,7 @@ pub(crate) async fn insert_all(
             "poll_token_hash": hex(&r.poll_token_hash),
             "peer_addr": r.peer_addr,
             "client_id": r.client_id.map(|c| c.hyphenated().to_string()),
+            "token_lifetime_secs": r.new.lifetime_secs,
         })
     }));
     sqlx::query_file!("src/db/sql/insert_requests.sql", requests)
@@ -310,6 +311,7 @@ mod tests {
                 client_name: "cli \"quoted\" \\ name".into(),
                 hostname: hostname.into(),
                 scopes: Scopes::default(),
+                lifetime_secs: Some(86_400),
             },
             poll_token_hash: vec![0x00, 0x7f, 0x80, 0xff],
             created_at: at,
@@ -368,6 +370,7 @@ mod tests {
         assert_eq!(stored.request.client_name, rows[0].new.client_name);
         assert_eq!(stored.request.expires_at, rows[0].expires_at);
         assert_eq!(stored.poll_token_hash, rows[0].poll_token_hash);
+        assert_eq!(stored.request.lifetime_secs, Some(86_400));
         assert!(crate::db::requests::find(&db, rows[3].id)
             .await
             .unwrap()

@@ -20,6 +20,8 @@ pub struct Client {
     /// Allowed account ids; empty: any.
     pub accounts: Vec<u32>,
     pub auto_approve: bool,
+    /// The longest long-lived token it may ask for (seconds); 0: none.
+    pub max_token_lifetime_secs: u64,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -31,6 +33,7 @@ struct Row {
     scopes: String,
     accounts: String,
     auto_approve: bool,
+    max_token_lifetime_secs: i64,
     disabled: bool,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
@@ -50,6 +53,8 @@ impl TryFrom<Row> for Client {
                 .map(|a| decode("accounts", a))
                 .collect::<Result<_, _>>()?,
             auto_approve: r.auto_approve,
+            max_token_lifetime_secs: u64::try_from(r.max_token_lifetime_secs)
+                .map_err(|e| StoreError::Corrupt(format!("max_token_lifetime_secs: {e}")))?,
             disabled: r.disabled,
             created_at: r.created_at,
             last_used_at: r.last_used_at,
@@ -98,6 +103,7 @@ pub struct NewClient<'a> {
     pub scopes: &'a [String],
     pub accounts: &'a [u32],
     pub auto_approve: bool,
+    pub max_token_lifetime_secs: i64,
 }
 
 /// Stores a new client; `false` when the name is taken.
@@ -106,14 +112,16 @@ pub async fn insert(db: &Db, c: &NewClient<'_>, now: DateTime<Utc>) -> Result<bo
     let (id, at) = (c.id.hyphenated().to_string(), to_db(now));
     let (scopes, accounts) = (c.scopes.join(" "), accounts_text(c.accounts));
     let done = sqlx::query!(
-        "INSERT INTO clients (id, name, key_hash, scopes, accounts, auto_approve, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO clients (id, name, key_hash, scopes, accounts, auto_approve,
+                              max_token_lifetime_secs, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
         id,
         c.name,
         c.key_hash,
         scopes,
         accounts,
         c.auto_approve,
+        c.max_token_lifetime_secs,
         at,
     )
     .execute(&mut *tx)
@@ -132,7 +140,7 @@ pub async fn list(db: &Db) -> Result<Vec<Client>, StoreError> {
     let rows = sqlx::query_as!(
         Row,
         r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
-                  disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
+                  max_token_lifetime_secs, disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
                   last_used_at AS "last_used_at: DateTime<Utc>"
            FROM clients ORDER BY name"#
     )
@@ -146,7 +154,7 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, StoreError> {
     let row = sqlx::query_as!(
         Row,
         r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
-                  disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
+                  max_token_lifetime_secs, disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
                   last_used_at AS "last_used_at: DateTime<Utc>"
            FROM clients WHERE id = ?"#,
         id,
@@ -163,7 +171,7 @@ pub async fn find_by_key(db: &Db, key_hash: &[u8]) -> Result<Option<Client>, Sto
     let row = sqlx::query_as!(
         Row,
         r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
-                  disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
+                  max_token_lifetime_secs, disabled AS "disabled: bool", created_at AS "created_at: DateTime<Utc>",
                   last_used_at AS "last_used_at: DateTime<Utc>"
            FROM clients WHERE key_hash = ?"#,
         key_hash,
@@ -183,6 +191,7 @@ pub enum Change<'a> {
         scopes: Option<&'a [String]>,
         accounts: Option<&'a [u32]>,
         auto_approve: Option<bool>,
+        max_token_lifetime_secs: Option<i64>,
     },
 }
 
@@ -220,6 +229,7 @@ pub async fn change(
             scopes,
             accounts,
             auto_approve,
+            max_token_lifetime_secs,
         } => {
             let scopes = scopes.map(|s| s.join(" "));
             let accounts = accounts.map(accounts_text);
@@ -227,11 +237,13 @@ pub async fn change(
                 "update",
                 sqlx::query!(
                     "UPDATE clients SET scopes = COALESCE(?, scopes),
-                         accounts = COALESCE(?, accounts), auto_approve = COALESCE(?, auto_approve)
+                         accounts = COALESCE(?, accounts), auto_approve = COALESCE(?, auto_approve),
+                         max_token_lifetime_secs = COALESCE(?, max_token_lifetime_secs)
                      WHERE id = ?",
                     scopes,
                     accounts,
                     auto_approve,
+                    max_token_lifetime_secs,
                     hyphenated
                 )
                 .execute(&mut *tx)

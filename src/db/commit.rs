@@ -25,13 +25,15 @@ pub trait Hooks: Send + Sync {
     fn wants(&self, event: EventType) -> bool;
 
     /// The outbox rows of event `id` (one per webhook that wants it), with their bodies
-    /// rendered from the request as the transaction sees it.
+    /// rendered from the request as the transaction sees it, and the event's own fields
+    /// (`detail`, a JSON object: the account and deadline of `token.relogin_due`, say).
     fn deliveries(
         &self,
         event: EventType,
         id: Uuid,
         at: DateTime<Utc>,
         request: Option<&RequestSnapshot>,
+        detail: Option<&serde_json::Value>,
     ) -> Vec<deliveries::Rendered>;
 
     /// After each commit, with what it changed.
@@ -67,6 +69,7 @@ impl Hooks for NoHooks {
         _: Uuid,
         _: DateTime<Utc>,
         _: Option<&RequestSnapshot>,
+        _: Option<&serde_json::Value>,
     ) -> Vec<deliveries::Rendered> {
         Vec::new()
     }
@@ -166,6 +169,17 @@ impl<'c> WriteTx<'c> {
         event: EventType,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.raise_with(id, event, at, None).await
+    }
+
+    /// [`Self::raise`], with the event's own fields beside the request's.
+    pub async fn raise_with(
+        &mut self,
+        id: Option<Uuid>,
+        event: EventType,
+        at: DateTime<Utc>,
+        detail: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
         let hooks = self.db.hooks.clone();
         if !hooks.wants(event) {
             return Ok(());
@@ -177,7 +191,7 @@ impl<'c> WriteTx<'c> {
         let event_id = Uuid::new_v4();
         // Queued (and so due) now, whatever time the change itself is stamped with.
         let now = to_db(time::now());
-        for rendered in hooks.deliveries(event, event_id, at, snapshot.as_ref()) {
+        for rendered in hooks.deliveries(event, event_id, at, snapshot.as_ref(), detail) {
             let row = deliveries::NewDelivery {
                 rendered: &rendered,
                 event_id,

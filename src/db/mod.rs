@@ -28,6 +28,7 @@ pub mod retention;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;
+pub mod usage;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -53,6 +53,8 @@ pub struct Claim {
     pub account_id: Option<u32>,
     pub pkce_verifier: SecretString,
     pub scopes: Scopes,
+    /// The lifetime of the long-lived token the request asks for, if it does.
+    pub lifetime_secs: Option<u64>,
 }
 
 /// The request's status inside a write transaction, for the audit row's `from_status`.
@@ -107,6 +109,7 @@ struct RequestRow {
     updated_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     poll_token_hash: Vec<u8>,
+    token_lifetime_secs: Option<i64>,
 }
 
 impl TryFrom<RequestRow> for StoredRequest {
@@ -127,6 +130,7 @@ impl TryFrom<RequestRow> for StoredRequest {
                 created_at: r.created_at,
                 updated_at: r.updated_at,
                 expires_at: r.expires_at,
+                lifetime_secs: lifetime(r.token_lifetime_secs)?,
             },
         })
     }
@@ -140,6 +144,8 @@ pub struct Listed {
     pub organization_name: Option<String>,
     /// The address it came from, when recorded.
     pub peer_addr: Option<String>,
+    /// When an approved request's refresh token dies for good, when known.
+    pub refresh_expires_at: Option<DateTime<Utc>>,
 }
 
 /// A row of the `request_listing` view, as SQLite types it: the one column list and the one
@@ -159,6 +165,8 @@ struct ListRow {
     peer_addr: Option<String>,
     account_email: Option<String>,
     organization_name: Option<String>,
+    token_lifetime_secs: Option<i64>,
+    refresh_expires_at: Option<String>,
 }
 
 impl TryFrom<ListRow> for Listed {
@@ -187,12 +195,25 @@ impl TryFrom<ListRow> for Listed {
                 created_at: decode_time("created_at", &r.created_at)?,
                 updated_at: decode_time("updated_at", &r.updated_at)?,
                 expires_at: decode_time("expires_at", &r.expires_at)?,
+                lifetime_secs: lifetime(r.token_lifetime_secs)?,
             },
             account_email: r.account_email,
             organization_name: r.organization_name,
             peer_addr: r.peer_addr,
+            refresh_expires_at: r
+                .refresh_expires_at
+                .map(|t| decode_time("refresh_expires_at", &t))
+                .transpose()?,
         })
     }
+}
+
+/// A stored lifetime, which the create checked to be positive.
+fn lifetime(secs: Option<i64>) -> Result<Option<u64>, StoreError> {
+    secs.map(|s| {
+        u64::try_from(s).map_err(|e| StoreError::Corrupt(format!("token_lifetime_secs: {e}")))
+    })
+    .transpose()
 }
 
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, StoreError> {
@@ -205,7 +226,7 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, StoreError
                   created_at AS "created_at: DateTime<Utc>",
                   updated_at AS "updated_at: DateTime<Utc>",
                   expires_at AS "expires_at: DateTime<Utc>",
-                  poll_token_hash
+                  poll_token_hash, token_lifetime_secs
            FROM auth_requests WHERE id = ?"#,
         id,
     )
@@ -428,7 +449,7 @@ pub async fn claim_state(
              AND status IN (SELECT value FROM json_each(?3))
            RETURNING id AS "id!: uuid::fmt::Hyphenated", version AS "version!: i64",
                      pkce_verifier AS "pkce_verifier!", scopes AS "scopes!",
-                     account_id AS "account_id: u32""#,
+                     account_id AS "account_id: u32", token_lifetime_secs"#,
         now,
         state_hash,
         from,
@@ -445,6 +466,7 @@ pub async fn claim_state(
         account_id: r.account_id,
         pkce_verifier: db.open(PKCE_VERIFIER, id, &r.pkce_verifier)?,
         scopes: Scopes::from_db(&r.scopes),
+        lifetime_secs: lifetime(r.token_lifetime_secs)?,
     }))
 }
 
@@ -467,7 +489,8 @@ pub async fn claim_for_code(
              AND expires_at > ?1 AND pkce_verifier IS NOT NULL
              AND status IN (SELECT value FROM json_each(?4))
            RETURNING version AS "version!: i64", pkce_verifier AS "pkce_verifier!",
-                     scopes AS "scopes!", account_id AS "account_id: u32""#,
+                     scopes AS "scopes!", account_id AS "account_id: u32",
+                     token_lifetime_secs"#,
         now,
         hyphenated,
         state_hash,
@@ -484,6 +507,7 @@ pub async fn claim_for_code(
         account_id: r.account_id,
         pkce_verifier: db.open(PKCE_VERIFIER, id, &r.pkce_verifier)?,
         scopes: Scopes::from_db(&r.scopes),
+        lifetime_secs: lifetime(r.token_lifetime_secs)?,
     }))
 }
 

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::commit::WriteTx;
 use super::StoreError;
 use super::{Db, ACCESS_TOKEN, REFRESH_TOKEN};
+use crate::domain::event::EventType;
 use crate::domain::time::to_db;
 use crate::domain::{Audit, Identity, Status, TokenBundle};
 
@@ -243,6 +244,76 @@ pub async fn backfill_refresh_deadlines(db: &Db, lifetime_secs: u64) -> Result<u
     .execute(&db.write)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// A bundle whose refresh token dies within the warning window and has not been warned of.
+#[derive(Debug)]
+pub struct ReloginDue {
+    pub request_id: Uuid,
+    pub client_id: Option<Uuid>,
+    pub account_id: Option<u32>,
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// Approved bundles, with a refresh token the provider has not refused, whose deadline is
+/// at or before `before` and that were not warned of yet; at most `limit`.
+pub async fn relogin_due(
+    db: &Db,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ReloginDue>, StoreError> {
+    let before = to_db(before);
+    let rows = sqlx::query!(
+        r#"SELECT t.request_id AS "request_id!: uuid::fmt::Hyphenated",
+                  r.client_id AS "client_id: uuid::fmt::Hyphenated",
+                  r.account_id AS "account_id: u32",
+                  t.refresh_expires_at AS "refresh_expires_at!: DateTime<Utc>"
+           FROM token_bundles t JOIN auth_requests r ON r.id = t.request_id
+           WHERE t.relogin_warned_at IS NULL AND t.refresh_expires_at IS NOT NULL
+             AND t.refresh_expires_at <= ?1 AND t.refresh_token IS NOT NULL
+             AND t.refresh_error IS NULL AND r.status = 'approved'
+           ORDER BY t.refresh_expires_at LIMIT ?2"#,
+        before,
+        limit,
+    )
+    .fetch_all(&db.read)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ReloginDue {
+            request_id: r.request_id.into_uuid(),
+            client_id: r.client_id.map(uuid::fmt::Hyphenated::into_uuid),
+            account_id: r.account_id,
+            refresh_expires_at: r.refresh_expires_at,
+        })
+        .collect())
+}
+
+/// Marks bundle `request_id` as warned of and queues `token.relogin_due` with `detail`, in
+/// one transaction; `false` (and nothing queued) when it already was: once per bundle.
+pub async fn warn_relogin(
+    db: &Db,
+    request_id: Uuid,
+    detail: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut tx = WriteTx::begin(db).await?;
+    let (id, at) = (request_id.hyphenated(), to_db(now));
+    let done = sqlx::query!(
+        "UPDATE token_bundles SET relogin_warned_at = ?1
+         WHERE request_id = ?2 AND relogin_warned_at IS NULL",
+        at,
+        id,
+    )
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    tx.raise_with(Some(request_id), EventType::ReloginDue, now, Some(detail))
+        .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 #[cfg(test)]

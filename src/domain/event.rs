@@ -20,13 +20,18 @@ pub enum EventType {
     RefreshRejected,
     /// The control browser did not open a login an operator (or the policy) started.
     ControlBrowserFailed,
+    /// A bundle's refresh token dies soon (`notify.relogin_warning_secs`): once per bundle.
+    ReloginDue,
+    /// An account's usage window reached `notify.quota_warning_percent`: once per window
+    /// per reset.
+    QuotaHigh,
     /// Queued by `POST /v1/webhooks/test`, to every webhook.
     Test,
 }
 
 impl EventType {
     /// Every event a webhook can subscribe to (`test` goes to every webhook).
-    pub const CONFIGURABLE: [&'static str; 9] = [
+    pub const CONFIGURABLE: [&'static str; 11] = [
         "request.pending",
         "request.approved",
         "request.denied",
@@ -36,6 +41,8 @@ impl EventType {
         "request.revoked",
         "refresh.rejected",
         "control_browser.failed",
+        "token.relogin_due",
+        "account.quota_high",
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +56,8 @@ impl EventType {
             EventType::RequestRevoked => "request.revoked",
             EventType::RefreshRejected => "refresh.rejected",
             EventType::ControlBrowserFailed => "control_browser.failed",
+            EventType::ReloginDue => "token.relogin_due",
+            EventType::QuotaHigh => "account.quota_high",
             EventType::Test => "test",
         }
     }

@@ -11,6 +11,7 @@ pub mod status;
 pub mod text;
 pub mod time;
 pub mod token;
+pub mod usage;
 
 pub use audit::{Actor, Audit};
 pub use request::{NewTokenRequest, TokenRequest};

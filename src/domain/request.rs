@@ -17,6 +17,10 @@ pub struct CreateBody {
     pub hostname: String,
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// A long-lived token: how long it should live, in seconds (see
+    /// `requests.max_token_lifetime_secs`).
+    #[serde(default)]
+    pub lifetime_secs: Option<u64>,
 }
 
 /// A validated request, ready to store.
@@ -25,6 +29,8 @@ pub struct NewTokenRequest {
     pub client_name: String,
     pub hostname: String,
     pub scopes: Scopes,
+    /// The lifetime of a long-lived token, when one is asked for.
+    pub lifetime_secs: Option<u64>,
 }
 
 impl NewTokenRequest {
@@ -38,10 +44,15 @@ impl NewTokenRequest {
         let client_name = text_field("client_name", body.client_name, MAX_CLIENT_NAME)?;
         let hostname = text_field("hostname", body.hostname, MAX_HOSTNAME)?;
         let scopes = Scopes::parse(body.scopes, default_scopes, allowed_scopes)?;
+        let lifetime_secs = match body.lifetime_secs {
+            Some(0) => return Err("lifetime_secs must be a positive number of seconds".into()),
+            other => other,
+        };
         Ok(Self {
             client_name,
             hostname,
             scopes,
+            lifetime_secs,
         })
     }
 }
@@ -75,6 +86,8 @@ pub struct TokenRequest {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The lifetime of the long-lived token it asks for, if it does.
+    pub lifetime_secs: Option<u64>,
 }
 
 impl TokenRequest {
@@ -94,6 +107,7 @@ mod tests {
             client_name: client_name.into(),
             hostname: hostname.into(),
             scopes: None,
+            lifetime_secs: None,
         }
     }
 
@@ -122,6 +136,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             expires_at: now + Duration::seconds(1),
+            lifetime_secs: None,
         };
         assert_eq!(r.effective_status(now), Status::Pending);
         assert_eq!(

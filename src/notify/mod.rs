@@ -13,7 +13,7 @@ pub mod sign;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -94,7 +94,8 @@ impl Outbox {
         self.hooks.get(index as usize)
     }
 
-    /// The body `hook` gets for an event.
+    /// The body `hook` gets for an event: the event's own fields (`detail`) sit beside
+    /// `id`, `type`, `at` and `request`.
     pub fn render(
         &self,
         hook: &Hook,
@@ -102,22 +103,62 @@ impl Outbox {
         event: EventType,
         at: DateTime<Utc>,
         request: Option<&RequestSnapshot>,
+        detail: Option<&Value>,
     ) -> String {
         match hook.format {
-            WebhookFormat::Json => json!({
-                "id": id,
-                "type": event.as_str(),
-                "at": at,
-                "request": request,
-                "console_url": self.console_url,
-            })
-            .to_string(),
-            WebhookFormat::Slack => json!({ "text": self.slack_text(event, request) }).to_string(),
+            WebhookFormat::Json => {
+                let mut body = json!({
+                    "id": id,
+                    "type": event.as_str(),
+                    "at": at,
+                    "request": request,
+                    "console_url": self.console_url,
+                });
+                if let (Some(Value::Object(fields)), Value::Object(out)) = (detail, &mut body) {
+                    for (key, value) in fields {
+                        out.entry(key.clone()).or_insert_with(|| value.clone());
+                    }
+                }
+                body.to_string()
+            }
+            WebhookFormat::Slack => {
+                json!({ "text": self.slack_text(event, request, detail) }).to_string()
+            }
         }
     }
 
-    fn slack_text(&self, event: EventType, request: Option<&RequestSnapshot>) -> String {
+    fn slack_text(
+        &self,
+        event: EventType,
+        request: Option<&RequestSnapshot>,
+        detail: Option<&Value>,
+    ) -> String {
+        let field = |key: &str| {
+            detail
+                .and_then(|d| d.get(key))
+                .map(|v| match v {
+                    Value::String(s) => slack_escape(s),
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| "?".into())
+        };
         let mut text = match (event, request) {
+            (EventType::QuotaHigh, _) => format!(
+                "claude-auth-router: account {} ({}) has used {}% of its {} window, which resets at {}",
+                field("account_id"),
+                field("account_label"),
+                field("utilization"),
+                field("window"),
+                field("resets_at"),
+            ),
+            (EventType::ReloginDue, Some(r)) => format!(
+                "claude-auth-router: the tokens of {} on {} (request {}, account {}) stop refreshing at {}: log in again before then",
+                slack_escape(&r.client_name),
+                slack_escape(&r.hostname),
+                r.request_id,
+                field("account_id"),
+                field("refresh_expires_at"),
+            ),
             (EventType::Test, _) | (_, None) => {
                 "claude-auth-router: a test notification".to_owned()
             }
@@ -173,6 +214,8 @@ fn headline(event: EventType) -> &'static str {
             "the provider refused a refresh token: log that account in again"
         }
         EventType::ControlBrowserFailed => "the control browser did not open the login",
+        EventType::ReloginDue => "the refresh token dies soon: log that account in again",
+        EventType::QuotaHigh => "an account's usage window is nearly full",
         EventType::Test => "test",
     }
 }
@@ -195,7 +238,7 @@ mod tests {
             error: Some("<@U123>".into()),
         };
 
-        let text = outbox.slack_text(EventType::RequestError, Some(&request));
+        let text = outbox.slack_text(EventType::RequestError, Some(&request), None);
 
         assert!(!text.contains('<') && !text.contains('>'), "{text}");
         for escaped in [

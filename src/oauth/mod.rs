@@ -9,6 +9,7 @@
 mod response;
 mod revocation;
 mod transport;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use revocation::Revocation;
 pub use revocation::Revoked;
 pub use transport::describe_reqwest;
 use transport::{Transport, TransportError};
+pub use usage::UsageError;
 
 type ConfiguredClient = Client<
     BasicErrorResponse,
@@ -69,6 +71,8 @@ pub struct OAuthClient {
     /// `oauth.refresh_token_lifetime_secs`: a refresh token's life when the provider does not
     /// say (0: unknown).
     refresh_lifetime: u64,
+    /// `oauth.usage_url`, when usage is read.
+    usage_url: Option<Url>,
     metrics: Arc<Metrics>,
 }
 
@@ -163,6 +167,10 @@ impl OAuthClient {
             user_agent: oauth2::http::HeaderValue::from_str(&cfg.user_agent)
                 .map_err(|_| anyhow::anyhow!("oauth.user_agent is not a header value"))?,
             refresh_lifetime: cfg.refresh_token_lifetime_secs,
+            usage_url: Some(cfg.usage_url.as_str())
+                .filter(|u| !u.is_empty())
+                .map(Url::parse)
+                .transpose()?,
             metrics,
         })
     }
@@ -198,13 +206,15 @@ impl OAuthClient {
 
     /// Exchanges an authorization code (with its PKCE verifier and the same redirect_uri),
     /// for `account`. `state` is the state of the login being exchanged, sent along when
-    /// `oauth.state_in_token_request` is on.
+    /// `oauth.state_in_token_request` is on. `lifetime_secs` asks for a long-lived token
+    /// (`expires_in`, as `claude setup-token` sends it).
     pub async fn exchange_code(
         &self,
         code: &str,
         pkce_verifier: &SecretString,
         state: Option<&str>,
         requested: &Scopes,
+        lifetime_secs: Option<u64>,
         account: Option<u32>,
     ) -> Result<TokenBundle, ExchangeError> {
         let started = Instant::now();
@@ -218,6 +228,9 @@ impl OAuthClient {
             if let Some(state) = state {
                 request = request.add_extra_param("state", state.to_owned());
             }
+        }
+        if let Some(secs) = lifetime_secs {
+            request = request.add_extra_param(transport::EXPIRES_IN, secs.to_string());
         }
         let response = request
             .request_async(&self.transport(account))

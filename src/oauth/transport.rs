@@ -54,7 +54,10 @@ impl Transport {
             TokenRequestFormat::Json => {
                 let fields: serde_json::Map<String, serde_json::Value> =
                     url::form_urlencoded::parse(&body)
-                        .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
+                        .map(|(k, v)| {
+                            let value = json_value(&k, v.into_owned());
+                            (k.into_owned(), value)
+                        })
                         .collect();
                 headers.insert(
                     header::CONTENT_TYPE,
@@ -107,6 +110,17 @@ impl Transport {
         builder
             .body(bytes)
             .map_err(|e| TransportError(e.to_string()))
+    }
+}
+
+/// The one numeric field of a token request: a long-lived token's lifetime.
+pub const EXPIRES_IN: &str = "expires_in";
+
+/// A form field as JSON: a string, except `expires_in`, which Anthropic reads as a number.
+fn json_value(name: &str, value: String) -> serde_json::Value {
+    match value.parse::<u64>() {
+        Ok(n) if name == EXPIRES_IN => n.into(),
+        _ => value.into(),
     }
 }
 

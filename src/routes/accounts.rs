@@ -32,6 +32,13 @@ pub async fn entries(app: &AppState) -> Result<Vec<Value>> {
                 "last_approved_at": f.last_approved_at,
                 "last_failure_at": f.last_failure_at,
                 "last_failure": f.last_failure,
+                "soonest_relogin_at": f.soonest_relogin_at,
+                "usage": {
+                    "five_hour": f.usage.five_hour,
+                    "seven_day": f.usage.seven_day,
+                    "read_at": f.usage_read_at,
+                    "error": f.usage_error,
+                },
             })
         })
         .collect();

@@ -16,6 +16,8 @@ impl Error {
     pub fn status_code(&self) -> StatusCode {
         match self {
             Error::InvalidRequest(_)
+            | Error::LifetimeNotAllowed(_)
+            | Error::InvalidScope(_)
             | Error::InvalidRequestId
             | Error::UnknownAccount(_)
             | Error::InvalidCallback(_)
@@ -29,6 +31,7 @@ impl Error {
             Error::RequestNotFound | Error::RouteNotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::InvalidStatus { .. }
+            | Error::NotRefreshable
             | Error::RefreshRejected(_)
             | Error::AccountMismatch { .. } => StatusCode::CONFLICT,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

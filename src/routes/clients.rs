@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::extract::{Admin, Json};
 use super::AppState;
+use crate::config::MAX_TOKEN_LIFETIME_SECS;
 use crate::db;
 use crate::db::clients::{Change, NewClient};
 use crate::domain::scopes::validate_scope;
@@ -27,6 +28,8 @@ pub struct AddBody {
     accounts: Vec<u32>,
     #[serde(default)]
     auto_approve: bool,
+    #[serde(default)]
+    max_token_lifetime_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +38,7 @@ pub struct UpdateBody {
     scopes: Option<Vec<String>>,
     accounts: Option<Vec<u32>>,
     auto_approve: Option<bool>,
+    max_token_lifetime_secs: Option<u64>,
 }
 
 /// `POST /v1/clients` → 201 with the key, once.
@@ -50,6 +54,7 @@ pub async fn add(
         ));
     }
     check_bounds(&app, &body.scopes, &body.accounts)?;
+    let max_token_lifetime_secs = lifetime(body.max_token_lifetime_secs)?;
     let (id, key) = (Uuid::new_v4(), secret::generate());
     let new = NewClient {
         id,
@@ -58,6 +63,7 @@ pub async fn add(
         scopes: &body.scopes,
         accounts: &body.accounts,
         auto_approve: body.auto_approve,
+        max_token_lifetime_secs,
     };
     if !db::clients::insert(&app.db, &new, time::now()).await? {
         return Err(Error::ClientExists(name.to_owned()));
@@ -72,6 +78,7 @@ pub async fn add(
             "scopes": body.scopes,
             "accounts": body.accounts,
             "auto_approve": body.auto_approve,
+            "max_token_lifetime_secs": body.max_token_lifetime_secs,
         })),
     ))
 }
@@ -113,7 +120,8 @@ pub async fn enable(
     changed(&app, client_id(&id)?, Change::Disabled(false)).await
 }
 
-/// `PATCH /v1/clients/{id}` with any of scopes, accounts, auto_approve.
+/// `PATCH /v1/clients/{id}` with any of scopes, accounts, auto_approve,
+/// max_token_lifetime_secs.
 pub async fn update(
     State(app): State<AppState>,
     _: Admin,
@@ -130,6 +138,7 @@ pub async fn update(
         scopes: body.scopes.as_deref(),
         accounts: body.accounts.as_deref(),
         auto_approve: body.auto_approve,
+        max_token_lifetime_secs: body.max_token_lifetime_secs.map(lifetime).transpose()?,
     };
     changed(&app, id, change).await
 }
@@ -162,6 +171,16 @@ async fn changed(app: &AppState, id: Uuid, change: Change<'_>) -> Result<axum::J
         .await?
         .ok_or(Error::ClientNotFound)?;
     Ok(axum::Json(json!(client)))
+}
+
+/// A client's long-lived token maximum, within what any key may hold.
+fn lifetime(secs: u64) -> Result<i64> {
+    if secs > MAX_TOKEN_LIFETIME_SECS {
+        return Err(Error::InvalidRequest(format!(
+            "max_token_lifetime_secs must be at most {MAX_TOKEN_LIFETIME_SECS} (ten years)"
+        )));
+    }
+    Ok(secs as i64)
 }
 
 fn client_id(raw: &str) -> Result<Uuid> {

@@ -192,5 +192,6 @@ pub async fn overview(State(app): State<AppState>, _: Admin) -> Result<axum::Jso
         "recent": recent,
         "accounts": accounts,
         "clients": clients,
+        "relogin_warning_secs": app.config.notify.relogin_warning_secs,
     })))
 }

@@ -52,7 +52,11 @@ pub async fn create(
 ) -> Result<(StatusCode, axum::Json<Created>)> {
     let client = enrolled_client(&app, &bearer).await?;
     let oauth = &app.config.oauth;
-    let mut new = NewTokenRequest::parse(body, &oauth.default_scopes, &oauth.allowed_scopes)
+    let defaults = match body.lifetime_secs {
+        Some(_) => flow::create::long_lived_defaults(&app.config),
+        None => oauth.default_scopes.clone(),
+    };
+    let mut new = NewTokenRequest::parse(body, &defaults, &oauth.allowed_scopes)
         .map_err(Error::InvalidRequest)?;
     if let Some(client) = &client {
         new.client_name = client.name.clone();
@@ -69,6 +73,7 @@ pub async fn create(
             )));
         }
     }
+    flow::create::check_lifetime(&app.config, &new, client.as_ref())?;
     let per_minute = app.config.limits.creates_per_minute_per_ip;
     app.create_limiter
         .check(budget_key(peer), Instant::now())
@@ -256,6 +261,10 @@ pub struct ListItem {
     organization_name: Option<String>,
     /// The address the request came from, when recorded.
     peer_addr: Option<String>,
+    /// The long-lived token it asks for, in seconds; null: an ordinary one.
+    lifetime_secs: Option<u64>,
+    /// When an approved request's refresh token dies for good; null when unknown.
+    refresh_expires_at: Option<DateTime<Utc>>,
 }
 
 impl ListItem {
@@ -265,6 +274,7 @@ impl ListItem {
             account_email,
             organization_name,
             peer_addr,
+            refresh_expires_at,
         } = listed;
         ListItem {
             client_id: r.client_id,
@@ -272,6 +282,8 @@ impl ListItem {
             account_email,
             organization_name,
             peer_addr,
+            refresh_expires_at,
+            lifetime_secs: r.lifetime_secs,
             request_id: r.id,
             status: r.effective_status(now),
             scopes: r.scopes.as_slice().to_vec(),

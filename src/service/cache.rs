@@ -139,6 +139,7 @@ mod tests {
                 created_at: now,
                 updated_at: now,
                 expires_at: now,
+                lifetime_secs: None,
             },
         })
     }

@@ -85,13 +85,14 @@ impl Hooks for Effects {
         id: Uuid,
         at: DateTime<Utc>,
         request: Option<&RequestSnapshot>,
+        detail: Option<&serde_json::Value>,
     ) -> Vec<Rendered> {
         self.outbox
             .targets(event)
             .map(|hook| Rendered {
                 webhook: hook.index,
                 webhook_key: hook.key.clone(),
-                body: self.outbox.render(hook, id, event, at, request),
+                body: self.outbox.render(hook, id, event, at, request, detail),
             })
             .collect()
     }

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::{spawn_app_with, spawn_app_with_options, TestApp, ADMIN_TOKEN};
 
-fn token_command(app: &TestApp, cache: &Path, extra: &[&str]) -> Command {
+pub(crate) fn token_command(app: &TestApp, cache: &Path, extra: &[&str]) -> Command {
     command_for(&app.base, Some(cache), extra)
 }
 
@@ -24,7 +24,12 @@ fn command_for(router: &str, cache: Option<&Path>, extra: &[&str]) -> Command {
 }
 
 /// `exec` with the test's token options, then `-- command…`.
-fn exec_command(app: &TestApp, cache: &Path, options: &[&str], command: &[&str]) -> Command {
+pub(crate) fn exec_command(
+    app: &TestApp,
+    cache: &Path,
+    options: &[&str],
+    command: &[&str],
+) -> Command {
     let mut cmd = subcommand_for("exec", &app.base, Some(cache), options);
     cmd.arg("--").args(command);
     cmd
@@ -56,18 +61,18 @@ fn subcommand_for(sub: &str, router: &str, cache: Option<&Path>, extra: &[&str])
     cmd
 }
 
-async fn finish(child: Child) -> Output {
+pub(crate) async fn finish(child: Child) -> Output {
     tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("the command finished")
         .unwrap()
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 

@@ -8,17 +8,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, spawn_app_with, two_accounts, TestApp};
 
-/// Enrolls a client; returns (client_id, client_key).
-async fn enroll(app: &TestApp, body: Value) -> (String, String) {
-    let response = app.admin_post("/v1/clients", body).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.unwrap();
-    (
-        body["client_id"].as_str().unwrap().to_owned(),
-        body["client_key"].as_str().unwrap().to_owned(),
-    )
-}
-
 fn request_body(name: &str) -> Value {
     json!({"client_name": name, "hostname": "laptop"})
 }
@@ -30,8 +19,8 @@ async fn accounts_app() -> TestApp {
 #[tokio::test]
 async fn a_forged_client_name_does_not_pass_as_the_enrolled_client() {
     let app = accounts_app().await;
-    let (alice_id, alice_key) = enroll(&app, json!({"name": "alice"})).await;
-    enroll(&app, json!({"name": "bob"})).await;
+    let (alice_id, alice_key) = app.enroll(json!({"name": "alice"})).await;
+    app.enroll(json!({"name": "bob"})).await;
 
     let forged = app.create(request_body("alice")).await;
     let genuine = app.create_as(&alice_key, request_body("mallory")).await;
@@ -70,7 +59,7 @@ async fn a_forged_client_name_does_not_pass_as_the_enrolled_client() {
 #[tokio::test]
 async fn wrong_rotated_and_disabled_keys_are_refused_and_never_taken_as_unverified() {
     let app = accounts_app().await;
-    let (id, old_key) = enroll(&app, json!({"name": "bob"})).await;
+    let (id, old_key) = app.enroll(json!({"name": "bob"})).await;
 
     let wrong = app.create_as("not-a-client-key", request_body("bob")).await;
     assert_error(wrong, StatusCode::UNAUTHORIZED, "unauthorized").await;
@@ -119,7 +108,7 @@ async fn wrong_rotated_and_disabled_keys_are_refused_and_never_taken_as_unverifi
 #[tokio::test]
 async fn require_client_key_refuses_a_create_without_one() {
     let app = spawn_app_with(|c| c.requests.require_client_key = true).await;
-    let (_, key) = enroll(&app, json!({"name": "carol"})).await;
+    let (_, key) = app.enroll(json!({"name": "carol"})).await;
 
     let anonymous = app.create(request_body("carol")).await;
 
@@ -133,11 +122,9 @@ async fn require_client_key_refuses_a_create_without_one() {
 #[tokio::test]
 async fn a_clients_scopes_and_accounts_bound_what_it_may_ask_for_and_be_given() {
     let app = accounts_app().await;
-    let (_, key) = enroll(
-        &app,
-        json!({"name": "dave", "scopes": ["user:inference"], "accounts": [1]}),
-    )
-    .await;
+    let (_, key) = app
+        .enroll(json!({"name": "dave", "scopes": ["user:inference"], "accounts": [1]}))
+        .await;
 
     let too_wide = app
         .create_as(
@@ -170,7 +157,9 @@ async fn a_clients_scopes_and_accounts_bound_what_it_may_ask_for_and_be_given() 
 async fn an_auto_approved_request_is_logged_in_by_the_policy_without_an_operator() {
     let app = accounts_app().await;
     app.fake.set_browser_mode(BrowserMode::AutoApprove);
-    let (_, key) = enroll(&app, json!({"name": "erin", "auto_approve": true})).await;
+    let (_, key) = app
+        .enroll(json!({"name": "erin", "auto_approve": true}))
+        .await;
 
     let created = app.create_as(&key, request_body("erin")).await;
 
@@ -191,7 +180,9 @@ async fn an_auto_approved_request_is_logged_in_by_the_policy_without_an_operator
 async fn a_failing_control_browser_leaves_an_auto_approved_request_for_an_operator() {
     let app = accounts_app().await;
     app.fake.set_browser_mode(BrowserMode::Fail);
-    let (_, key) = enroll(&app, json!({"name": "frank", "auto_approve": true})).await;
+    let (_, key) = app
+        .enroll(json!({"name": "frank", "auto_approve": true}))
+        .await;
 
     let created: Value = app
         .create_as(&key, request_body("frank"))
@@ -217,7 +208,9 @@ async fn a_failing_control_browser_leaves_an_auto_approved_request_for_an_operat
 async fn the_least_recently_used_account_is_picked_and_a_paused_one_skipped() {
     let app = accounts_app().await;
     app.fake.set_browser_mode(BrowserMode::AutoApprove);
-    let (_, key) = enroll(&app, json!({"name": "gina", "auto_approve": true})).await;
+    let (_, key) = app
+        .enroll(json!({"name": "gina", "auto_approve": true}))
+        .await;
     let mut picked = Vec::new();
     for _ in 0..3 {
         let created: Value = app
@@ -285,7 +278,7 @@ async fn a_paused_account_stays_paused_across_a_restart_and_refuses_select_accou
 #[tokio::test]
 async fn the_open_limit_counts_per_client_under_racing_creates_and_others_cannot_lock_it_out() {
     let app = spawn_app_with(|c| c.limits.max_open_requests_per_client = 3).await;
-    let (_, key) = enroll(&app, json!({"name": "hank"})).await;
+    let (_, key) = app.enroll(json!({"name": "hank"})).await;
     // Others fill the hostname's budget, in the client's name.
     for _ in 0..3 {
         assert_eq!(
@@ -310,7 +303,7 @@ async fn the_open_limit_counts_per_client_under_racing_creates_and_others_cannot
 #[tokio::test]
 async fn a_removed_clients_requests_stay_with_its_name() {
     let app = accounts_app().await;
-    let (id, key) = enroll(&app, json!({"name": "ivy"})).await;
+    let (id, key) = app.enroll(json!({"name": "ivy"})).await;
     assert_eq!(
         app.create_as(&key, request_body("x")).await.status(),
         StatusCode::CREATED

@@ -413,3 +413,55 @@ async fn an_operator_enrolls_a_client_sees_its_key_once_and_pauses_an_account() 
     // Closing the session ends Chromium; dropping chromedriver alone would orphan it.
     b.client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_console_shows_usage_bars_relogin_marks_and_a_long_lived_ask() {
+    let app = crate::helpers::spawn_claude_app_with(
+        fake_upstream::Options {
+            refresh_token_expires_in: Some(3600),
+            ..Default::default()
+        },
+        |c| {
+            c.accounts = two_accounts();
+            c.oauth.usage_poll_secs = 1;
+            c.requests.max_token_lifetime_secs = 31_536_000;
+        },
+    )
+    .await;
+    let approved = app.approved(1).await;
+    app.fake.set_usage(1, 37.0, 12.0);
+    let (_, key) = app
+        .enroll(json!({"name": "ci", "max_token_lifetime_secs": 31_536_000}))
+        .await;
+    let asked: serde_json::Value = app
+        .create_as(
+            &key,
+            json!({"client_name": "ci", "hostname": "runner", "lifetime_secs": 31_536_000}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b = browser().await;
+    sign_in(&b, &app, ADMIN_TOKEN).await;
+
+    let open = format!(
+        "#open tr[data-id='{}']",
+        asked["request_id"].as_str().unwrap()
+    );
+    wait_text(&b, &format!("{open} .badge.long-lived"), "long-lived: 365d").await;
+    let recent = format!("#recent tr[data-id='{}']", approved.id);
+    wait_text(
+        &b,
+        &format!("{recent} .badge.relogin-due"),
+        "re-login due by",
+    )
+    .await;
+    let five_hour = "#accounts tr[data-account='1'] .five-hour";
+    wait_text(&b, five_hour, "37%").await;
+    let meter = css(&b, &format!("{five_hour} meter")).await;
+    assert_eq!(meter.attr("value").await.unwrap().as_deref(), Some("37"));
+    wait_text(&b, "#accounts tr[data-account='1'] .seven-day", "12%").await;
+    wait_text(&b, "#accounts tr[data-account='2'] .five-hour", "—").await;
+    b.client.close().await.unwrap();
+}

@@ -92,10 +92,11 @@ pub async fn spawn_claude_app_with(
     let oauth = format!(
         "[oauth]\nprovider = \"claude\"\nauth_url = \"{}\"\ntoken_url = \"{}\"\n\
          redirect_uri = \"http://localhost:{}/callback\"\ncallback_bind_addr = \"{callback_addr}\"\n\
-         timeout_secs = 2\n",
+         usage_url = \"{}\"\ntimeout_secs = 2\n",
         fake.auth_url(),
         fake.token_url(),
         callback_addr.port(),
+        fake.usage_url(),
     );
     let mut config = Config::from_figment(figment::Figment::from(
         <figment::providers::Toml as figment::providers::Format>::string(&oauth),
@@ -277,6 +278,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Enrolls a client; returns (client_id, client_key).
+    pub async fn enroll(&self, body: Value) -> (String, String) {
+        let response = self.admin_post("/v1/clients", body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        (
+            body["client_id"].as_str().unwrap().to_owned(),
+            body["client_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
     /// Creates a request as the enrolled client whose key is `key`.
     pub async fn create_as(&self, key: &str, body: Value) -> Response {
         self.http
@@ -286,6 +298,17 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Creates `body` as the enrolled client `key` (asserts 201).
+    pub async fn create_as_ok(&self, key: &str, body: Value) -> Created {
+        let response = self.create_as(key, body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        Created {
+            id: body["request_id"].as_str().unwrap().to_owned(),
+            poll_token: body["poll_token"].as_str().unwrap().to_owned(),
+        }
     }
 
     pub async fn create_ok(&self) -> Created {

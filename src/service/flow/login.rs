@@ -111,6 +111,7 @@ pub async fn complete(
             &claim.pkce_verifier,
             state,
             &claim.scopes,
+            claim.lifetime_secs,
             claim.account_id,
         )
         .await;
@@ -145,6 +146,13 @@ pub async fn complete(
         .unwrap_or_default();
     if let Some(email) = &bundle.identity.account_email {
         detail.push_str(&format!(" ({email})"));
+    }
+    if let Some(secs) = claim.lifetime_secs {
+        // A token nobody can refresh or cut short at the provider: the trail says so.
+        detail.push_str(&format!(", long-lived token: lifetime_secs {secs}"));
+        if let Some(expires_at) = bundle.expires_at {
+            detail.push_str(&format!(", expires {}", time::to_db(expires_at)));
+        }
     }
     let audit = Audit::new(actor, "approve").with_detail(detail);
     if !db::requests::approve(&app.db, &claim, &bundle, time::now(), &audit).await? {

@@ -38,10 +38,9 @@ pub async fn refresh(app: &AppState, id: Uuid, poll_token: &str) -> Result<Token
     if current.generation != seen.generation {
         return current_token(app, id).await;
     }
+    // A long-lived token comes without one: nothing to refresh, by design.
     let Some(refresh_token) = current.refresh_token else {
-        return Err(Error::RefreshRejected(
-            "the provider gave no refresh token".into(),
-        ));
+        return Err(Error::NotRefreshable);
     };
     let account = stored.request.account_id;
     match app
