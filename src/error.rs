@@ -4,6 +4,8 @@
 //!
 //! No variant carries a secret: messages are written for the client to read.
 
+use serde::Serialize;
+
 use crate::domain::Status;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -83,42 +85,89 @@ pub enum Error {
     Internal(#[from] anyhow::Error),
 }
 
+/// The `error` field of every error answer: stable, machine-readable, and the same list the
+/// OpenAPI document gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidRequestId,
+    LifetimeNotAllowed,
+    InvalidScope,
+    NotRefreshable,
+    Unauthorized,
+    AccountNotAllowed,
+    AccountPaused,
+    ClientExists,
+    ClientNotFound,
+    RequestNotFound,
+    InvalidStatus,
+    UnknownAccount,
+    InvalidCallback,
+    InvalidCode,
+    Forbidden,
+    ControlBrowserFailed,
+    ExchangeFailed,
+    RefreshRejected,
+    AccountMismatch,
+    UpstreamFailed,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    Busy,
+    SlowDown,
+    RateLimited,
+    Timeout,
+    Overloaded,
+    NotReady,
+    InternalError,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    /// What went wrong, in words for the person reading it; never a secret.
+    pub message: String,
+}
+
 impl Error {
     /// The stable, machine-readable `error` field.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::InvalidRequest(_) => "invalid_request",
-            Error::InvalidRequestId => "invalid_request_id",
-            Error::LifetimeNotAllowed(_) => "lifetime_not_allowed",
-            Error::InvalidScope(_) => "invalid_scope",
-            Error::NotRefreshable => "not_refreshable",
-            Error::Unauthorized | Error::ClientKeyRequired => "unauthorized",
-            Error::AccountNotAllowed(_) => "account_not_allowed",
-            Error::AccountPaused(_) => "account_paused",
-            Error::ClientExists(_) => "client_exists",
-            Error::ClientNotFound => "client_not_found",
-            Error::RequestNotFound => "request_not_found",
-            Error::InvalidStatus { .. } => "invalid_status",
-            Error::UnknownAccount(_) => "unknown_account",
-            Error::InvalidCallback(_) => "invalid_callback",
-            Error::InvalidCode(_) => "invalid_code",
-            Error::Forbidden(_) => "forbidden",
-            Error::ControlBrowserFailed(_) => "control_browser_failed",
-            Error::ExchangeFailed(_) => "exchange_failed",
-            Error::RefreshRejected(_) => "refresh_rejected",
-            Error::AccountMismatch { .. } => "account_mismatch",
-            Error::UpstreamFailed(_) => "upstream_failed",
-            Error::UnsupportedMediaType => "unsupported_media_type",
-            Error::PayloadTooLarge => "payload_too_large",
-            Error::RouteNotFound => "not_found",
-            Error::MethodNotAllowed => "method_not_allowed",
-            Error::Busy => "busy",
-            Error::SlowDown { .. } => "slow_down",
-            Error::RateLimited { .. } => "rate_limited",
-            Error::Timeout => "timeout",
-            Error::Overloaded => "overloaded",
-            Error::NotReady(_) => "not_ready",
-            Error::Database(_) | Error::Internal(_) => "internal_error",
+            Error::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Error::InvalidRequestId => ErrorCode::InvalidRequestId,
+            Error::LifetimeNotAllowed(_) => ErrorCode::LifetimeNotAllowed,
+            Error::InvalidScope(_) => ErrorCode::InvalidScope,
+            Error::NotRefreshable => ErrorCode::NotRefreshable,
+            Error::Unauthorized | Error::ClientKeyRequired => ErrorCode::Unauthorized,
+            Error::AccountNotAllowed(_) => ErrorCode::AccountNotAllowed,
+            Error::AccountPaused(_) => ErrorCode::AccountPaused,
+            Error::ClientExists(_) => ErrorCode::ClientExists,
+            Error::ClientNotFound => ErrorCode::ClientNotFound,
+            Error::RequestNotFound => ErrorCode::RequestNotFound,
+            Error::InvalidStatus { .. } => ErrorCode::InvalidStatus,
+            Error::UnknownAccount(_) => ErrorCode::UnknownAccount,
+            Error::InvalidCallback(_) => ErrorCode::InvalidCallback,
+            Error::InvalidCode(_) => ErrorCode::InvalidCode,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::ControlBrowserFailed(_) => ErrorCode::ControlBrowserFailed,
+            Error::ExchangeFailed(_) => ErrorCode::ExchangeFailed,
+            Error::RefreshRejected(_) => ErrorCode::RefreshRejected,
+            Error::AccountMismatch { .. } => ErrorCode::AccountMismatch,
+            Error::UpstreamFailed(_) => ErrorCode::UpstreamFailed,
+            Error::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Error::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Error::RouteNotFound => ErrorCode::NotFound,
+            Error::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Error::Busy => ErrorCode::Busy,
+            Error::SlowDown { .. } => ErrorCode::SlowDown,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::Timeout => ErrorCode::Timeout,
+            Error::Overloaded => ErrorCode::Overloaded,
+            Error::NotReady(_) => ErrorCode::NotReady,
+            Error::Database(_) | Error::Internal(_) => ErrorCode::InternalError,
         }
     }
 

@@ -59,6 +59,10 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the OpenAPI document of the HTTP API (what GET /v1/openapi.json serves).
+    ///
+    /// Regenerate the committed copy with: claude-auth-router openapi > docs/openapi.json
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,14 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => report(load(config).and_then(|c| ops::check_config(&c))),
         Command::Backup { out, config } => report(load(config).and_then(|c| backup(c, out))),
         Command::Rekey { config } => report(load(config).and_then(rekey)),
+        Command::Openapi => {
+            let document = claude_auth_router::routes::openapi::document();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(document).expect("the document serializes")
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 

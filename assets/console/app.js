@@ -417,6 +417,25 @@ function showKey(name, key) {
   $('#client-key-copy').focus();
 }
 
+// The latest changes to clients and accounts (admin_events), newest first: who, what, when.
+function renderChanges(changes) {
+  const tbody = $('#changes tbody');
+  const rows = changes.map((e) => {
+    const tr = document.createElement('tr');
+    tr.dataset.event = String(e.id);
+    const [kind, id] = e.subject.split(':');
+    const what = kind === 'account' ? `account ${accountLabel(Number(id))}`
+      : `client ${(state.clients.get(id) || {}).name || id}`;
+    tr.append(cell('When', `${when(e.at)} (${e.at.slice(0, 19).replace('T', ' ')} UTC)`, 'at'),
+      cell('Who', e.actor, 'actor'), cell('What', what, 'subject'),
+      cell('Change', e.action.replace('_', ' '), 'action'), cell('Detail', e.detail || '', 'detail'));
+    return tr;
+  });
+  tbody.replaceChildren(...rows);
+  $('#changes-empty').hidden = changes.length > 0;
+  $('#changes').hidden = changes.length === 0;
+}
+
 function renderClients(clients) {
   const tbody = $('#clients tbody');
   const wanted = new Set(clients.map((c) => c.client_id));
@@ -483,6 +502,7 @@ async function refresh() {
     state.clients = new Map(o.clients.map((c) => [c.client_id, c]));
     renderAccounts(o.accounts);
     renderClients(o.clients);
+    renderChanges(o.changes || []);
     sync($('#open tbody'), o.open, openRow, updateOpenRow);
     sync($('#recent tbody'), o.recent, recentRow, updateRecentRow);
     $('#open-empty').hidden = o.open.length > 0;

@@ -46,6 +46,14 @@ pub enum AdminAction {
     Revoke { id: Uuid },
     /// Show a request's audit trail, oldest first.
     Audit { id: Uuid },
+    /// Show who changed which client or account, newest first.
+    Events {
+        /// Only this subject's changes: client:ID or account:ID.
+        #[arg(long, value_name = "client:ID|account:ID")]
+        subject: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Enrolled clients: add (prints the key once), list, rotate (prints the new key once),
     /// disable, enable, update, remove.
     #[command(subcommand)]
@@ -185,6 +193,16 @@ async fn execute(
                     &json!({}),
                 )
                 .await
+        }
+        AdminAction::Events { subject, limit } => {
+            let mut query = format!("/v1/admin-events?limit={limit}");
+            if let Some(subject) = subject {
+                query.push_str(&format!(
+                    "&subject={}",
+                    url::form_urlencoded::byte_serialize(subject.as_bytes()).collect::<String>()
+                ));
+            }
+            client.admin_get(&query, token).await
         }
         AdminAction::Audit { id } => {
             client
@@ -328,6 +346,18 @@ fn render(action: &AdminAction, answer: &Value) -> String {
                 })
                 .collect();
             table(&["AT", "ACTOR", "ACTION", "STATUS", "DETAIL"], &rows)
+        }
+        AdminAction::Events { .. } => {
+            let rows: Vec<Vec<String>> = items(answer, "events")
+                .iter()
+                .map(|e| {
+                    ["at", "actor", "subject", "action", "detail"]
+                        .iter()
+                        .map(|k| text(e, k))
+                        .collect()
+                })
+                .collect();
+            table(&["AT", "ACTOR", "SUBJECT", "ACTION", "DETAIL"], &rows)
         }
         AdminAction::Clients(ClientsAction::List) => {
             let rows: Vec<Vec<String>> = items(answer, "clients")

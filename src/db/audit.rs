@@ -11,7 +11,7 @@ use crate::domain::time::to_db;
 use crate::domain::{Audit, Status};
 
 /// One row of the trail, as the API and the console show it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
     pub request_id: String,

@@ -11,7 +11,7 @@ use super::{begin, decode, Db};
 use crate::domain::time::to_db;
 
 /// An enrolled client as listings show it: never its key or the key's hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Client {
     pub client_id: Uuid,
     pub name: String,

@@ -133,7 +133,7 @@ pub async fn attempt_failed(
 }
 
 /// A delivery as `GET /v1/webhooks/deliveries` and `admin webhooks` show it: never the body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub webhook: i64,

@@ -14,6 +14,7 @@
 //! (a long poll woken by it, a request after a key rotation) sees it.
 
 pub mod accounts;
+pub mod admin_events;
 pub mod audit;
 pub mod backup;
 pub mod batch;

@@ -86,7 +86,7 @@ impl EventType {
 }
 
 /// A request's public fields, as an event tells them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequestSnapshot {
     pub request_id: Uuid,
     pub client_name: String,

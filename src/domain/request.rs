@@ -10,12 +10,19 @@ pub const MAX_CLIENT_NAME: usize = 128;
 pub const MAX_HOSTNAME: usize = 253;
 
 /// The body of `POST /v1/token-requests`, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    /// Who is asking, as the operator will see it (ignored for an enrolled client, whose
+    /// enrolled name is used); 1 to 128 characters, no control or format characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub client_name: String,
+    /// From which machine; 1 to 253 characters, no control or format characters.
+    #[schema(min_length = 1, max_length = 253)]
     pub hostname: String,
+    /// At most 32 scopes without whitespace; missing or empty: `oauth.default_scopes`.
     #[serde(default)]
+    #[schema(max_items = 32)]
     pub scopes: Option<Vec<String>>,
     /// A long-lived token: how long it should live, in seconds (see
     /// `requests.max_token_lifetime_secs`).

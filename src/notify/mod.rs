@@ -10,6 +10,7 @@
 
 pub mod sender;
 pub mod sign;
+pub mod webhook_schema;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};

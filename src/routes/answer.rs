@@ -7,9 +7,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorBody};
 
 impl Error {
     /// The HTTP status this error answers with.
@@ -66,7 +65,10 @@ impl IntoResponse for Error {
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         };
-        let body = Json(json!({ "error": self.code(), "message": self.to_string() }));
+        let body = Json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        });
         let mut response = (status, body).into_response();
         if let Some(secs) = retry_after {
             response

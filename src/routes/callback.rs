@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::db;
 use crate::domain::{secret, time, Actor, Audit, Status, Transition};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::service::flow::login::{complete, sanitize};
 
 #[derive(Deserialize)]
@@ -22,6 +22,26 @@ pub struct CallbackParams {
     error_description: Option<String>,
 }
 
+/// Documented at the default path; it is served at the path of `oauth.redirect_uri`.
+#[utoipa::path(
+    get,
+    path = "/oauth/callback",
+    operation_id = "callback",
+    tag = "login",
+    summary = "The provider's redirect after a login (at the path of `oauth.redirect_uri`)",
+    params(
+        ("code" = Option<String>, Query, description = "The authorization code"),
+        ("state" = Option<String>, Query, description = "The login's state"),
+        ("error" = Option<String>, Query, description = "The provider's error, such as `access_denied`"),
+        ("error_description" = Option<String>, Query, description = "The provider's words for it"),
+    ),
+    responses(
+        (status = 200, description = "A small page saying how the login ended", content_type = "text/html", body = String),
+        (status = 400, description = "`invalid_callback`: a missing, unknown, used or expired state", body = ErrorBody),
+        (status = 409, description = "`invalid_status` or `account_mismatch`", body = ErrorBody),
+        (status = 502, description = "`exchange_failed`", body = ErrorBody),
+    )
+)]
 pub async fn callback(
     State(app): State<AppState>,
     params: std::result::Result<Query<CallbackParams>, QueryRejection>,

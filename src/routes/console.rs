@@ -13,8 +13,8 @@ use std::time::Instant;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::extract::{
     guessing, session_cookie, session_csrf, Admin, Json, PeerAddr, SESSION_COOKIE,
@@ -22,14 +22,18 @@ use super::extract::{
 use super::token_requests::ListItem;
 use super::AppState;
 use crate::db;
+use crate::db::admin_events::AdminEvent;
+use crate::db::clients::Client;
 use crate::domain::{secret, time};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 
 /// How long a console session lasts.
 const SESSION_SECS: i64 = 12 * 3600;
 /// The console shows at most this many open requests, and this many finished ones.
 const MAX_OPEN: u32 = 200;
 const MAX_RECENT: u32 = 50;
+/// The Changes panel shows this many of the latest client and account changes.
+const MAX_CHANGES: u32 = 20;
 
 /// The page may load only its own script and style, and no other site may frame it.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -39,14 +43,20 @@ const INDEX_HTML: &str = include_str!("../../assets/console/index.html");
 const APP_JS: &str = include_str!("../../assets/console/app.js");
 const APP_CSS: &str = include_str!("../../assets/console/app.css");
 
+#[utoipa::path(get, path = "/admin", operation_id = "consolePage", tag = "console", summary = "The operator console's page",
+    responses((status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String)))]
 pub async fn index() -> Response {
     asset(INDEX_HTML, "text/html; charset=utf-8")
 }
 
+#[utoipa::path(get, path = "/admin/app.js", operation_id = "consoleScript", tag = "console", summary = "The console's script",
+    responses((status = 200, description = "The script", content_type = "text/javascript; charset=utf-8", body = String)))]
 pub async fn script() -> Response {
     asset(APP_JS, "text/javascript; charset=utf-8")
 }
 
+#[utoipa::path(get, path = "/admin/app.css", operation_id = "consoleStyle", tag = "console", summary = "The console's style sheet",
+    responses((status = 200, description = "The style sheet", content_type = "text/css; charset=utf-8", body = String)))]
 pub async fn style() -> Response {
     asset(APP_CSS, "text/css; charset=utf-8")
 }
@@ -68,10 +78,44 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
+    /// The admin token.
     token: String,
+}
+
+/// What the page needs once signed in: the CSRF token for its changes, and the accounts.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionBody {
+    csrf_token: String,
+    accounts: Vec<ConsoleAccount>,
+}
+
+/// An account as the page offers it (never a proxy).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConsoleAccount {
+    id: u32,
+    label: String,
+    email: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignedOut {
+    signed_out: bool,
+}
+
+/// Everything the console shows, in one call.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    now: DateTime<Utc>,
+    open: Vec<ListItem>,
+    recent: Vec<ListItem>,
+    accounts: Vec<super::accounts::AccountEntry>,
+    clients: Vec<Client>,
+    /// The latest changes to clients and accounts, newest first.
+    changes: Vec<AdminEvent>,
+    relogin_warning_secs: u64,
 }
 
 /// `POST /admin/session`: exchanges the admin token for a session cookie.
@@ -79,6 +123,21 @@ pub struct SignIn {
 /// Failed attempts are counted per peer address (`limits.failed_sign_ins_per_minute_per_ip`);
 /// past the budget every attempt from that address, right or wrong, is refused with 429
 /// until the budget refills, so the admin token cannot be guessed at network speed.
+#[utoipa::path(
+    post,
+    path = "/admin/session",
+    operation_id = "signIn",
+    tag = "console",
+    summary = "Sign in: exchange the admin token for a session cookie",
+    request_body = SignIn,
+    responses(
+        (status = 200, description = "Signed in; the session cookie is set", body = SessionBody,
+            headers(("Set-Cookie" = String, description = "The session cookie (HttpOnly, SameSite=Strict)"))),
+        (status = 401, description = "`unauthorized`: a wrong token", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many failed sign-ins from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn sign_in(
     State(app): State<AppState>,
     PeerAddr(peer): PeerAddr,
@@ -142,12 +201,36 @@ fn reached_over_https(app: &AppState, headers: &HeaderMap, tcp_peer: SocketAddr)
 }
 
 /// `GET /admin/session`: what the page needs once signed in, or 401.
-pub async fn session(State(app): State<AppState>, headers: HeaderMap) -> Result<axum::Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/admin/session",
+    operation_id = "getConsoleSession",
+    tag = "console",
+    summary = "The current console session",
+    security(("console_session" = [])),
+    responses(
+        (status = 200, description = "Signed in", body = SessionBody),
+        (status = 401, description = "`unauthorized`: no live session", body = ErrorBody),
+    )
+)]
+pub async fn session(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<axum::Json<SessionBody>> {
     let csrf = session_csrf(&app, &headers).await?;
     Ok(axum::Json(session_body(&app, &csrf)))
 }
 
 /// `DELETE /admin/session`: signs out (CSRF-checked like any change).
+#[utoipa::path(
+    delete,
+    path = "/admin/session",
+    operation_id = "signOut",
+    tag = "console",
+    summary = "Sign out",
+    security(("console_session" = []), ("admin_token" = [])),
+    responses((status = 200, description = "Signed out; the cookie is cleared", body = SignedOut))
+)]
 pub async fn sign_out(
     State(app): State<AppState>,
     _: Admin,
@@ -156,7 +239,7 @@ pub async fn sign_out(
     if let Some(cookie) = session_cookie(&headers) {
         db::sessions::delete(&app.db, &secret::hash(&cookie)).await?;
     }
-    let mut response = axum::Json(json!({ "signed_out": true })).into_response();
+    let mut response = axum::Json(SignedOut { signed_out: true }).into_response();
     let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -166,19 +249,35 @@ pub async fn sign_out(
 }
 
 /// The CSRF token, and the accounts as the page offers them (never a proxy).
-fn session_body(app: &AppState, csrf: &str) -> Value {
-    let accounts: Vec<Value> = app
+fn session_body(app: &AppState, csrf: &str) -> SessionBody {
+    let accounts = app
         .config
         .accounts
         .iter()
-        .map(|a| json!({ "id": a.id, "label": a.label, "email": a.email }))
+        .map(|a| ConsoleAccount {
+            id: a.id,
+            label: a.label.clone(),
+            email: a.email.clone(),
+        })
         .collect();
-    json!({ "csrf_token": csrf, "accounts": accounts })
+    SessionBody {
+        csrf_token: csrf.to_owned(),
+        accounts,
+    }
 }
 
 /// `GET /admin/overview`: everything the page shows (requests, accounts with their health,
 /// enrolled clients without their keys), in one call it can repeat every second or two.
-pub async fn overview(State(app): State<AppState>, _: Admin) -> Result<axum::Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/admin/overview",
+    operation_id = "consoleOverview",
+    tag = "console",
+    summary = "Everything the console shows, in one call",
+    security(("console_session" = []), ("admin_token" = [])),
+    responses((status = 200, description = "The overview", body = Overview))
+)]
+pub async fn overview(State(app): State<AppState>, _: Admin) -> Result<axum::Json<Overview>> {
     let now = time::now();
     let open = db::requests::list_open(&app.db, MAX_OPEN).await?;
     let recent = db::requests::list_finished(&app.db, MAX_RECENT).await?;
@@ -186,12 +285,14 @@ pub async fn overview(State(app): State<AppState>, _: Admin) -> Result<axum::Jso
     let recent: Vec<ListItem> = recent.into_iter().map(|r| ListItem::new(r, now)).collect();
     let accounts = super::accounts::entries(&app).await?;
     let clients = db::clients::list(&app.db).await?;
-    Ok(axum::Json(json!({
-        "now": now,
-        "open": open,
-        "recent": recent,
-        "accounts": accounts,
-        "clients": clients,
-        "relogin_warning_secs": app.config.notify.relogin_warning_secs,
-    })))
+    let changes = db::admin_events::list(&app.db, None, MAX_CHANGES).await?;
+    Ok(axum::Json(Overview {
+        now,
+        open,
+        recent,
+        accounts,
+        clients,
+        changes,
+        relogin_warning_secs: app.config.notify.relogin_warning_secs,
+    }))
 }

@@ -35,6 +35,34 @@ fn json_error(rejection: JsonRejection) -> Error {
     }
 }
 
+/// `axum::extract::Query`, with a malformed or unknown parameter as 400 `invalid_request`.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|e| Error::InvalidRequest(e.body_text()))
+    }
+}
+
+/// The most rows one listing returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// A listing's `limit`: `default` when not given, else 1 to [`MAX_PAGE`].
+pub fn page_limit(asked: Option<u32>, default: u32) -> Result<u32, Error> {
+    let limit = asked.unwrap_or(default);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::InvalidRequest(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    Ok(limit)
+}
+
 /// The `{id}` of a token-request path, which must be a UUID.
 pub struct RequestId(pub Uuid);
 

@@ -4,22 +4,48 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::AppState;
 use crate::db;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
+
+/// `{"status": "ok"}` or `{"status": "ready"}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
 
 /// 200 when the database answers a query.
-pub async fn healthz(State(app): State<AppState>) -> Result<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    summary = "Liveness: the database answers",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Health))
+)]
+pub async fn healthz(State(app): State<AppState>) -> Result<Json<Health>> {
     app.db.ping().await?;
-    Ok(Json(json!({ "status": "ok" })))
+    Ok(Json(Health { status: "ok" }))
 }
 
 /// 200 when the database accepts a write (it can take SQLite's write lock) and the reaper
 /// has completed a pass within three intervals: a router whose reaper stopped still
 /// answers, but nothing expires, so it is not ready.
-pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    summary = "Readiness: the database takes a write and the reaper is passing",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Health),
+        (status = 503, description = "`busy` or `not_ready`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>> {
     if let Some(since) = app.reaper_health.stalled(std::time::Instant::now()) {
         return Err(Error::NotReady(format!(
             "the reaper has not completed a pass in {} s; see the log",
@@ -27,10 +53,19 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>> {
         )));
     }
     app.db.ready().await?;
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Health { status: "ready" }))
 }
 
 /// Prometheus metrics in the OpenMetrics text format. Counts only, never a secret.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "The metrics",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String))
+)]
 pub async fn metrics(State(app): State<AppState>) -> Result<Response> {
     let by_status = db::requests::count_by_status(&app.db).await?;
     let body = app.metrics.render(&by_status, app.effects.waiters().len());

@@ -2,6 +2,7 @@
 
 pub(crate) mod accounts;
 mod admin_actions;
+mod admin_events;
 mod answer;
 mod callback;
 mod clients;
@@ -9,6 +10,7 @@ mod console;
 mod edge;
 mod extract;
 mod health;
+pub mod openapi;
 mod refresh;
 pub(crate) mod select_account;
 mod status_body;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::BoxError;
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -33,68 +35,16 @@ pub use crate::config::paths::is_reserved_path;
 /// The most a request body may hold.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The API, the console, the callback and the operational endpoints.
+/// The API, the console, the callback and the operational endpoints: every documented
+/// route from [`openapi::api`], and the callback at the path of `oauth.redirect_uri`.
 pub fn router(state: AppState) -> Router {
     let callback_path = state.config.callback_path();
-    let routes = Router::new()
-        .route(
-            "/v1/token-requests",
-            post(token_requests::create).get(token_requests::list),
-        )
-        .route(
-            "/v1/token-requests/{id}/select-account",
-            post(select_account::select_account),
-        )
-        .route("/v1/token-requests/{id}/deny", post(token_requests::deny))
-        .route(
-            "/v1/token-requests/{id}/cancel",
-            post(token_requests::cancel),
-        )
-        .route("/v1/token-requests/{id}/refresh", post(refresh::refresh))
-        .route(
-            "/v1/token-requests/{id}/revoke",
-            post(admin_actions::revoke),
-        )
-        .route(
-            "/v1/token-requests/{id}/code",
-            post(admin_actions::submit_code),
-        )
-        .route("/v1/codes", post(admin_actions::submit_code_by_state))
-        .route("/v1/clients", post(clients::add).get(clients::list))
-        .route(
-            "/v1/clients/{id}",
-            axum::routing::patch(clients::update).delete(clients::remove),
-        )
-        .route("/v1/clients/{id}/rotate-key", post(clients::rotate_key))
-        .route("/v1/clients/{id}/disable", post(clients::disable))
-        .route("/v1/clients/{id}/enable", post(clients::enable))
-        .route("/v1/accounts", get(accounts::list))
-        .route("/v1/accounts/{id}/pause", post(accounts::pause))
-        .route("/v1/accounts/{id}/resume", post(accounts::resume))
-        .route("/v1/audit", get(admin_actions::audit))
-        .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
-        .route("/v1/webhooks/test", post(webhooks::test))
-        .route("/admin", get(console::index))
-        .route("/admin/app.js", get(console::script))
-        .route("/admin/app.css", get(console::style))
-        .route(
-            "/admin/session",
-            get(console::session)
-                .post(console::sign_in)
-                .delete(console::sign_out),
-        )
-        .route("/admin/overview", get(console::overview))
-        .route(&callback_path, get(callback::callback))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
-    // The status poll is outside the concurrency cap: a long poll waits by design, and
-    // waiters have their own bound (`limits.max_waiters`).
-    let waits = Router::new().route(
-        "/v1/token-requests/{id}/status",
-        get(token_requests::status),
-    );
-    layered(routes, waits, state)
+    let (documented, waits) = openapi::api();
+    let routes = documented
+        .split_for_parts()
+        .0
+        .route(&callback_path, get(callback::callback));
+    layered(routes, waits.split_for_parts().0, state)
 }
 
 /// The callback listener's router (`oauth.callback_bind_addr`): the callback path alone,

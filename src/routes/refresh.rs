@@ -6,9 +6,23 @@ use axum::extract::State;
 use super::extract::{Bearer, RequestId};
 use super::status_body::TokenView;
 use super::AppState;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::service::flow;
 
+#[utoipa::path(
+    post,
+    path = "/v1/token-requests/{id}/refresh",
+    operation_id = "refreshTokens",
+    tag = "token requests",
+    summary = "New tokens through the provider's refresh grant",
+    params(("id" = uuid::Uuid, Path, description = "The request id")),
+    security(("poll_token" = [])),
+    responses(
+        (status = 200, description = "The tokens as they stand after the refresh", body = TokenView),
+        (status = 409, description = "`invalid_status` (not approved), `refresh_rejected` or `not_refreshable`", body = ErrorBody),
+        (status = 502, description = "`upstream_failed`: the provider could not be reached; nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn refresh(
     State(app): State<AppState>,
     RequestId(id): RequestId,

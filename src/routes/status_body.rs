@@ -11,7 +11,8 @@ use secrecy::ExposeSecret;
 use crate::config::Config;
 use crate::domain::{Status, TokenBundle};
 
-#[derive(Serialize)]
+/// A request as its poller sees it.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct StatusBody {
     pub request_id: Uuid,
     pub status: Status,
@@ -38,7 +39,7 @@ impl IntoResponse for StatusBody {
 /// router. The refresh token is in it only with `requests.share_refresh_token`: the router
 /// alone refreshes, because a client refreshing with its own copy would rotate the router's
 /// copy dead.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     access_token: String,
     refresh_token: Option<String>,

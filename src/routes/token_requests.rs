@@ -2,16 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::extract::{Admin, Bearer, Json, PeerAddr, RequestId};
+use super::extract::{page_limit, Admin, Bearer, Json, PeerAddr, Query, RequestId};
 use super::status_body::{StatusBody, TokenView};
 use super::AppState;
 use crate::db;
@@ -22,16 +21,15 @@ use crate::domain::request::CreateBody;
 use crate::domain::{
     secret, time, Actor, Audit, NewTokenRequest, Status, TokenRequest, Transition,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::service::flow;
 use crate::service::waiters::{Bounds, Skipped};
 
 /// Listings return this many requests unless told otherwise.
 const DEFAULT_LIST_LIMIT: u32 = 100;
-/// The most one listing returns.
-const MAX_LIST_LIMIT: u32 = 1000;
 
-#[derive(Serialize)]
+/// The answer to a create: the poll token appears only here.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
     request_id: Uuid,
     status: Status,
@@ -40,6 +38,22 @@ pub struct Created {
     poll_interval_secs: u64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/token-requests",
+    operation_id = "createTokenRequest",
+    tag = "token requests",
+    summary = "Ask for a token",
+    request_body = CreateBody,
+    security((), ("client_key" = [])),
+    responses(
+        (status = 201, description = "Stored; poll it with the poll token", body = Created),
+        (status = 400, description = "`invalid_request`, `lifetime_not_allowed` or `invalid_scope`", body = ErrorBody),
+        (status = 401, description = "A wrong, rotated-out or disabled client key, or none under `requests.require_client_key`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many creates from this address, or too many open requests", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 /// `POST /v1/token-requests`. With `Authorization: Bearer <client key>` the request is bound
 /// to that enrolled client (its name, its allowed scopes, its open-request budget); a key
 /// that is wrong, rotated out or disabled is 401, never an unverified request. Without a
@@ -123,6 +137,27 @@ pub struct StatusParams {
 /// The header of an answer that could not wait because `limits.max_waiters` were waiting.
 pub const WAIT_SKIPPED_HEADER: &str = "x-auth-router-wait";
 
+#[utoipa::path(
+    get,
+    path = "/v1/token-requests/{id}/status",
+    operation_id = "getTokenRequestStatus",
+    tag = "token requests",
+    summary = "Poll a request, or long-poll it with `wait`",
+    params(
+        ("id" = Uuid, Path, description = "The request id"),
+        ("wait" = Option<u64>, Query, minimum = 0, maximum = 60,
+            description = "Hold the answer up to this many seconds (at most `requests.max_wait_secs`) for a change"),
+    ),
+    security(("poll_token" = [])),
+    responses(
+        (status = 200, description = "The request as it stands", body = StatusBody,
+            headers(("X-Auth-Router-Wait" = String,
+                description = "Present when the wait was skipped: `skipped` (too many waiters on this request), `skipped: max_waiters reached`, or `skipped: shutting down`"))),
+        (status = 400, description = "`invalid_request_id`, or `invalid_request` (`wait` out of range)", body = ErrorBody),
+        (status = 429, description = "`slow_down`: polled sooner than `poll_interval_secs` after the previous poll", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 /// `GET /v1/token-requests/{id}/status[?wait=N]`.
 ///
 /// With `wait`, a request that is still open holds the answer until its row changes (any
@@ -134,10 +169,9 @@ pub async fn status(
     State(app): State<AppState>,
     RequestId(id): RequestId,
     bearer: Bearer,
-    params: std::result::Result<Query<StatusParams>, axum::extract::rejection::QueryRejection>,
+    Query(params): Query<StatusParams>,
 ) -> Result<Response> {
     let poll_token = bearer.0.ok_or(Error::Unauthorized)?;
-    let Query(params) = params.map_err(|e| Error::InvalidRequest(e.body_text()))?;
     let max_wait = app.config.requests.max_wait_secs;
     let asked = match params.wait.as_deref() {
         None => 0,
@@ -242,7 +276,7 @@ pub struct ListParams {
 }
 
 /// A request as listings show it: never a token or a secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListItem {
     request_id: Uuid,
     client_id: Option<Uuid>,
@@ -298,46 +332,92 @@ impl ListItem {
     }
 }
 
+/// A listing of requests, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Listing {
+    requests: Vec<ListItem>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/token-requests",
+    operation_id = "listTokenRequests",
+    tag = "token requests",
+    summary = "List requests, newest first",
+    params(
+        ("status" = Option<Status>, Query, description = "Only requests with this status"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100)"),
+    ),
+    security(("admin_token" = []), ("console_session" = [])),
+    responses((status = 200, description = "The requests", body = Listing))
+)]
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
-    params: std::result::Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<Value>> {
-    let Query(params) = params.map_err(|e| Error::InvalidRequest(e.body_text()))?;
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Listing>> {
     let status = params
         .status
         .map(|s| s.parse::<Status>())
         .transpose()
         .map_err(Error::InvalidRequest)?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-        return Err(Error::InvalidRequest(format!(
-            "limit must be 1 to {MAX_LIST_LIMIT}"
-        )));
-    }
+    let limit = page_limit(params.limit, DEFAULT_LIST_LIMIT)?;
     let now = time::now();
     let requests = db::requests::list(&app.db, status, limit).await?;
     let items: Vec<ListItem> = requests
         .into_iter()
         .map(|r| ListItem::new(r, now))
         .collect();
-    Ok(axum::Json(json!({ "requests": items })))
+    Ok(axum::Json(Listing { requests: items }))
 }
 
+/// A request's id and its status after an action.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Moved {
+    pub request_id: Uuid,
+    pub status: Status,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/token-requests/{id}/deny",
+    operation_id = "denyTokenRequest",
+    tag = "token requests",
+    summary = "Deny an open request",
+    params(("id" = Uuid, Path, description = "The request id")),
+    security(("admin_token" = []), ("console_session" = [])),
+    responses(
+        (status = 200, description = "Denied", body = Moved),
+        (status = 409, description = "`invalid_status`: the request is not open", body = ErrorBody),
+    )
+)]
 pub async fn deny(
     State(app): State<AppState>,
     _: Admin,
     RequestId(id): RequestId,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<Moved>> {
     finish(&app, id, Transition::Deny, Audit::new(Actor::Admin, "deny")).await
 }
 
 /// Cancel takes the request's own poll token, or the admin token.
+#[utoipa::path(
+    post,
+    path = "/v1/token-requests/{id}/cancel",
+    operation_id = "cancelTokenRequest",
+    tag = "token requests",
+    summary = "Cancel an open request",
+    params(("id" = Uuid, Path, description = "The request id")),
+    security(("poll_token" = []), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Cancelled", body = Moved),
+        (status = 409, description = "`invalid_status`: the request is not open", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(app): State<AppState>,
     RequestId(id): RequestId,
     bearer: Bearer,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<Moved>> {
     let token = bearer.0.as_deref().ok_or(Error::Unauthorized)?;
     let stored = db::requests::find(&app.db, id)
         .await?
@@ -358,7 +438,10 @@ async fn finish(
     id: Uuid,
     transition: Transition,
     audit: Audit,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<Moved>> {
     let status = flow::finish::finish(app, id, transition, audit).await?;
-    Ok(axum::Json(json!({ "request_id": id, "status": status })))
+    Ok(axum::Json(Moved {
+        request_id: id,
+        status,
+    }))
 }

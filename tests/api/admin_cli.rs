@@ -152,3 +152,78 @@ async fn clients_are_enrolled_from_the_terminal_with_the_key_shown_once_and_acco
         .await;
     assert_eq!(verified.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn admin_events_show_who_changed_which_client_or_account_newest_first() {
+    let app = spawn_app_with(|c| c.accounts = two_accounts()).await;
+    let (client_id, _) = app.enroll(serde_json::json!({"name": "laptop-7"})).await;
+    let subject = format!("client:{client_id}");
+    let rotated = app
+        .admin_post(
+            &format!("/v1/clients/{client_id}/rotate-key"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    assert_eq!(
+        app.admin_post("/v1/accounts/2/pause", serde_json::json!({}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    let all = app.admin_get("/v1/admin-events").await;
+    let actions: Vec<(&str, &str)> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["subject"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("account:2", "pause"),
+            (subject.as_str(), "rotate_key"),
+            (subject.as_str(), "add"),
+        ],
+        "newest first"
+    );
+    assert_eq!(all["events"][0]["actor"], "admin");
+    let one = app
+        .admin_get(&format!("/v1/admin-events?subject={subject}&limit=1"))
+        .await;
+    assert_eq!(one["events"].as_array().unwrap().len(), 1);
+    assert_eq!(one["events"][0]["action"], "rotate_key");
+    let bad = app
+        .http
+        .get(app.url("/v1/admin-events?limit=0"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_error(bad, StatusCode::BAD_REQUEST, "invalid_request").await;
+
+    let printed = admin(
+        &app,
+        Some(ADMIN_TOKEN),
+        &["events", "--subject", "account:2"],
+    )
+    .await;
+    assert_eq!(printed.status.code(), Some(0), "{}", err(&printed));
+    let printed = out(&printed);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(
+        lines[0].starts_with("AT") && lines[0].contains("SUBJECT"),
+        "{printed}"
+    );
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(
+        lines[1].contains("account:2") && lines[1].contains("pause"),
+        "{printed}"
+    );
+}

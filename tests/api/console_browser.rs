@@ -390,6 +390,23 @@ async fn an_operator_enrolls_a_client_sees_its_key_once_and_pauses_an_account() 
     );
     wait_text(&b, &option, "paused").await;
 
+    // The Changes panel lists who changed what, newest first.
+    wait_text(
+        &b,
+        "#changes tbody tr:first-child .subject",
+        "account backup",
+    )
+    .await;
+    wait_text(&b, "#changes tbody tr:first-child .action", "pause").await;
+    wait_text(&b, "#changes tbody tr:first-child .actor", "admin").await;
+    wait_text(
+        &b,
+        "#changes tbody tr:nth-child(2) .subject",
+        "client auto-laptop",
+    )
+    .await;
+    wait_text(&b, "#changes tbody tr:nth-child(2) .action", "add").await;
+
     // The panels stay usable at phone width.
     b.client.set_window_size(390, 844).await.unwrap();
     for selector in [

@@ -21,6 +21,7 @@ mod load;
 mod long_lived;
 mod long_poll;
 mod migrations;
+mod openapi;
 mod operations;
 mod peers;
 mod properties;
