@@ -464,3 +464,38 @@ fn an_account_kind_other_than_claude_ai_or_console_is_refused_with_its_key() {
     });
     assert!(message.contains("accounts.auth_url"), "{message}");
 }
+
+#[test]
+fn a_database_urls_password_never_shows_in_debug_display_or_check_config() {
+    let url: claude_auth_router::config::DatabaseUrl =
+        "postgres://router:s3cret-pw@db.example:5432/auth"
+            .to_owned()
+            .into();
+    let config = Config {
+        database_url: url.clone(),
+        ..Config::default()
+    };
+
+    let shown = [
+        format!("{url}"),
+        format!("{url:?}"),
+        format!("{config:?}"),
+        config.to_redacted_toml().unwrap(),
+    ];
+
+    for text in &shown {
+        assert!(!text.contains("s3cret-pw"), "{text}");
+    }
+    assert!(
+        shown[0].contains("router:REDACTED@db.example:5432/auth"),
+        "{}",
+        shown[0]
+    );
+    assert_eq!(
+        url.expose(),
+        "postgres://router:s3cret-pw@db.example:5432/auth"
+    );
+    let sqlite: claude_auth_router::config::DatabaseUrl =
+        "sqlite://auth-router.db".to_owned().into();
+    assert_eq!(sqlite.to_string(), "sqlite://auth-router.db");
+}

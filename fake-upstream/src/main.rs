@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use fake_upstream::{BrowserMode, FakeUpstream, Options, Provider};
 
-const USAGE: &str = "usage: fake-upstream [--listen ADDR] [--mode auto-approve|auto-deny|record|fail] [--client-secret S] [--provider generic|claude] [--email ACCOUNT_ID=ADDRESS]...";
+const USAGE: &str = "usage: fake-upstream [--listen ADDR] [--mode auto-approve|auto-deny|record|fail] [--client-secret S] [--provider generic|claude] [--email ACCOUNT_ID=ADDRESS]... [--usage ACCOUNT_ID=FIVE_HOUR,SEVEN_DAY]... [--refresh-token-expires-in SECS]";
 
 #[tokio::main]
 async fn main() {
     let mut listen = "127.0.0.1:7780".to_owned();
     let mut mode = BrowserMode::AutoApprove;
     let mut options = Options::default();
+    let mut usage = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -36,6 +37,27 @@ async fn main() {
                     .unwrap_or_else(|| exit("--email takes ACCOUNT_ID=ADDRESS"));
                 options.emails.insert(id, email);
             }
+            "--usage" => {
+                let pair = value();
+                let parsed = pair.split_once('=').and_then(|(id, windows)| {
+                    let (five, seven) = windows.split_once(',')?;
+                    Some((
+                        id.parse::<u32>().ok()?,
+                        five.parse::<f64>().ok()?,
+                        seven.parse::<f64>().ok()?,
+                    ))
+                });
+                usage.push(parsed.unwrap_or_else(|| {
+                    exit("--usage takes ACCOUNT_ID=FIVE_HOUR,SEVEN_DAY (percentages)")
+                }));
+            }
+            "--refresh-token-expires-in" => {
+                let secs = value();
+                options.refresh_token_expires_in = Some(
+                    secs.parse()
+                        .unwrap_or_else(|_| exit("--refresh-token-expires-in takes seconds")),
+                );
+            }
             "--mode" => {
                 mode = match value().as_str() {
                     "auto-approve" => BrowserMode::AutoApprove,
@@ -53,6 +75,9 @@ async fn main() {
         .unwrap_or_else(|e| exit(&format!("cannot listen on {listen}: {e}")));
     let fake = FakeUpstream::spawn(listener, options);
     fake.set_browser_mode(mode);
+    for (id, five_hour, seven_day) in usage {
+        fake.set_usage(id, five_hour, seven_day);
+    }
     eprintln!(
         "fake-upstream: provider and control browser on {} ({mode:?})",
         fake.base_url()

@@ -50,7 +50,9 @@ pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub bind_addr: SocketAddr,
-    pub database_url: String,
+    /// Its password, when it has one, is a secret: `Debug`, `Display` and `check-config` show
+    /// the URL with the password redacted.
+    pub database_url: DatabaseUrl,
     pub requests: RequestsConfig,
     pub reaper: ReaperConfig,
     pub oauth: OAuthConfig,
@@ -383,7 +385,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 7777)),
-            database_url: "sqlite://auth-router.db".into(),
+            database_url: DatabaseUrl("sqlite://auth-router.db".into()),
             requests: RequestsConfig::default(),
             reaper: ReaperConfig::default(),
             oauth: OAuthConfig::default(),
@@ -618,6 +620,62 @@ fn redacted<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Erro
 
 fn redacted_list<S: Serializer>(secrets: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(secrets.iter().map(|_| "[redacted]"))
+}
+
+/// `database_url`: a `sqlite://` path, or (for several routers) a server URL whose password
+/// must not reach a log, an error or `check-config`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as written, password included: for connecting, nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password, if any, replaced by `REDACTED`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("REDACTED"));
+                url.to_string()
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
 }
 
 impl Config {

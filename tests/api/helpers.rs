@@ -112,7 +112,7 @@ pub async fn spawn_claude_app_with(
 /// off (tests poll and create fast) unless a test is about them.
 fn test_settings(config: &mut Config, dir: &TempDir, addr: SocketAddr, fake: &FakeUpstream) {
     config.bind_addr = addr;
-    config.database_url = format!("sqlite://{}", dir.path().join("router.db").display());
+    config.database_url = format!("sqlite://{}", dir.path().join("router.db").display()).into();
     config.control_browser.base_url = fake.base_url();
     config.control_browser.timeout_secs = 2;
     config.admin.token = SecretString::from(ADMIN_TOKEN);

@@ -24,6 +24,7 @@ mod migrations;
 mod openapi;
 mod operations;
 mod peers;
+mod postgres;
 mod properties;
 mod proxy;
 mod races;

@@ -16,7 +16,7 @@ async fn upgrading_from_the_first_schema_keeps_every_request_and_token() {
         .create_if_missing(true)
         .foreign_keys(true);
     let mut conn = options.connect().await.unwrap();
-    let mut old = sqlx::migrate!("./migrations");
+    let mut old = sqlx::migrate!("./migrations/sqlite");
     old.migrations = Cow::Owned(old.migrations[..2].to_vec());
     old.run(&mut conn).await.unwrap();
     for (id, status) in [
