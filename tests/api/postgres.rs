@@ -9,9 +9,9 @@ use sqlx::{PgPool, Row};
 
 /// The cluster `.ci/postgres.sh` started.
 fn server_url() -> String {
-    std::env::var("AUTH_ROUTER_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!(
-            "AUTH_ROUTER_TEST_POSTGRES_URL is not set: start a throwaway PostgreSQL with \
+            "TEST_POSTGRES_URL is not set: start a throwaway PostgreSQL with \
              `source .ci/postgres.sh` (Debian's postgresql package), as .ci/run does"
         )
     })
