@@ -29,7 +29,7 @@ pub fn harness() -> &'static Harness {
         let router = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let mut config = Config {
-                database_url: format!("sqlite://{}", dir.path().join("fuzz.db").display()),
+                database_url: format!("sqlite://{}", dir.path().join("fuzz.db").display()).into(),
                 ..Config::default()
             };
             config.oauth.client_id = "fuzz".into();
