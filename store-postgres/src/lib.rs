@@ -8,6 +8,7 @@
 
 pub mod requests;
 pub mod testing;
+pub mod tokens;
 
 use sqlx::postgres::PgPoolOptions;
 pub use sqlx::PgPool;
