@@ -73,6 +73,64 @@ pub async fn insert(conn: &mut PgConnection, new: &NewRequest<'_>) -> Result<(),
     Ok(())
 }
 
+/// Whose open requests a limit counts: an enrolled client's, or (unverified) a hostname's.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    Client(Uuid),
+    Hostname(&'a str),
+}
+
+/// What became of a create under its owner's open-request limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    /// The owner has `max_open` open requests; the soonest of them expires then.
+    TooManyOpen {
+        next_expiry: DateTime<Utc>,
+    },
+}
+
+/// Stores `new` unless its owner already has `max_open` (> 0) open requests, exactly, however
+/// many routers create at once: a transaction-scoped advisory lock on the owner serializes
+/// the count and the insert across every connection to the database.
+pub async fn insert_within_limit(
+    pool: &PgPool,
+    new: &NewRequest<'_>,
+    owner: Owner<'_>,
+    max_open: i64,
+) -> Result<Inserted, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let key = match owner {
+        Owner::Client(id) => format!("client:{id}"),
+        Owner::Hostname(name) => format!("hostname:{name}"),
+    };
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        .execute(&mut *tx)
+        .await?;
+    let (client, hostname) = match owner {
+        Owner::Client(id) => (Some(id), None),
+        Owner::Hostname(name) => (None, Some(name)),
+    };
+    let open = sqlx::query!(
+        r#"SELECT COUNT(*) AS "open!", MIN(expires_at) AS soonest FROM auth_requests
+           WHERE status IN ('pending', 'in_progress') AND expires_at > $1
+             AND (client_id = $2 OR (client_id IS NULL AND hostname = $3))"#,
+        new.created_at,
+        client,
+        hostname,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if open.open >= max_open {
+        return Ok(Inserted::TooManyOpen {
+            next_expiry: open.soonest.unwrap_or(new.expires_at),
+        });
+    }
+    insert(&mut tx, new).await?;
+    tx.commit().await?;
+    Ok(Inserted::Created)
+}
+
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<RequestRow>, sqlx::Error> {
     sqlx::query_as!(
         RequestRow,
@@ -165,6 +223,70 @@ mod tests {
             expires_at.timestamp_micros()
         );
         assert!(find(&pool, Uuid::now_v7()).await.unwrap().is_none());
+    }
+
+    /// Sixteen creates for one client at once, over two pools (two routers), against a limit
+    /// of five: exactly five are stored.
+    #[tokio::test]
+    async fn the_open_request_limit_is_exact_under_racing_creates_on_two_pools() {
+        let pool = scratch_database().await;
+        crate::MIGRATOR.run(&pool).await.unwrap();
+        let other = PgPool::connect_with((*pool.connect_options()).clone())
+            .await
+            .unwrap();
+        let client = Uuid::now_v7();
+
+        let creates: Vec<_> = (0..16)
+            .map(|i| {
+                let pool = if i % 2 == 0 {
+                    pool.clone()
+                } else {
+                    other.clone()
+                };
+                tokio::spawn(async move {
+                    let now = Utc::now();
+                    let new = NewRequest {
+                        id: Uuid::now_v7(),
+                        client_name: "ci",
+                        hostname: "runner",
+                        scopes: "",
+                        created_at: now,
+                        expires_at: now + chrono::Duration::minutes(10),
+                        poll_token_hash: &[1; 32],
+                        peer_addr: None,
+                        client_id: Some(client),
+                        token_lifetime_secs: None,
+                        actor: "client:runner",
+                        detail: None,
+                    };
+                    insert_within_limit(&pool, &new, Owner::Client(client), 5)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for create in creates {
+            outcomes.push(create.await.unwrap());
+        }
+
+        let created = outcomes.iter().filter(|o| **o == Inserted::Created).count();
+        assert_eq!(created, 5, "{outcomes:?}");
+        let stored: i64 = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!" FROM auth_requests WHERE client_id = $1"#,
+            client
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(stored, 5);
+        let audit: i64 = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!" FROM audit_events WHERE action = 'create'"#
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(audit, 5, "a refused create writes nothing");
     }
 
     /// Two reapers (two routers) racing over the same due rows expire each exactly once.
