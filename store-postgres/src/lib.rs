@@ -6,6 +6,7 @@
 //! Rows come back as plain values (ids, times, strings): the router maps them to its domain
 //! types, so this crate never needs one of them, and never compiles against SQLite.
 
+pub mod deliveries;
 pub mod requests;
 pub mod testing;
 pub mod tokens;
@@ -16,6 +17,25 @@ pub use sqlx::PgPool;
 /// The schema tree, `migrations/postgres/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// The key of the advisory lock a reaper pass holds: one router at a time runs the pass.
+const REAPER_LOCK: i64 = 0x0061_7574_6872_6561; // "authrea"
+
+/// Starts a reaper pass, unless another router's pass holds the lock: the transaction holds
+/// it until it ends (commit, rollback, or the router dying), so if that router dies another
+/// takes over at its next interval.
+pub async fn begin_reaper_pass(
+    pool: &PgPool,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let won = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock($1) AS "won!""#,
+        REAPER_LOCK
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(won.then_some(tx))
+}
+
 /// A pool on `url`, migrated.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let pool = PgPoolOptions::new()
@@ -24,4 +44,32 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_reaper_pass_at_a_time_and_the_next_once_it_ends() {
+        let pool = testing::scratch_database().await;
+        MIGRATOR.run(&pool).await.unwrap();
+        let other = PgPool::connect_with((*pool.connect_options()).clone())
+            .await
+            .unwrap();
+
+        let first = begin_reaper_pass(&pool)
+            .await
+            .unwrap()
+            .expect("the first pass runs");
+        assert!(
+            begin_reaper_pass(&other).await.unwrap().is_none(),
+            "another router's pass waits for its next interval"
+        );
+        // The holder dies: its connections close with its transaction uncommitted.
+        drop(first);
+        pool.close().await;
+        let next = begin_reaper_pass(&other).await.unwrap();
+        assert!(next.is_some(), "another router takes over");
+    }
 }

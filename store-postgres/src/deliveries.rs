@@ -1,0 +1,207 @@
+//! `webhook_deliveries`: the outbox, sent by whichever router claims a row first. A claim is
+//! a row lock held while the row is sent: another router skips it (`SKIP LOCKED`) instead of
+//! sending it twice, and a router killed mid-send releases it with its transaction, so
+//! another sends it, with the same event id.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+/// A row to queue, in the transaction of the change it reports.
+pub struct NewDelivery<'a> {
+    pub webhook: i64,
+    pub webhook_key: &'a [u8],
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub request_id: Option<Uuid>,
+    pub body: &'a Value,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO webhook_deliveries
+             (webhook, webhook_key, event_id, event_type, request_id, body, next_attempt_at,
+              created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+        d.webhook,
+        d.webhook_key,
+        d.event_id,
+        d.event_type,
+        d.request_id,
+        d.body,
+        d.at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A claimed row: what to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    pub id: i64,
+    pub webhook_key: Vec<u8>,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub body: Value,
+    pub attempts: i64,
+}
+
+/// Claims webhook `webhook`'s oldest pending row, when it is due at `now` and no other router
+/// holds it: a webhook's events go out in order, so a newer row is never taken past a held
+/// one. The claim lasts as long as the returned transaction; finish it with
+/// [`delivered`] or [`attempt_failed`] and commit.
+pub async fn claim_oldest(
+    pool: &PgPool,
+    webhook: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<(Transaction<'static, Postgres>, Due)>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let due = sqlx::query_as!(
+        Due,
+        "SELECT id, webhook_key, event_id, event_type, body, attempts FROM webhook_deliveries
+         WHERE id = (SELECT MIN(id) FROM webhook_deliveries
+                     WHERE webhook = $1 AND status = 'pending')
+           AND next_attempt_at <= $2
+         FOR UPDATE SKIP LOCKED",
+        webhook,
+        now,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(due.map(|due| (tx, due)))
+}
+
+/// Marks a claimed row delivered.
+pub async fn delivered(
+    conn: &mut PgConnection,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE webhook_deliveries
+         SET status = 'delivered', attempts = attempts + 1, last_error = NULL, updated_at = $1
+         WHERE id = $2 AND status = 'pending'",
+        now,
+        id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt on a claimed row: tried again at `retry_at`, or failed for good.
+pub async fn attempt_failed(
+    conn: &mut PgConnection,
+    id: i64,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE webhook_deliveries
+         SET status = CASE WHEN $3::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,
+             attempts = attempts + 1, last_error = $2,
+             next_attempt_at = COALESCE($3, next_attempt_at), updated_at = $4
+         WHERE id = $1 AND status = 'pending'",
+        id,
+        error,
+        retry_at,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::scratch_database;
+
+    async fn queue(pool: &PgPool, n: usize) -> Vec<Uuid> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let event_id = Uuid::now_v7();
+            let body = json!({"id": event_id, "type": "test", "n": i});
+            let mut tx = pool.begin().await.unwrap();
+            let row = NewDelivery {
+                webhook: 0,
+                webhook_key: &[9; 32],
+                event_id,
+                event_type: "test",
+                request_id: None,
+                body: &body,
+                at: Utc::now() - chrono::Duration::seconds(1),
+            };
+            insert(&mut tx, &row).await.unwrap();
+            tx.commit().await.unwrap();
+            ids.push(event_id);
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_held_row_is_skipped_by_another_router_and_never_passed_for_a_newer_one() {
+        let pool = scratch_database().await;
+        crate::MIGRATOR.run(&pool).await.unwrap();
+        let other = PgPool::connect_with((*pool.connect_options()).clone())
+            .await
+            .unwrap();
+        let events = queue(&pool, 2).await;
+        let now = Utc::now();
+
+        let (mut held, first) = claim_oldest(&pool, 0, now).await.unwrap().unwrap();
+        assert_eq!(first.event_id, events[0]);
+        assert!(
+            claim_oldest(&other, 0, now).await.unwrap().is_none(),
+            "the other router neither sends the held row nor the newer one"
+        );
+
+        delivered(&mut held, first.id, now).await.unwrap();
+        held.commit().await.unwrap();
+        let (tx, second) = claim_oldest(&other, 0, now).await.unwrap().unwrap();
+        assert_eq!(second.event_id, events[1]);
+        drop(tx);
+    }
+
+    /// A router killed mid-send (its transaction never commits): the row goes to another,
+    /// unchanged, with the same event id, and nothing is lost.
+    #[tokio::test]
+    async fn a_claim_abandoned_mid_send_is_sent_again_with_the_same_event_id() {
+        let pool = scratch_database().await;
+        crate::MIGRATOR.run(&pool).await.unwrap();
+        let other = PgPool::connect_with((*pool.connect_options()).clone())
+            .await
+            .unwrap();
+        let events = queue(&pool, 1).await;
+        let now = Utc::now();
+
+        let dying = PgPool::connect_with((*pool.connect_options()).clone())
+            .await
+            .unwrap();
+        let (crashed, claimed) = claim_oldest(&dying, 0, now).await.unwrap().unwrap();
+        assert!(
+            claim_oldest(&other, 0, now).await.unwrap().is_none(),
+            "held"
+        );
+        // Killed mid-send: its connections close with the claim uncommitted.
+        drop(crashed);
+        dying.close().await;
+
+        let (mut tx, again) = claim_oldest(&other, 0, now).await.unwrap().unwrap();
+        assert_eq!(again, claimed, "the same row, untouched");
+        assert_eq!(again.event_id, events[0]);
+        attempt_failed(&mut tx, again.id, "receiver answered 503", Some(now), now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (_, retried) = claim_oldest(&pool, 0, now).await.unwrap().unwrap();
+        assert_eq!(retried.attempts, 1);
+        assert_eq!(retried.event_id, events[0]);
+    }
+}
