@@ -69,7 +69,8 @@ mod tests {
         // The holder dies: its connections close with its transaction uncommitted.
         drop(first);
         pool.close().await;
-        let next = begin_reaper_pass(&other).await.unwrap();
-        assert!(next.is_some(), "another router takes over");
+        // Another router takes over (within 5 s).
+        let next = testing::eventually(|| async { begin_reaper_pass(&other).await.unwrap() }).await;
+        drop(next);
     }
 }

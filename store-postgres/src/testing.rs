@@ -129,3 +129,19 @@ pub async fn scratch_database() -> PgPool {
         .await
         .unwrap()
 }
+
+/// Polls `attempt` until it gives `Some`, for up to 5 s: the server releases a closed
+/// connection's locks a moment after the client hangs up, as it would for a router that died.
+pub async fn eventually<T, F, Fut>(mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..250 {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("still nothing after 5 s");
+}
