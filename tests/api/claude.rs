@@ -495,12 +495,7 @@ async fn the_refresh_deadline_comes_from_the_exchange_and_a_refresh_never_moves_
     );
 
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let refreshed: Value = app
-        .refresh(&created.id, &created.poll_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let refreshed = app.refresh_ok(&created).await;
     assert_eq!(
         time_of(&refreshed["refresh_expires_at"]),
         deadline,

@@ -339,6 +339,13 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Refreshes the request's tokens with its poll token (asserts 200); the `token` object.
+    pub async fn refresh_ok(&self, created: &Created) -> Value {
+        let response = self.refresh(&created.id, &created.poll_token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
     pub async fn select(&self, id: &str, account_id: u32) -> Response {
         self.admin_post(
             &format!("/v1/token-requests/{id}/select-account"),
@@ -532,6 +539,21 @@ pub fn two_accounts() -> Vec<Account> {
             ..Default::default()
         },
     ]
+}
+
+/// A JSON webhook to `url` for `events` (empty: every event), signed with `secret` (empty:
+/// unsigned).
+pub fn webhook(
+    url: &str,
+    events: &[&str],
+    secret: &str,
+) -> claude_auth_router::config::WebhookConfig {
+    claude_auth_router::config::WebhookConfig {
+        url: SecretString::from(url.to_owned()),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        format: Default::default(),
+        secret: SecretString::from(secret.to_owned()),
+    }
 }
 
 /// A time an answer carries (RFC 3339).

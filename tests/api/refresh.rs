@@ -73,12 +73,7 @@ async fn sequential_refreshes_each_rotate_and_never_roll_back() {
 
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let token: Value = app
-            .refresh(&created.id, &created.poll_token)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let token = app.refresh_ok(&created).await;
         seen.push(token["refresh_token"].as_str().unwrap().to_owned());
     }
 
@@ -170,12 +165,7 @@ async fn a_provider_that_sends_no_new_refresh_token_keeps_the_old_one_working() 
     let created = app.approved(1).await;
     let original = app.status_ok(&created).await["token"]["refresh_token"].clone();
 
-    let first: Value = app
-        .refresh(&created.id, &created.poll_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first = app.refresh_ok(&created).await;
     let second = app.refresh(&created.id, &created.poll_token).await;
 
     assert_eq!(first["refresh_token"], original);
@@ -221,12 +211,7 @@ async fn by_default_no_answer_carries_the_refresh_token_and_sharing_restores_it(
     let created = app.approved(1).await;
 
     let status = app.status_ok(&created).await;
-    let refreshed: Value = app
-        .refresh(&created.id, &created.poll_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let refreshed = app.refresh_ok(&created).await;
 
     assert_eq!(status["token"]["refresh_token"], Value::Null);
     assert_eq!(refreshed["refresh_token"], Value::Null);

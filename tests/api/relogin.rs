@@ -6,18 +6,14 @@ use std::time::Duration;
 
 use fake_upstream::{BrowserMode, Options};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_claude_app_with, time_of, two_accounts, Created, TestApp};
+use crate::helpers::{spawn_claude_app_with, time_of, two_accounts, webhook, Created, TestApp};
 use crate::receiver::Receiver;
 
 /// A claude app whose reaper runs every `reaper_secs`, with a webhook for `events`.
 async fn warning_app(receiver: &Receiver, events: &[&str], reaper_secs: u64) -> TestApp {
-    let (url, events): (String, Vec<String>) = (
-        receiver.url(),
-        events.iter().map(|e| e.to_string()).collect(),
-    );
+    let hook = webhook(&receiver.url(), events, "");
     spawn_claude_app_with(
         Options {
             refresh_token_expires_in: Some(3600),
@@ -26,12 +22,7 @@ async fn warning_app(receiver: &Receiver, events: &[&str], reaper_secs: u64) -> 
         move |c| {
             c.accounts = two_accounts();
             c.reaper.interval_secs = reaper_secs;
-            c.notify.webhooks = vec![claude_auth_router::config::WebhookConfig {
-                url: SecretString::from(url),
-                events,
-                format: Default::default(),
-                secret: SecretString::from(""),
-            }];
+            c.notify.webhooks = vec![hook];
         },
     )
     .await

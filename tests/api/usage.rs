@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use fake_upstream::{BrowserMode, Options, UsageAnswer};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_claude_app_with, two_accounts, Created, TestApp};
+use crate::helpers::{spawn_claude_app_with, two_accounts, webhook, Created, TestApp};
 use crate::receiver::Receiver;
 
 /// A claude app that reads usage from the fake, but only once an hour until
@@ -24,12 +23,7 @@ async fn usage_app(
         c.accounts = two_accounts();
         c.oauth.usage_poll_secs = 3600;
         if let Some(url) = hook {
-            c.notify.webhooks = vec![claude_auth_router::config::WebhookConfig {
-                url: SecretString::from(url),
-                events: vec!["account.quota_high".into()],
-                format: Default::default(),
-                secret: SecretString::from(""),
-            }];
+            c.notify.webhooks = vec![webhook(&url, &["account.quota_high"], "")];
         }
         change(c);
     })

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use fake_upstream::{BrowserMode, TokenFault};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -15,12 +14,7 @@ use crate::receiver::{url_of, Receiver};
 const SECRET: &str = "webhook-signing-secret-for-tests";
 
 fn webhook(url: &str, events: &[&str]) -> claude_auth_router::config::WebhookConfig {
-    claude_auth_router::config::WebhookConfig {
-        url: SecretString::from(url.to_owned()),
-        events: events.iter().map(|e| e.to_string()).collect(),
-        format: Default::default(),
-        secret: SecretString::from(SECRET),
-    }
+    crate::helpers::webhook(url, events, SECRET)
 }
 
 async fn app_notifying(url: &str) -> TestApp {
