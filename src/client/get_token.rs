@@ -79,7 +79,7 @@ impl RouterClient {
         let mut pending_renewal = None;
         if let Some(cache) = &cache {
             if let Some(mut entry) = cache.read() {
-                self.check_renewal(&mut entry, cache, progress).await?;
+                pending_renewal = self.check_renewal(&mut entry, cache, progress).await?;
                 let now = Utc::now();
                 if entry.token.valid_for(options.min_validity, now) {
                     self.renew_if_due(&mut entry, options, cache, progress)
@@ -112,26 +112,13 @@ impl RouterClient {
                         }),
                     }
                 }
-                pending_renewal = entry.renewal;
             }
         }
 
         // A renewal already waiting for an operator is the new request: waiting on it
         // instead of opening another keeps the operator's list to one.
         let created = match pending_renewal {
-            Some(renewal) => match self
-                .status(renewal.request_id, &renewal.poll_token, None)
-                .await
-            {
-                Ok(Poll::Status(reply)) if !reply.status.is_terminal() => Created {
-                    request_id: renewal.request_id,
-                    status: reply.status,
-                    poll_token: renewal.poll_token,
-                    expires_at: reply.expires_at,
-                    poll_interval_secs: reply.poll_interval_secs,
-                },
-                _ => self.create(options).await?,
-            },
+            Some(renewal) => renewal,
             None => self.create(options).await?,
         };
         *open.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -151,26 +138,29 @@ impl RouterClient {
 
     /// Looks once at the renewal the cached login waits on, if any: approved, its token
     /// replaces the cached one; ended otherwise, it is forgotten (a later call opens another
-    /// if the login is still due); open or unreachable, it stays.
+    /// if the login is still due); unreachable, it stays. Still open, it is returned as the
+    /// request to wait on should the cached token be unusable, so that the operator's list
+    /// keeps one request.
     async fn check_renewal(
         &self,
         entry: &mut Entry,
         cache: &Cache,
         progress: &dyn Progress,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Option<Created>, ClientError> {
         let Some(renewal) = entry.renewal.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         let reply = match self
             .status(renewal.request_id, &renewal.poll_token, None)
             .await
         {
             Ok(Poll::Status(reply)) => reply,
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_transient() => return Ok(()),
+            Ok(_) => return Ok(None),
+            Err(e) if e.is_transient() => return Ok(None),
             Err(_) => {
                 entry.renewal = None;
-                return cache.store(entry);
+                cache.store(entry)?;
+                return Ok(None);
             }
         };
         match (reply.status, reply.token) {
@@ -180,9 +170,18 @@ impl RouterClient {
                 progress.event(&Event::Renewed);
             }
             (status, _) if status.is_terminal() => entry.renewal = None,
-            _ => return Ok(()),
+            (status, _) => {
+                return Ok(Some(Created {
+                    request_id: renewal.request_id,
+                    status,
+                    poll_token: renewal.poll_token,
+                    expires_at: reply.expires_at,
+                    poll_interval_secs: reply.poll_interval_secs,
+                }))
+            }
         }
-        cache.store(entry)
+        cache.store(entry)?;
+        Ok(None)
     }
 
     /// Opens a new request when the cached login's refresh token dies within
