@@ -169,9 +169,11 @@ pub async fn status(
     State(app): State<AppState>,
     RequestId(id): RequestId,
     bearer: Bearer,
-    Query(params): Query<StatusParams>,
+    params: std::result::Result<Query<StatusParams>, Error>,
 ) -> Result<Response> {
+    // A missing poll token is 401 before a malformed query is 400.
     let poll_token = bearer.0.ok_or(Error::Unauthorized)?;
+    let Query(params) = params?;
     let max_wait = app.config.requests.max_wait_secs;
     let asked = match params.wait.as_deref() {
         None => 0,
