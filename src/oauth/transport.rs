@@ -66,7 +66,7 @@ impl Transport {
                 serde_json::to_vec(&fields).map_err(|e| TransportError(e.to_string()))?
             }
         };
-        let mut response = self
+        let response = self
             .http
             .request(parts.method, parts.uri.to_string())
             .headers(headers)
@@ -94,23 +94,48 @@ impl Transport {
         for (name, value) in response.headers() {
             builder = builder.header(name, value);
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let bytes = read_capped(response, MAX_TOKEN_RESPONSE, "the token endpoint")
             .await
-            .map_err(|e| TransportError(describe_reqwest(e, "the token endpoint")))?
-        {
-            if bytes.len() + chunk.len() > MAX_TOKEN_RESPONSE {
-                return Err(TransportError(
-                    "the token endpoint's answer is too large".into(),
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+            .map_err(|e| match e {
+                ReadError::Failed(reason) => TransportError(reason),
+                ReadError::TooLarge => {
+                    TransportError("the token endpoint's answer is too large".into())
+                }
+            })?;
         builder
             .body(bytes)
             .map_err(|e| TransportError(e.to_string()))
     }
+}
+
+/// Why [`read_capped`] read no body.
+pub(super) enum ReadError {
+    /// The connection failed, in words without the URL.
+    Failed(String),
+    /// The body is longer than the cap.
+    TooLarge,
+}
+
+/// A provider answer's body, read chunk by chunk and refused past `max` bytes, so a provider
+/// (or a proxy in its place) cannot make the router buffer without bound. `what` names the
+/// endpoint in errors.
+pub(super) async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Failed(describe_reqwest(e, what)))?
+    {
+        if bytes.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// The one numeric field of a token request: a long-lived token's lifetime.

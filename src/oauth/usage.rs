@@ -6,6 +6,7 @@ use std::time::Instant;
 use reqwest::header;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::transport::{read_capped, ReadError};
 use super::{describe_reqwest, OAuthClient};
 use crate::domain::usage::Reading;
 use crate::metrics::{Outcome, Upstream};
@@ -56,7 +57,7 @@ impl OAuthClient {
         token: &SecretString,
         account: u32,
     ) -> Result<Reading, UsageError> {
-        let mut response = self
+        let response = self
             .egress
             .for_account(Some(account))
             .get(url.clone())
@@ -82,17 +83,12 @@ impl OAuthClient {
                 "the usage endpoint answered {status}"
             )));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = read_capped(response, MAX_USAGE_RESPONSE, "the usage endpoint")
             .await
-            .map_err(|e| UsageError::Unavailable(describe_reqwest(e, "the usage endpoint")))?
-        {
-            if body.len() + chunk.len() > MAX_USAGE_RESPONSE {
-                return Err(UsageError::Invalid("the usage answer is too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| match e {
+                ReadError::Failed(reason) => UsageError::Unavailable(reason),
+                ReadError::TooLarge => UsageError::Invalid("the usage answer is too large".into()),
+            })?;
         Reading::parse(&body).map_err(UsageError::Invalid)
     }
 }
