@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
 use super::clients::admin_event;
+use super::Db;
 use super::StoreError;
-use super::{begin, Db};
 use crate::domain::time::to_db;
 use crate::domain::usage::{Reading, Window};
 
@@ -38,7 +38,7 @@ pub async fn set_paused(
     paused: bool,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let mut tx = begin(db).await?;
+    let mut tx = db.sqlite()?.begin().await?;
     let at = to_db(now);
     let done = sqlx::query!(
         "INSERT INTO account_state (account_id, paused, updated_at) VALUES (?1, ?2, ?3)
@@ -65,7 +65,7 @@ pub async fn is_paused(db: &Db, id: u32) -> Result<bool, StoreError> {
         r#"SELECT paused AS "paused: bool" FROM account_state WHERE account_id = ?"#,
         id
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?
     .into_iter()
     .next();
@@ -105,7 +105,7 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
                   usage_read_at AS "usage_read_at: DateTime<Utc>", usage_error
            FROM account_state"#
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     for s in states {
         let f = out.entry(s.account_id).or_default();
@@ -132,7 +132,7 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
            WHERE r.status = 'approved' AND t.refresh_error IS NULL AND r.account_id IS NOT NULL
            GROUP BY r.account_id"#
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     for l in live {
         let f = out.entry(l.account_id).or_default();
@@ -145,7 +145,7 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
            WHERE a.action = 'approve' AND r.account_id IS NOT NULL
            GROUP BY r.account_id"#
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     for a in approved {
         out.entry(a.account_id).or_default().last_approved_at = Some(a.at);

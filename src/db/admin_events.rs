@@ -33,7 +33,7 @@ pub async fn list(
         subject,
         limit,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await
     .map_err(Into::into)
 }

@@ -58,6 +58,22 @@ pub async fn list(
     request_id: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<AuditEvent>, StoreError> {
+    if let super::Backend::Postgres(pool) = &db.backend {
+        let rows = super::pg::store::audit::list(pool, request_id, i64::from(limit)).await?;
+        return Ok(rows
+            .into_iter()
+            .map(|r| AuditEvent {
+                id: r.id,
+                request_id: r.request_id.hyphenated().to_string(),
+                at: r.at,
+                actor: r.actor,
+                action: r.action,
+                from_status: r.from_status,
+                to_status: r.to_status,
+                detail: r.detail,
+            })
+            .collect());
+    }
     match request_id {
         Some(id) => {
             let id = id.hyphenated();
@@ -69,7 +85,7 @@ pub async fn list(
                 id,
                 limit,
             )
-            .fetch_all(&db.read)
+            .fetch_all(&db.sqlite()?.read)
             .await
             .map_err(Into::into)
         }
@@ -80,7 +96,7 @@ pub async fn list(
                    FROM audit_events ORDER BY id DESC LIMIT ?"#,
             limit,
         )
-        .fetch_all(&db.read)
+        .fetch_all(&db.sqlite()?.read)
         .await
         .map_err(Into::into),
     }

@@ -39,7 +39,15 @@ pub struct BatchError {
 
 #[derive(Clone)]
 pub struct InsertBatcher {
-    queue: mpsc::Sender<(NewRow, Reply)>,
+    to: Writer,
+}
+
+/// Where creates go: SQLite's one writer task, or (PostgreSQL, where many connections
+/// write at once and the open-request limit is an advisory lock) straight to the store.
+#[derive(Clone)]
+enum Writer {
+    Batched(mpsc::Sender<(NewRow, Reply)>),
+    Direct(Db),
 }
 
 impl InsertBatcher {
@@ -47,20 +55,38 @@ impl InsertBatcher {
     /// creates of the batch that panicked fail). It ends when the last `InsertBatcher` is
     /// dropped.
     pub fn spawn(db: Db) -> Self {
+        if db.is_shared() {
+            return Self {
+                to: Writer::Direct(db),
+            };
+        }
         let (queue, jobs) = mpsc::channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         crate::tasks::supervise("create writer", move || writer(db.clone(), jobs.clone()));
-        Self { queue }
+        Self {
+            to: Writer::Batched(queue),
+        }
     }
 
     /// Stores `row` with whatever else is waiting, and answers once that has committed.
     pub async fn insert(&self, row: NewRow) -> Result<Inserted, BatchError> {
+        let queue = match &self.to {
+            Writer::Batched(queue) => queue,
+            Writer::Direct(db) => {
+                return super::pg::requests::insert(db, &row)
+                    .await
+                    .map_err(|e| BatchError {
+                        busy: e.is_busy(),
+                        message: e.to_string(),
+                    })
+            }
+        };
         let stopped = || BatchError {
             busy: false,
             message: "the writer has stopped".into(),
         };
         let (reply, answer) = oneshot::channel();
-        self.queue.send((row, reply)).await.map_err(|_| stopped())?;
+        queue.send((row, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -377,7 +403,7 @@ mod tests {
             .is_none());
         let audited: Vec<String> =
             sqlx::query_scalar("SELECT request_id FROM audit_events ORDER BY id")
-                .fetch_all(&db.read)
+                .fetch_all(&db.sqlite().unwrap().read)
                 .await
                 .unwrap();
         let expected: Vec<String> = [&earlier, &rows[0], &rows[1], &rows[2], &rows[5]]

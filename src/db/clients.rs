@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::{begin, decode, Db};
+use super::{decode, Db};
 use crate::domain::time::to_db;
 
 /// An enrolled client as listings show it: never its key or the key's hash.
@@ -108,7 +108,7 @@ pub struct NewClient<'a> {
 
 /// Stores a new client; `false` when the name is taken.
 pub async fn insert(db: &Db, c: &NewClient<'_>, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let mut tx = begin(db).await?;
+    let mut tx = db.sqlite()?.begin().await?;
     let (id, at) = (c.id.hyphenated().to_string(), to_db(now));
     let (scopes, accounts) = (c.scopes.join(" "), accounts_text(c.accounts));
     let done = sqlx::query!(
@@ -144,7 +144,7 @@ pub async fn list(db: &Db) -> Result<Vec<Client>, StoreError> {
                   last_used_at AS "last_used_at: DateTime<Utc>"
            FROM clients ORDER BY name"#
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     rows.into_iter().map(Client::try_from).collect()
 }
@@ -159,7 +159,7 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, StoreError> {
            FROM clients WHERE id = ?"#,
         id,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?
     .into_iter()
     .next();
@@ -176,7 +176,7 @@ pub async fn find_by_key(db: &Db, key_hash: &[u8]) -> Result<Option<Client>, Sto
            FROM clients WHERE key_hash = ?"#,
         key_hash,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?
     .into_iter()
     .next();
@@ -202,7 +202,7 @@ pub async fn change(
     change: Change<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let mut tx = begin(db).await?;
+    let mut tx = db.sqlite()?.begin().await?;
     let hyphenated = id.hyphenated().to_string();
     let (action, done) = match change {
         Change::RotateKey(hash) => (
@@ -261,7 +261,7 @@ pub async fn change(
 
 /// Deletes client `id`; its requests stay, with the name they were made under.
 pub async fn delete(db: &Db, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let mut tx = begin(db).await?;
+    let mut tx = db.sqlite()?.begin().await?;
     let hyphenated = id.hyphenated().to_string();
     let done = sqlx::query!("DELETE FROM clients WHERE id = ?", hyphenated)
         .execute(&mut *tx)

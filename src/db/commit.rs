@@ -8,14 +8,16 @@
 //! path that uses it cannot forget any of those, and nothing happens for a transaction that
 //! does not commit. The store itself knows nothing of caches, waiters or webhooks.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::{PgConnection, PgPool, SqliteConnection};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::{audit, deliveries, Db};
+use super::{audit, deliveries, Backend, Db};
 use crate::domain::event::{EventType, RequestSnapshot};
-use crate::domain::time::{self, to_db};
+use crate::domain::time;
 use crate::domain::{Audit, Scopes, Status};
 
 /// What the layer above the store does around the store's commits. The store calls it; it
@@ -78,6 +80,7 @@ impl Hooks for NoHooks {
 }
 
 /// One change to a request, as its audit row records it.
+#[derive(Clone, Copy)]
 pub struct Change<'a> {
     pub id: Uuid,
     pub at: DateTime<Utc>,
@@ -86,8 +89,73 @@ pub struct Change<'a> {
     pub to: Status,
 }
 
-pub(crate) struct WriteTx<'c> {
-    tx: sqlx::Transaction<'c, sqlx::Sqlite>,
+/// The statements a [`WriteTx`] writes besides the change's own, for each backend.
+pub(crate) trait TxStatements: sqlx::Database {
+    /// The change's audit row.
+    fn audit<'a>(
+        conn: &'a mut Self::Connection,
+        change: &'a Change<'a>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+
+    /// A request's public fields as the transaction sees them, for an event's body.
+    fn snapshot(
+        conn: &mut Self::Connection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<RequestSnapshot>, StoreError>> + Send + '_;
+
+    /// One outbox row.
+    fn queue<'a>(
+        conn: &'a mut Self::Connection,
+        delivery: &'a deliveries::NewDelivery<'a>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+}
+
+impl TxStatements for sqlx::Sqlite {
+    async fn audit<'a>(
+        conn: &'a mut SqliteConnection,
+        c: &'a Change<'a>,
+    ) -> Result<(), StoreError> {
+        audit::record(conn, c.id, c.at, c.audit, c.from, c.to).await
+    }
+
+    async fn snapshot(
+        conn: &mut SqliteConnection,
+        id: Uuid,
+    ) -> Result<Option<RequestSnapshot>, StoreError> {
+        snapshot(conn, id).await
+    }
+
+    async fn queue<'a>(
+        conn: &'a mut SqliteConnection,
+        delivery: &'a deliveries::NewDelivery<'a>,
+    ) -> Result<(), StoreError> {
+        deliveries::insert(conn, delivery).await
+    }
+}
+
+impl TxStatements for sqlx::Postgres {
+    async fn audit<'a>(conn: &'a mut PgConnection, c: &'a Change<'a>) -> Result<(), StoreError> {
+        super::pg::audit(conn, c).await
+    }
+
+    async fn snapshot(
+        conn: &mut PgConnection,
+        id: Uuid,
+    ) -> Result<Option<RequestSnapshot>, StoreError> {
+        super::pg::snapshot(conn, id).await
+    }
+
+    async fn queue<'a>(
+        conn: &'a mut PgConnection,
+        delivery: &'a deliveries::NewDelivery<'a>,
+    ) -> Result<(), StoreError> {
+        super::pg::queue(conn, delivery).await
+    }
+}
+
+/// A write transaction on either backend (SQLite's by default), with what it changed.
+pub(crate) struct WriteTx<'c, D: sqlx::Database = sqlx::Sqlite> {
+    tx: sqlx::Transaction<'c, D>,
     db: Db,
     /// Requests whose status (or outcome) changed: cached rows dropped, waiters woken.
     changed: Vec<Uuid>,
@@ -100,14 +168,42 @@ pub(crate) struct WriteTx<'c> {
 
 impl WriteTx<'static> {
     /// Takes SQLite's write lock at once, so reading the old status and changing it can
-    /// never be interleaved with another writer.
+    /// never be interleaved with another writer. For a SQLite store only: a PostgreSQL
+    /// store's functions begin theirs with [`WriteTx::begin_pg`].
     pub async fn begin(db: &Db) -> Result<Self, StoreError> {
-        Ok(Self::new(db, db.write.begin_with("BEGIN IMMEDIATE").await?))
+        let Backend::Sqlite(s) = &db.backend else {
+            return Err(StoreError::Failed(
+                "a SQLite transaction on a PostgreSQL store".into(),
+            ));
+        };
+        Ok(Self::new(db, s.write.begin_with("BEGIN IMMEDIATE").await?))
+    }
+}
+
+impl WriteTx<'static, sqlx::Postgres> {
+    /// A transaction on PostgreSQL. Its statements are conditional writes, which take row
+    /// locks, so two routers' changes to one row are serialized by the server.
+    pub async fn begin_pg(db: &Db, pool: &PgPool) -> Result<Self, StoreError> {
+        Ok(Self::new(db, pool.begin().await?))
     }
 }
 
 impl<'c> WriteTx<'c> {
-    fn new(db: &Db, tx: sqlx::Transaction<'c, sqlx::Sqlite>) -> Self {
+    /// The transaction's connection, for the change's own statements.
+    pub fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
+
+impl<'c> WriteTx<'c, sqlx::Postgres> {
+    /// The transaction's connection, for the change's own statements.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
+
+impl<'c, D: TxStatements> WriteTx<'c, D> {
+    fn new(db: &Db, tx: sqlx::Transaction<'c, D>) -> Self {
         Self {
             tx,
             db: db.clone(),
@@ -115,11 +211,6 @@ impl<'c> WriteTx<'c> {
             touched: Vec::new(),
             queued: false,
         }
-    }
-
-    /// The transaction's connection, for the change's own statements.
-    pub fn conn(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
     }
 
     /// A change to request `id` that is no transition of its own (a consumed state): the
@@ -138,15 +229,15 @@ impl<'c> WriteTx<'c> {
         from: Option<Status>,
         to: Status,
     ) -> Result<(), StoreError> {
-        audit::record(&mut self.tx, id, at, audit, from, to).await?;
-        self.audited(&Change {
+        let change = Change {
             id,
             at,
             audit,
             from,
             to,
-        })
-        .await
+        };
+        D::audit(&mut self.tx, &change).await?;
+        self.audited(&change).await
     }
 
     /// What follows a change whose audit row is written: the change is noted for after the
@@ -185,21 +276,21 @@ impl<'c> WriteTx<'c> {
             return Ok(());
         }
         let snapshot = match id {
-            Some(id) => snapshot(&mut self.tx, id).await?,
+            Some(id) => D::snapshot(&mut self.tx, id).await?,
             None => None,
         };
         let event_id = Uuid::new_v4();
         // Queued (and so due) now, whatever time the change itself is stamped with.
-        let now = to_db(time::now());
+        let now = time::now();
         for rendered in hooks.deliveries(event, event_id, at, snapshot.as_ref(), detail) {
             let row = deliveries::NewDelivery {
                 rendered: &rendered,
                 event_id,
                 event_type: event.as_str(),
                 request_id: id,
-                at: &now,
+                at: now,
             };
-            deliveries::insert(&mut self.tx, &row).await?;
+            D::queue(&mut self.tx, &row).await?;
             self.queued = true;
         }
         Ok(())

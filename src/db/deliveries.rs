@@ -26,12 +26,13 @@ pub struct NewDelivery<'a> {
     pub event_id: Uuid,
     pub event_type: &'a str,
     pub request_id: Option<Uuid>,
-    pub at: &'a str,
+    pub at: DateTime<Utc>,
 }
 
 pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<(), StoreError> {
     let event_id = d.event_id.hyphenated();
     let request_id = d.request_id.map(|id| id.hyphenated());
+    let at = to_db(d.at);
     sqlx::query!(
         "INSERT INTO webhook_deliveries
              (webhook, webhook_key, event_id, event_type, request_id, body, next_attempt_at,
@@ -43,7 +44,7 @@ pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<
         d.event_type,
         request_id,
         d.rendered.body,
-        d.at,
+        at,
     )
     .execute(conn)
     .await?;
@@ -80,7 +81,7 @@ pub async fn oldest_pending(db: &Db, webhook: u32) -> Result<Option<Due>, StoreE
            ORDER BY id LIMIT 1"#,
         webhook,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await
     .map(|rows| rows.into_iter().next())
     .map_err(Into::into)
@@ -96,7 +97,7 @@ pub async fn delivered(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), Store
         now,
         id,
     )
-    .execute(&db.write)
+    .execute(&db.sqlite()?.write)
     .await?;
     Ok(())
 }
@@ -127,7 +128,7 @@ pub async fn attempt_failed(
         now,
         id,
     )
-    .execute(&db.write)
+    .execute(&db.sqlite()?.write)
     .await?;
     Ok(())
 }
@@ -159,7 +160,7 @@ pub async fn recent(db: &Db, limit: u32) -> Result<Vec<Delivery>, StoreError> {
            FROM webhook_deliveries ORDER BY id DESC LIMIT ?"#,
         limit,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await
     .map_err(Into::into)
 }
@@ -174,7 +175,7 @@ pub async fn fail_unconfigured(db: &Db, hooks: u32, now: DateTime<Utc>) -> Resul
         now,
         hooks,
     )
-    .execute(&db.write)
+    .execute(&db.sqlite()?.write)
     .await?;
     Ok(done.rows_affected())
 }

@@ -48,7 +48,7 @@ async fn samples(db: &Db) -> Result<Vec<(&'static str, Uuid, String)>, StoreErro
            WHERE rowid IN (SELECT MIN(rowid) FROM token_bundles WHERE access_token LIKE 'enc:v1:%'
                            GROUP BY substr(access_token, 8, 8))"#
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     out.extend(
         access
@@ -60,7 +60,7 @@ async fn samples(db: &Db) -> Result<Vec<(&'static str, Uuid, String)>, StoreErro
            WHERE rowid IN (SELECT MIN(rowid) FROM token_bundles WHERE refresh_token LIKE 'enc:v1:%'
                            GROUP BY substr(refresh_token, 8, 8))"#
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     out.extend(
         refresh
@@ -72,7 +72,7 @@ async fn samples(db: &Db) -> Result<Vec<(&'static str, Uuid, String)>, StoreErro
            WHERE rowid IN (SELECT MIN(rowid) FROM auth_requests WHERE pkce_verifier LIKE 'enc:v1:%'
                            GROUP BY substr(pkce_verifier, 8, 8))"#
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     out.extend(
         verifiers
@@ -105,7 +105,7 @@ pub async fn check(db: &Db) -> Result<KeyReport, KeyCheckError> {
                 + (SELECT COUNT(*) FROM auth_requests WHERE pkce_verifier NOT LIKE 'enc:v1:%')
            AS "n!: i64""#
     )
-    .fetch_one(&db.read)
+    .fetch_one(&db.sqlite()?.read)
     .await
     .map_err(StoreError::from)?;
     Ok(report)
@@ -142,7 +142,7 @@ pub async fn rekey(db: &Db) -> Result<RekeyReport, StoreError> {
             after,
             BATCH,
         )
-        .fetch_all(&db.read)
+        .fetch_all(&db.sqlite()?.read)
         .await?;
         let Some(last) = rows.last() else { break };
         after = last.id.to_string();
@@ -162,7 +162,7 @@ pub async fn rekey(db: &Db) -> Result<RekeyReport, StoreError> {
             after,
             BATCH,
         )
-        .fetch_all(&db.read)
+        .fetch_all(&db.sqlite()?.read)
         .await?;
         let Some(last) = rows.last() else { break };
         after = last.id.to_string();
@@ -192,7 +192,7 @@ async fn reseal(db: &Db, column: &str, id: Uuid, old: &str) -> Result<Option<boo
             hyphenated,
             old,
         )
-        .execute(&db.write)
+        .execute(&db.sqlite()?.write)
         .await?,
         REFRESH_TOKEN => sqlx::query!(
             "UPDATE token_bundles SET refresh_token = ?1 WHERE request_id = ?2 AND refresh_token = ?3",
@@ -200,7 +200,7 @@ async fn reseal(db: &Db, column: &str, id: Uuid, old: &str) -> Result<Option<boo
             hyphenated,
             old,
         )
-        .execute(&db.write)
+        .execute(&db.sqlite()?.write)
         .await?,
         _ => sqlx::query!(
             "UPDATE auth_requests SET pkce_verifier = ?1 WHERE id = ?2 AND pkce_verifier = ?3",
@@ -208,7 +208,7 @@ async fn reseal(db: &Db, column: &str, id: Uuid, old: &str) -> Result<Option<boo
             hyphenated,
             old,
         )
-        .execute(&db.write)
+        .execute(&db.sqlite()?.write)
         .await?,
     };
     Ok(Some(done.rows_affected() == 1))

@@ -1,6 +1,11 @@
-//! SQLite: the pools, and one small function per statement in the submodules.
+//! The store: one small function per statement in the submodules, for either backend.
 //!
-//! Two pools over one file. All writes go through a pool of exactly one connection, so
+//! [`Db`] holds SQLite's pools or a PostgreSQL pool ([`Backend`]). Every function matches on
+//! it once, at its top: the SQLite statement is written here, the PostgreSQL one in the
+//! `claude-auth-router-postgres` crate (checked against its own `.sqlx/`), whose plain rows
+//! [`pg`] maps to the same domain values. Callers never see which backend answered.
+//!
+//! SQLite: two pools over one file. All writes go through a pool of exactly one connection, so
 //! writers queue in the process instead of spinning in SQLite's busy handler, and a write
 //! transaction never fails to upgrade its lock. Reads use a pool of read-only connections,
 //! which WAL lets run beside the writer. The busy timeout still matters for writers outside
@@ -20,10 +25,13 @@ pub mod backup;
 pub mod batch;
 pub mod clients;
 pub mod commit;
+#[cfg(test)]
+mod conformance;
 pub mod deliveries;
 mod error;
 pub mod keys;
 pub mod lock;
+mod pg;
 pub mod requests;
 pub mod retention;
 pub mod sessions;
@@ -67,14 +75,30 @@ pub const PKCE_VERIFIER: &str = "auth_requests.pkce_verifier";
 
 #[derive(Debug, Clone)]
 pub struct Db {
-    read: SqlitePool,
-    write: SqlitePool,
+    backend: Backend,
     /// Seals tokens and verifiers on the way in and opens them on the way out.
     sealer: Arc<Sealer>,
     /// What the layer above does around commits: renders webhook rows, and applies what
     /// follows a commit ([`commit::Hooks`]).
     hooks: Arc<dyn commit::Hooks>,
 }
+
+/// Which database a [`Db`] stores in.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(Sqlite),
+    Postgres(sqlx::PgPool),
+}
+
+/// SQLite's two pools over one file: reads beside the one writer.
+#[derive(Debug, Clone)]
+struct Sqlite {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+/// How many connections a router keeps to PostgreSQL, for every statement.
+const POSTGRES_CONNECTIONS: u32 = 16;
 
 impl std::fmt::Debug for dyn commit::Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,9 +113,130 @@ impl Db {
         Self::connect_sealed(url, Sealer::plaintext()).await
     }
 
-    /// Opens and migrates the database, sealing secrets with `sealer`. Call
-    /// [`keys::check`] next, before serving anything.
+    /// Opens and migrates the database, sealing secrets with `sealer`: PostgreSQL for a
+    /// `postgres://` (or `postgresql://`) URL, SQLite otherwise. Call [`keys::check`] next,
+    /// before serving anything.
     pub async fn connect_sealed(url: &str, sealer: Sealer) -> Result<Self, StoreError> {
+        let backend = if is_postgres(url) {
+            Backend::Postgres(pg::connect(url, POSTGRES_CONNECTIONS).await?)
+        } else {
+            Backend::Sqlite(Sqlite::connect(url).await?)
+        };
+        Ok(Self {
+            backend,
+            sealer: Arc::new(sealer),
+            hooks: Arc::new(commit::NoHooks),
+        })
+    }
+
+    /// This handle with the layer above's `hooks`: commits through it call them. Call it
+    /// once at startup, before the handle is cloned.
+    pub fn with_hooks(mut self, hooks: Arc<dyn commit::Hooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// How many reads may run at once: the read pool's size (SQLite), or the pool's.
+    pub fn read_connections(&self) -> usize {
+        match &self.backend {
+            Backend::Sqlite(_) => READ_CONNECTIONS as usize,
+            Backend::Postgres(_) => POSTGRES_CONNECTIONS as usize,
+        }
+    }
+
+    /// Whether this store is PostgreSQL (shared by several routers) rather than SQLite.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// SQLite's pools, for a statement written for SQLite only so far: on PostgreSQL it is
+    /// an error that names the gap (issue 24 is in progress; the router refuses
+    /// `postgres://` at startup until no statement takes this path).
+    fn sqlite(&self) -> Result<&Sqlite, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(s),
+            Backend::Postgres(_) => Err(pg::unported("this statement")),
+        }
+    }
+
+    /// A secret as it is stored in `column` of request `id`.
+    fn seal(&self, column: &str, id: Uuid, value: &str) -> String {
+        self.sealer.seal(value, &aad(column, id))
+    }
+
+    /// A stored secret, opened; a failure is a decode error of that column.
+    fn open(&self, column: &str, id: Uuid, stored: &str) -> Result<SecretString, StoreError> {
+        self.sealer
+            .open(stored, &aad(column, id))
+            .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    }
+
+    /// Whether the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                sqlx::query_scalar!("SELECT 1 AS \"one!: i64\"")
+                    .fetch_one(&s.read)
+                    .await?;
+            }
+            Backend::Postgres(pool) => claude_auth_router_postgres::ping(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the database accepts a write now: takes the write lock and lets it go.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(s.begin().await?.rollback().await?),
+            Backend::Postgres(pool) => Ok(claude_auth_router_postgres::ping(pool).await?),
+        }
+    }
+
+    /// Makes deleted secrets unrecoverable from the files, after a revoke or a purge.
+    ///
+    /// `secure_delete` zeroes what a delete frees, but in WAL mode the page as it was (token
+    /// and all) still sits in earlier WAL frames until a checkpoint. A `TRUNCATE` checkpoint
+    /// copies the zeroed pages into the database file and empties the WAL. A reader in the
+    /// middle of a read holds it back, so it retries briefly; `false` if it never completed
+    /// (the next scrub, or SQLite's own checkpoints, finish the job).
+    ///
+    /// PostgreSQL has no such step: a deleted row's space is the server's to reclaim
+    /// (`VACUUM`), as docs/operations.md says.
+    pub async fn scrub(&self) -> Result<bool, StoreError> {
+        let Backend::Sqlite(s) = &self.backend else {
+            return Ok(true);
+        };
+        for _ in 0..SCRUB_ATTEMPTS {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&s.write)
+                .await?;
+            if busy == 0 {
+                return Ok(true);
+            }
+            tokio::time::sleep(SCRUB_RETRY).await;
+        }
+        tracing::warn!("a reader held the WAL checkpoint back; deleted tokens stay in the WAL until the next one");
+        Ok(false)
+    }
+
+    /// Waits for in-flight statements and closes every connection (and so the WAL).
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.read.close().await;
+                s.write.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+impl Sqlite {
+    async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?;
         create_owner_only(options.get_filename())?;
         let options = options
@@ -123,81 +268,19 @@ impl Db {
                     .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
             )
             .await?;
-        Ok(Self {
-            read,
-            write,
-            sealer: Arc::new(sealer),
-            hooks: Arc::new(commit::NoHooks),
-        })
+        Ok(Self { read, write })
     }
 
-    /// This handle with the layer above's `hooks`: commits through it call them. Call it
-    /// once at startup, before the handle is cloned.
-    pub fn with_hooks(mut self, hooks: Arc<dyn commit::Hooks>) -> Self {
-        self.hooks = hooks;
-        self
+    /// A write transaction that takes SQLite's write lock at once, for writes that change
+    /// no request (see [`commit::WriteTx`] for those that do).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
 
-    /// How many reads may run at once: the read pool's size.
-    pub fn read_connections(&self) -> usize {
-        READ_CONNECTIONS as usize
-    }
-
-    pub fn sealer(&self) -> &Sealer {
-        &self.sealer
-    }
-
-    /// A secret as it is stored in `column` of request `id`.
-    fn seal(&self, column: &str, id: Uuid, value: &str) -> String {
-        self.sealer.seal(value, &aad(column, id))
-    }
-
-    /// A stored secret, opened; a failure is a decode error of that column.
-    fn open(&self, column: &str, id: Uuid, stored: &str) -> Result<SecretString, StoreError> {
-        self.sealer
-            .open(stored, &aad(column, id))
-            .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-    }
-
-    /// Whether the database answers a query.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query_scalar!("SELECT 1 AS \"one!: i64\"")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(())
-    }
-
-    /// Whether the database accepts a write now: takes the write lock and lets it go.
-    pub async fn ready(&self) -> Result<(), StoreError> {
-        Ok(begin(self).await?.rollback().await?)
-    }
-
-    /// Makes deleted secrets unrecoverable from the files, after a revoke or a purge.
-    ///
-    /// `secure_delete` zeroes what a delete frees, but in WAL mode the page as it was (token
-    /// and all) still sits in earlier WAL frames until a checkpoint. A `TRUNCATE` checkpoint
-    /// copies the zeroed pages into the database file and empties the WAL. A reader in the
-    /// middle of a read holds it back, so it retries briefly; `false` if it never completed
-    /// (the next scrub, or SQLite's own checkpoints, finish the job).
-    pub async fn scrub(&self) -> Result<bool, StoreError> {
-        for _ in 0..SCRUB_ATTEMPTS {
-            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.write)
-                .await?;
-            if busy == 0 {
-                return Ok(true);
-            }
-            tokio::time::sleep(SCRUB_RETRY).await;
-        }
-        tracing::warn!("a reader held the WAL checkpoint back; deleted tokens stay in the WAL until the next one");
-        Ok(false)
-    }
-
-    /// Waits for in-flight statements and closes every connection (and so the WAL).
-    pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
-    }
+/// Whether `url` names a PostgreSQL server rather than a SQLite file.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Creates a missing database file readable by its owner only: it will hold live tokens.
@@ -217,12 +300,6 @@ fn create_owner_only(path: &std::path::Path) -> Result<(), StoreError> {
             "cannot create the database file: {e}"
         ))),
     }
-}
-
-/// A write transaction that takes SQLite's write lock at once, for writes that change no
-/// request (see [`commit::WriteTx`] for those that do).
-async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-    Ok(db.write.begin_with("BEGIN IMMEDIATE").await?)
 }
 
 /// Maps a stored text column back to a domain value, as a decode error when it does not fit.
@@ -266,7 +343,10 @@ mod tests {
                 .await
                 .unwrap()
         };
-        assert_eq!(size(&db.read).await, -i64::from(READER_CACHE_KIB));
-        assert_eq!(size(&db.write).await, -2000);
+        let Backend::Sqlite(s) = &db.backend else {
+            unreachable!("scratch() is SQLite")
+        };
+        assert_eq!(size(&s.read).await, -i64::from(READER_CACHE_KIB));
+        assert_eq!(size(&s.write).await, -2000);
     }
 }

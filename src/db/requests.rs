@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::commit::{Change, WriteTx};
 use super::StoreError;
 use super::{accounts, decode, decode_time, tokens, Db, PKCE_VERIFIER};
+use super::{pg, Backend};
 use crate::domain::event::EventType;
 use crate::domain::time::to_db;
 use crate::domain::{
@@ -209,7 +210,7 @@ impl TryFrom<ListRow> for Listed {
 }
 
 /// A stored lifetime, which the create checked to be positive.
-fn lifetime(secs: Option<i64>) -> Result<Option<u64>, StoreError> {
+pub(super) fn lifetime(secs: Option<i64>) -> Result<Option<u64>, StoreError> {
     secs.map(|s| {
         u64::try_from(s).map_err(|e| StoreError::Corrupt(format!("token_lifetime_secs: {e}")))
     })
@@ -217,6 +218,9 @@ fn lifetime(secs: Option<i64>) -> Result<Option<u64>, StoreError> {
 }
 
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::find(pool, id).await;
+    }
     let id = id.hyphenated();
     let row = sqlx::query_as!(
         RequestRow,
@@ -230,7 +234,7 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, StoreError
            FROM auth_requests WHERE id = ?"#,
         id,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?
     .into_iter()
     .next();
@@ -239,6 +243,11 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<StoredRequest>, StoreError
 
 /// Newest first, optionally of one status.
 pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Listed>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::listed(
+            pg::store::requests::list(pool, status.map(Status::as_str), i64::from(limit)).await?,
+        );
+    }
     let status = status.map(Status::as_str);
     let rows = sqlx::query_as!(
         ListRow,
@@ -249,13 +258,16 @@ pub async fn list(db: &Db, status: Option<Status>, limit: u32) -> Result<Vec<Lis
         status,
         limit,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     rows.into_iter().map(Listed::try_from).collect()
 }
 
 /// Open requests (pending, in progress), oldest first: what waits for an operator.
 pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::listed(pg::store::requests::list_open(pool, i64::from(limit)).await?);
+    }
     let rows = sqlx::query_as!(
         ListRow,
         "SELECT * FROM request_listing
@@ -264,13 +276,18 @@ pub async fn list_open(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreError> {
          LIMIT ?",
         limit,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     rows.into_iter().map(Listed::try_from).collect()
 }
 
 /// Finished requests, most recently changed first: the console's history.
 pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::listed(
+            pg::store::requests::list_finished(pool, i64::from(limit)).await?,
+        );
+    }
     let rows = sqlx::query_as!(
         ListRow,
         "SELECT * FROM request_listing
@@ -279,21 +296,27 @@ pub async fn list_finished(db: &Db, limit: u32) -> Result<Vec<Listed>, StoreErro
          LIMIT ?",
         limit,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     rows.into_iter().map(Listed::try_from).collect()
 }
 
 /// How many requests the database holds in each status (for `/metrics`).
 pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return Ok(pg::store::requests::count_by_status(pool).await?);
+    }
     let rows =
         sqlx::query!(r#"SELECT status, COUNT(*) AS "n!: i64" FROM auth_requests GROUP BY status"#)
-            .fetch_all(&db.read)
+            .fetch_all(&db.sqlite()?.read)
             .await?;
     Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
 }
 
 pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::find_flow(db, pool, id).await;
+    }
     let id_uuid = id;
     let id = id.hyphenated();
     let row = sqlx::query!(
@@ -303,7 +326,7 @@ pub async fn find_flow(db: &Db, id: Uuid) -> Result<Option<FlowSnapshot>, StoreE
            FROM auth_requests WHERE id = ?"#,
         id,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?
     .into_iter()
     .next();
@@ -343,6 +366,9 @@ pub async fn start_login(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<Option<i64>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::start_login(db, pool, id, before, login, now, audit).await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
@@ -391,6 +417,9 @@ pub async fn restore(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::restore(db, pool, id, started, before, now, audit).await;
+    }
     let (version, state_hash, failed_account) =
         (started.version, started.state_hash, started.account_id);
     let mut tx = WriteTx::begin(db).await?;
@@ -439,6 +468,9 @@ pub async fn claim_state(
     state_hash: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Option<Claim>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::claim_state(db, pool, state_hash, now).await;
+    }
     let now = to_db(now);
     let from = Transition::Approve.from_json();
     let mut tx = WriteTx::begin(db).await?;
@@ -478,6 +510,9 @@ pub async fn claim_for_code(
     state_hash: Option<&[u8]>,
     now: DateTime<Utc>,
 ) -> Result<Option<Claim>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::claim_for_code(db, pool, id, state_hash, now).await;
+    }
     let hyphenated = id.hyphenated();
     let now = to_db(now);
     let from = Transition::Approve.from_json();
@@ -528,6 +563,9 @@ pub async fn approve(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::approve(db, pool, claim, bundle, now, audit).await;
+    }
     let id = claim.id;
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
@@ -566,6 +604,19 @@ pub async fn fail_claimed(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::fail_claimed(
+            db,
+            pool,
+            id,
+            version,
+            failed_account,
+            error,
+            now,
+            audit,
+        )
+        .await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
@@ -606,6 +657,10 @@ pub async fn finish_by_state(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<Option<Uuid>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::finish_by_state(db, pool, state_hash, transition, error, now, audit)
+            .await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let to = transition.to().unwrap_or(Status::Error);
     let to_name = to.as_str();
@@ -639,6 +694,9 @@ pub async fn finish_by_state(
 /// Leaves a request pending for an operator, with an audit row saying why the approval
 /// policy could not start its login; raises the `request.pending` its quiet create did not.
 pub async fn hold(db: &Db, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::hold(db, pool, id, reason, now).await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let pending = sqlx::query_scalar!(
@@ -666,6 +724,9 @@ pub async fn transition(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::transition(db, pool, id, transition, now, audit).await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let Some(before) = status_of(tx.conn(), id).await? else {
         return Ok(false);
@@ -703,6 +764,9 @@ pub async fn revoke(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::revoke(db, pool, id, now, audit).await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let hyphenated = id.hyphenated();
     let at = to_db(now);
@@ -757,6 +821,9 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> 
 /// can only use the partial index `auth_requests_open_by_expiry` when the statuses are
 /// literals; a unit test keeps the two lists equal, and an API test checks both plans.
 async fn expire_chunk(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::requests::expire_chunk(db, pool, now, EXPIRE_CHUNK).await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let at = to_db(now);
     let audit = Audit::new(crate::domain::Actor::Reaper, "expire");

@@ -32,7 +32,7 @@ pub async fn purge_finished_requests(
     let before = to_db(before);
     let purged = in_batches(batch, || async {
         let done = sqlx::query_file!("src/db/sql/purge_requests.sql", before, batch)
-            .execute(&db.write)
+            .execute(&db.sqlite()?.write)
             .await?;
         Ok(done.rows_affected())
     })
@@ -52,7 +52,7 @@ pub async fn purge_audit(db: &Db, before: DateTime<Utc>, batch: i64) -> Result<P
     let before = to_db(before);
     in_batches(batch, || async {
         let done = sqlx::query_file!("src/db/sql/purge_audit.sql", before, batch)
-            .execute(&db.write)
+            .execute(&db.sqlite()?.write)
             .await?;
         Ok(done.rows_affected())
     })
@@ -68,7 +68,7 @@ pub async fn purge_deliveries(
     let before = to_db(before);
     in_batches(batch, || async {
         let done = sqlx::query_file!("src/db/sql/purge_deliveries.sql", before, batch)
-            .execute(&db.write)
+            .execute(&db.sqlite()?.write)
             .await?;
         Ok(done.rows_affected())
     })

@@ -27,7 +27,7 @@ pub async fn create(
         now,
         expires_at,
     )
-    .execute(&db.write)
+    .execute(&db.sqlite()?.write)
     .await?;
     Ok(())
 }
@@ -48,7 +48,7 @@ pub async fn find(
         admin_token_hash,
         now,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await
     .map(|rows| rows.into_iter().next())
     .map_err(Into::into)
@@ -59,7 +59,7 @@ pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), StoreError> {
         "DELETE FROM admin_sessions WHERE token_hash = ?",
         token_hash
     )
-    .execute(&db.write)
+    .execute(&db.sqlite()?.write)
     .await?;
     Ok(())
 }
@@ -68,7 +68,7 @@ pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), StoreError> {
 pub async fn delete_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
     let now = to_db(now);
     let done = sqlx::query!("DELETE FROM admin_sessions WHERE expires_at <= ?", now)
-        .execute(&db.write)
+        .execute(&db.sqlite()?.write)
         .await?;
     Ok(done.rows_affected())
 }

@@ -16,10 +16,10 @@ pub async fn session_salt(db: &Db) -> Result<Vec<u8>, StoreError> {
          ON CONFLICT (name) DO NOTHING",
         fresh
     )
-    .execute(&db.write)
+    .execute(&db.sqlite()?.write)
     .await?;
     sqlx::query_scalar!("SELECT value FROM router_settings WHERE name = 'session_salt'")
-        .fetch_one(&db.write)
+        .fetch_one(&db.sqlite()?.write)
         .await
         .map_err(Into::into)
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::commit::WriteTx;
 use super::StoreError;
+use super::{pg, Backend};
 use super::{Db, ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::domain::event::EventType;
 use crate::domain::time::to_db;
@@ -74,6 +75,9 @@ pub async fn insert(
 }
 
 pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::tokens::find(db, pool, request_id).await;
+    }
     let id = request_id.hyphenated();
     let row = sqlx::query!(
         r#"SELECT access_token, refresh_token, token_type, scope,
@@ -84,7 +88,7 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, Stor
            FROM token_bundles WHERE request_id = ?"#,
         id,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?
     .into_iter()
     .next();
@@ -120,12 +124,15 @@ pub struct RefreshState {
 }
 
 pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshState>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::tokens::refresh_state(db, pool, request_id).await;
+    }
     let id = request_id.hyphenated();
     let row = sqlx::query!(
         "SELECT generation, refresh_token, refresh_error, scope FROM token_bundles WHERE request_id = ?",
         id,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?
     .into_iter()
     .next();
@@ -151,6 +158,9 @@ pub async fn store_refreshed(
     bundle: &TokenBundle,
     audit: &Audit,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::tokens::store_refreshed(db, pool, request_id, generation, bundle, audit).await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let id = request_id.hyphenated();
     let Stored {
@@ -209,6 +219,12 @@ pub async fn mark_refresh_rejected(
     now: DateTime<Utc>,
     audit: &Audit,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::tokens::mark_refresh_rejected(
+            db, pool, request_id, generation, reason, now, audit,
+        )
+        .await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let id = request_id.hyphenated();
     let done = sqlx::query!(
@@ -241,7 +257,7 @@ pub async fn backfill_refresh_deadlines(db: &Db, lifetime_secs: u64) -> Result<u
          WHERE refresh_expires_at IS NULL AND refresh_token IS NOT NULL",
         offset,
     )
-    .execute(&db.write)
+    .execute(&db.sqlite()?.write)
     .await?;
     Ok(done.rows_affected())
 }
@@ -276,7 +292,7 @@ pub async fn relogin_due(
         before,
         limit,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     Ok(rows
         .into_iter()
@@ -341,7 +357,7 @@ mod tests {
                      '2026-01-01T00:00:00.000Z', '2026-01-01T00:10:00.000Z', x'00')",
             )
             .bind(id)
-            .execute(&db.write)
+            .execute(&db.sqlite().unwrap().write)
             .await
             .unwrap();
             sqlx::query(
@@ -352,7 +368,7 @@ mod tests {
             .bind(id)
             .bind(refresh)
             .bind(deadline)
-            .execute(&db.write)
+            .execute(&db.sqlite().unwrap().write)
             .await
             .unwrap();
         }
@@ -367,7 +383,7 @@ mod tests {
         assert_eq!((set, again), (1, 0));
         let deadlines: Vec<Option<String>> =
             sqlx::query_scalar("SELECT refresh_expires_at FROM token_bundles ORDER BY request_id")
-                .fetch_all(&db.read)
+                .fetch_all(&db.sqlite().unwrap().read)
                 .await
                 .unwrap();
         assert_eq!(

@@ -126,7 +126,7 @@ pub async fn live_access_tokens(
         id,
         now,
     )
-    .fetch_all(&db.read)
+    .fetch_all(&db.sqlite()?.read)
     .await?;
     rows.into_iter()
         .map(|r| {

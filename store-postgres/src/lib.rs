@@ -6,6 +6,8 @@
 //! Rows come back as plain values (ids, times, strings): the router maps them to its domain
 //! types, so this crate never needs one of them, and never compiles against SQLite.
 
+pub mod accounts;
+pub mod audit;
 pub mod deliveries;
 pub mod requests;
 pub mod testing;
@@ -34,6 +36,14 @@ pub async fn begin_reaper_pass(
     .fetch_one(&mut *tx)
     .await?;
     Ok(won.then_some(tx))
+}
+
+/// Whether the server answers a query.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT 1 AS "one!""#)
+        .fetch_one(pool)
+        .await?;
+    Ok(())
 }
 
 /// A pool on `url`, migrated.

@@ -107,6 +107,17 @@ fn start_cluster() -> String {
 
 /// A new, empty database on the test cluster, for one test.
 pub async fn scratch_database() -> PgPool {
+    let url = scratch_database_url().await;
+    PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .unwrap()
+}
+
+/// The URL of a new, empty database on the test cluster, for a test that connects itself
+/// (a router's store, or a router process).
+pub async fn scratch_database_url() -> String {
     let server = server_url();
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -119,15 +130,10 @@ pub async fn scratch_database() -> PgPool {
         .await
         .unwrap();
     admin.close().await;
-    let url = match server.rsplit_once('/') {
+    match server.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{name}"),
         None => unreachable!("a database URL names its database"),
-    };
-    PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&url)
-        .await
-        .unwrap()
+    }
 }
 
 /// Polls `attempt` until it gives `Some`, for up to 5 s: the server releases a closed

@@ -144,6 +144,25 @@ pub async fn store_refreshed(
     Ok(done.rows_affected() == 1)
 }
 
+/// Marks the bundle's refresh token as refused by the provider, if still at `generation`.
+pub async fn mark_refresh_rejected(
+    conn: &mut PgConnection,
+    request_id: Uuid,
+    generation: i64,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE token_bundles SET refresh_error = $1, generation = generation + 1
+         WHERE request_id = $2 AND generation = $3 AND refresh_error IS NULL",
+        reason,
+        request_id,
+        generation,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
