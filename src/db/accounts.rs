@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
 use super::clients::admin_event;
-use super::Db;
 use super::StoreError;
+use super::{pg, Backend, Db};
 use crate::domain::time::to_db;
 use crate::domain::usage::{Reading, Window};
 
@@ -38,6 +38,9 @@ pub async fn set_paused(
     paused: bool,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return Ok(pg::store::accounts::set_paused(pool, i64::from(id), paused, now).await?);
+    }
     let mut tx = db.sqlite()?.begin().await?;
     let at = to_db(now);
     let done = sqlx::query!(
@@ -61,6 +64,9 @@ pub async fn set_paused(
 
 /// Whether account `id` is paused.
 pub async fn is_paused(db: &Db, id: u32) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return Ok(pg::store::accounts::is_paused(pool, i64::from(id)).await?);
+    }
     let paused = sqlx::query_scalar!(
         r#"SELECT paused AS "paused: bool" FROM account_state WHERE account_id = ?"#,
         id
@@ -96,6 +102,9 @@ pub async fn record_failure(
 
 /// The facts of every account that has any.
 pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::accounts::facts(pool).await;
+    }
     let mut out: HashMap<u32, Facts> = HashMap::new();
     let states = sqlx::query!(
         r#"SELECT account_id AS "account_id!: u32", paused AS "paused: bool",

@@ -26,6 +26,20 @@ pub async fn list(
     subject: Option<&str>,
     limit: u32,
 ) -> Result<Vec<AdminEvent>, StoreError> {
+    if let super::Backend::Postgres(pool) = &db.backend {
+        let rows = super::pg::store::admin::admin_events(pool, subject, i64::from(limit)).await?;
+        return Ok(rows
+            .into_iter()
+            .map(|r| AdminEvent {
+                id: r.id,
+                at: r.at,
+                actor: r.actor,
+                subject: r.subject,
+                action: r.action,
+                detail: r.detail,
+            })
+            .collect());
+    }
     sqlx::query_as!(
         AdminEvent,
         r#"SELECT id AS "id!", at AS "at: DateTime<Utc>", actor, subject, action, detail

@@ -364,3 +364,120 @@ async fn the_reaper_expires_each_due_request_once_and_no_open_one() {
         assert_eq!(stored.request.status, Status::Pending, "{name}");
     }
 }
+
+#[tokio::test]
+async fn console_sessions_are_found_only_while_bound_unexpired_and_kept() {
+    for (name, db, _keep) in backends().await {
+        let now = time::now();
+        let later = now + Duration::hours(1);
+        super::sessions::create(&db, &[1; 32], "csrf-1", &[9; 32], now, later)
+            .await
+            .unwrap();
+        super::sessions::create(&db, &[2; 32], "csrf-2", &[9; 32], now, now)
+            .await
+            .unwrap();
+
+        let find = |token: [u8; 32], admin: [u8; 32]| {
+            let db = db.clone();
+            async move {
+                super::sessions::find(&db, &token, &admin, now)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            find([1; 32], [9; 32]).await.as_deref(),
+            Some("csrf-1"),
+            "{name}"
+        );
+        assert_eq!(
+            find([1; 32], [8; 32]).await,
+            None,
+            "{name}: another admin token"
+        );
+        assert_eq!(find([2; 32], [9; 32]).await, None, "{name}: expired");
+        assert_eq!(super::sessions::delete_expired(&db, now).await.unwrap(), 1);
+        super::sessions::delete(&db, &[1; 32]).await.unwrap();
+        assert_eq!(find([1; 32], [9; 32]).await, None, "{name}: signed out");
+
+        let salt = super::settings::session_salt(&db).await.unwrap();
+        assert_eq!(salt.len(), 16, "{name}");
+        assert_eq!(
+            super::settings::session_salt(&db).await.unwrap(),
+            salt,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pausing_an_account_is_one_change_on_the_trail_and_facts_follow_its_logins() {
+    for (name, db, _keep) in backends().await {
+        let now = time::now();
+        assert!(super::accounts::set_paused(&db, 4, true, now)
+            .await
+            .unwrap());
+        assert!(
+            !super::accounts::set_paused(&db, 4, true, now)
+                .await
+                .unwrap(),
+            "{name}: already paused"
+        );
+        assert!(super::accounts::is_paused(&db, 4).await.unwrap(), "{name}");
+        assert!(!super::accounts::is_paused(&db, 5).await.unwrap(), "{name}");
+        let trail = super::admin_events::list(&db, Some("account:4"), 10)
+            .await
+            .unwrap();
+        assert_eq!(trail.len(), 1, "{name}");
+        assert_eq!(trail[0].action, "pause", "{name}");
+
+        // One approved login on account 2, one failed on account 3.
+        for (account, approve) in [(2u32, true), (3, false)] {
+            let id = create(&db, row("laptop", None, 0, now)).await;
+            let before = requests::find_flow(&db, id).await.unwrap().unwrap();
+            let state = [account as u8; 32];
+            let login = NewLogin {
+                account_id: account,
+                state_hash: &state,
+                pkce_verifier: "v",
+            };
+            requests::start_login(&db, id, &before, &login, now, &operator("select"))
+                .await
+                .unwrap()
+                .unwrap();
+            let claim = requests::claim_state(&db, &state, now)
+                .await
+                .unwrap()
+                .unwrap();
+            if approve {
+                requests::approve(&db, &claim, &bundle("a", now), now, &operator("approve"))
+                    .await
+                    .unwrap();
+            } else {
+                let failed = Audit::new(Actor::Provider, "fail").with_detail("exchange failed");
+                let fail = requests::fail_claimed(
+                    &db,
+                    id,
+                    claim.version,
+                    Some(account),
+                    "exchange failed",
+                    now,
+                    &failed,
+                );
+                assert!(fail.await.unwrap(), "{name}");
+            }
+        }
+
+        let facts = super::accounts::facts(&db).await.unwrap();
+        assert!(facts[&4].paused, "{name}");
+        assert_eq!(facts[&2].live_tokens, 1, "{name}");
+        assert_eq!(facts[&2].last_approved_at, Some(now), "{name}");
+        assert_eq!(
+            facts[&2].soonest_relogin_at,
+            Some(now + Duration::days(29)),
+            "{name}"
+        );
+        assert_eq!(facts[&3].live_tokens, 0, "{name}");
+        assert_eq!(facts[&3].last_failure.as_deref(), Some("exchange failed"));
+    }
+}

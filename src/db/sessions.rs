@@ -5,8 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Db;
+use super::pg::store::admin;
 use super::StoreError;
+use super::{Backend, Db};
 use crate::domain::time::to_db;
 
 pub async fn create(
@@ -17,6 +18,17 @@ pub async fn create(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let create = admin::create_session(
+            pool,
+            token_hash,
+            csrf_token,
+            admin_token_hash,
+            now,
+            expires_at,
+        );
+        return Ok(create.await?);
+    }
     let (now, expires_at) = (to_db(now), to_db(expires_at));
     sqlx::query!(
         "INSERT INTO admin_sessions (token_hash, csrf_token, admin_token_hash, created_at, expires_at)
@@ -40,6 +52,9 @@ pub async fn find(
     admin_token_hash: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return Ok(admin::find_session(pool, token_hash, admin_token_hash, now).await?);
+    }
     let now = to_db(now);
     sqlx::query_scalar!(
         "SELECT csrf_token FROM admin_sessions
@@ -55,6 +70,9 @@ pub async fn find(
 }
 
 pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return Ok(admin::delete_session(pool, token_hash).await?);
+    }
     sqlx::query!(
         "DELETE FROM admin_sessions WHERE token_hash = ?",
         token_hash
@@ -66,6 +84,9 @@ pub async fn delete(db: &Db, token_hash: &[u8]) -> Result<(), StoreError> {
 
 /// Drops expired sessions; the reaper calls it on every pass.
 pub async fn delete_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return Ok(admin::delete_expired_sessions(pool, now).await?);
+    }
     let now = to_db(now);
     let done = sqlx::query!("DELETE FROM admin_sessions WHERE expires_at <= ?", now)
         .execute(&db.sqlite()?.write)

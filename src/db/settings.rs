@@ -11,6 +11,10 @@ use super::StoreError;
 pub async fn session_salt(db: &Db) -> Result<Vec<u8>, StoreError> {
     let mut fresh = vec![0u8; 16];
     OsRng.fill_bytes(&mut fresh);
+    if let super::Backend::Postgres(pool) = &db.backend {
+        let store = super::pg::store::admin::setting_or_insert(pool, "session_salt", &fresh);
+        return Ok(store.await?);
+    }
     sqlx::query!(
         "INSERT INTO router_settings (name, value) VALUES ('session_salt', ?)
          ON CONFLICT (name) DO NOTHING",

@@ -7,6 +7,7 @@
 //! types, so this crate never needs one of them, and never compiles against SQLite.
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod deliveries;
 pub mod requests;

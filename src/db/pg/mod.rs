@@ -2,6 +2,7 @@
 //! statements hand back plain rows; the functions here turn them into the same domain
 //! values the SQLite statements give, so each `db` function's PostgreSQL arm is one call.
 
+pub mod accounts;
 pub mod requests;
 pub mod tokens;
 
