@@ -38,6 +38,12 @@ pub fn check_config(config: &Config) -> anyhow::Result<()> {
 /// from one snapshot while the service keeps writing. The copy is created owner-only, like the
 /// database: it holds the same (possibly encrypted) tokens.
 pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<()> {
+    if crate::db::is_postgres(&config.database_url) {
+        anyhow::bail!(
+            "backup copies a SQLite database_url; back up PostgreSQL with its own tools \
+             (pg_dump), as docs/operations.md says"
+        );
+    }
     let mut open = std::fs::OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]

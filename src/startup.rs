@@ -69,7 +69,11 @@ impl Application {
         listener: TcpListener,
         callback_listener: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
-        let lock = DbLock::acquire(&config.database_url)?;
+        // SQLite has one writer, so one router per file; on PostgreSQL several are the point.
+        let lock = match crate::db::is_postgres(&config.database_url) {
+            true => None,
+            false => DbLock::acquire(&config.database_url)?,
+        };
         let db = open_db(&config).await?;
         let lifetime = config.oauth.refresh_token_lifetime_secs;
         if lifetime > 0 {

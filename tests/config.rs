@@ -170,7 +170,7 @@ fn invalid_values_are_refused_with_the_key_that_holds_them() {
             "AUTH_ROUTER_CONTROL_BROWSER__BASE_URL=nope",
             "control_browser.base_url",
         ),
-        ("AUTH_ROUTER_DATABASE_URL=postgres://x", "database_url"),
+        ("AUTH_ROUTER_DATABASE_URL=mysql://x", "database_url"),
         ("AUTH_ROUTER_BIND_ADDR=localhost", "bind_addr"),
         (
             "AUTH_ROUTER_OAUTH__TOKEN_REQUEST_FORMAT=xml",

@@ -97,7 +97,7 @@ pub struct ReaperConfig {
     pub retain_audit_secs: u64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// Base64 of 32 random bytes; empty means tokens are stored in plaintext.
@@ -111,6 +111,21 @@ pub struct StorageConfig {
     /// Refuse stored values that are not sealed. Unset means: on whenever a key is set, so
     /// that someone who can write the file cannot plant a plaintext token.
     pub require_sealed: Option<bool>,
+    /// PostgreSQL: how often each router re-checks the requests its long polls wait on, in
+    /// case a change notification from another router was lost (a dropped connection).
+    pub fallback_poll_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            encryption_key: SecretString::default(),
+            encryption_key_file: None,
+            previous_keys: Vec::new(),
+            require_sealed: None,
+            fallback_poll_secs: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

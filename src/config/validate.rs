@@ -17,8 +17,12 @@ impl Config {
             key,
             message: message.into(),
         };
-        if !self.database_url.starts_with("sqlite:") {
-            return Err(invalid("database_url", "must start with `sqlite:`"));
+        if !self.database_url.starts_with("sqlite:") && !crate::db::is_postgres(&self.database_url)
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with `sqlite:` (a file) or `postgres://` (a PostgreSQL server)",
+            ));
         }
         self.validate_durations()?;
         if self.oauth.client_id.trim().is_empty() {
@@ -224,7 +228,13 @@ impl Config {
     /// timer arithmetic can hold: a huge retention once overflowed and killed the reaper.
     fn validate_durations(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 24 * 3600;
-        let ranges: [(&'static str, u64, u64, u64); 19] = [
+        let ranges: [(&'static str, u64, u64, u64); 20] = [
+            (
+                "storage.fallback_poll_secs",
+                self.storage.fallback_poll_secs,
+                1,
+                3600,
+            ),
             (
                 "policy.unhealthy_cooldown_secs",
                 self.policy.unhealthy_cooldown_secs,

@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::{decode, Db};
+use super::{decode, pg, Backend, Db};
 use crate::domain::time::to_db;
 
 /// An enrolled client as listings show it: never its key or the key's hash.
@@ -27,16 +27,18 @@ pub struct Client {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-struct Row {
-    id: String,
-    name: String,
-    scopes: String,
-    accounts: String,
-    auto_approve: bool,
-    max_token_lifetime_secs: i64,
-    disabled: bool,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
+/// A client's columns as SQLite types them; PostgreSQL's rows are mapped through it too,
+/// so there is one mapping to [`Client`].
+pub(super) struct Row {
+    pub id: String,
+    pub name: String,
+    pub scopes: String,
+    pub accounts: String,
+    pub auto_approve: bool,
+    pub max_token_lifetime_secs: i64,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<Row> for Client {
@@ -66,7 +68,7 @@ fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
 }
 
-fn accounts_text(accounts: &[u32]) -> String {
+pub(super) fn accounts_text(accounts: &[u32]) -> String {
     accounts
         .iter()
         .map(u32::to_string)
@@ -108,6 +110,9 @@ pub struct NewClient<'a> {
 
 /// Stores a new client; `false` when the name is taken.
 pub async fn insert(db: &Db, c: &NewClient<'_>, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::clients::insert(pool, c, now).await;
+    }
     let mut tx = db.sqlite()?.begin().await?;
     let (id, at) = (c.id.hyphenated().to_string(), to_db(now));
     let (scopes, accounts) = (c.scopes.join(" "), accounts_text(c.accounts));
@@ -137,6 +142,9 @@ pub async fn insert(db: &Db, c: &NewClient<'_>, now: DateTime<Utc>) -> Result<bo
 }
 
 pub async fn list(db: &Db) -> Result<Vec<Client>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::clients::clients(pg::store::clients::list(pool).await?);
+    }
     let rows = sqlx::query_as!(
         Row,
         r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
@@ -150,6 +158,10 @@ pub async fn list(db: &Db) -> Result<Vec<Client>, StoreError> {
 }
 
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let row = pg::store::clients::find(pool, id).await?;
+        return pg::clients::clients(row).map(|c| c.into_iter().next());
+    }
     let id = id.hyphenated().to_string();
     let row = sqlx::query_as!(
         Row,
@@ -168,6 +180,10 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<Client>, StoreError> {
 
 /// The client whose key hashes to `key_hash`, disabled or not.
 pub async fn find_by_key(db: &Db, key_hash: &[u8]) -> Result<Option<Client>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let row = pg::store::clients::find_by_key(pool, key_hash).await?;
+        return pg::clients::clients(row).map(|c| c.into_iter().next());
+    }
     let row = sqlx::query_as!(
         Row,
         r#"SELECT id, name, scopes, accounts, auto_approve AS "auto_approve: bool",
@@ -195,6 +211,18 @@ pub enum Change<'a> {
     },
 }
 
+impl Change<'_> {
+    /// How the trail names the change.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Change::RotateKey(_) => "rotate_key",
+            Change::Disabled(true) => "disable",
+            Change::Disabled(false) => "enable",
+            Change::Update { .. } => "update",
+        }
+    }
+}
+
 /// Applies `change` to client `id` with its trail row; `false` when there is no such client.
 pub async fn change(
     db: &Db,
@@ -202,29 +230,31 @@ pub async fn change(
     change: Change<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return pg::clients::change(pool, id, change, now).await;
+    }
     let mut tx = db.sqlite()?.begin().await?;
     let hyphenated = id.hyphenated().to_string();
-    let (action, done) = match change {
-        Change::RotateKey(hash) => (
-            "rotate_key",
+    let action = change.action();
+    let done = match change {
+        Change::RotateKey(hash) => {
             sqlx::query!(
                 "UPDATE clients SET key_hash = ? WHERE id = ?",
                 hash,
                 hyphenated
             )
             .execute(&mut *tx)
-            .await?,
-        ),
-        Change::Disabled(disabled) => (
-            if disabled { "disable" } else { "enable" },
+            .await?
+        }
+        Change::Disabled(disabled) => {
             sqlx::query!(
                 "UPDATE clients SET disabled = ? WHERE id = ?",
                 disabled,
                 hyphenated
             )
             .execute(&mut *tx)
-            .await?,
-        ),
+            .await?
+        }
         Change::Update {
             scopes,
             accounts,
@@ -233,22 +263,19 @@ pub async fn change(
         } => {
             let scopes = scopes.map(|s| s.join(" "));
             let accounts = accounts.map(accounts_text);
-            (
-                "update",
-                sqlx::query!(
-                    "UPDATE clients SET scopes = COALESCE(?, scopes),
+            sqlx::query!(
+                "UPDATE clients SET scopes = COALESCE(?, scopes),
                          accounts = COALESCE(?, accounts), auto_approve = COALESCE(?, auto_approve),
                          max_token_lifetime_secs = COALESCE(?, max_token_lifetime_secs)
                      WHERE id = ?",
-                    scopes,
-                    accounts,
-                    auto_approve,
-                    max_token_lifetime_secs,
-                    hyphenated
-                )
-                .execute(&mut *tx)
-                .await?,
+                scopes,
+                accounts,
+                auto_approve,
+                max_token_lifetime_secs,
+                hyphenated
             )
+            .execute(&mut *tx)
+            .await?
         }
     };
     if done.rows_affected() != 1 {
@@ -261,6 +288,9 @@ pub async fn change(
 
 /// Deletes client `id`; its requests stay, with the name they were made under.
 pub async fn delete(db: &Db, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return Ok(pg::store::clients::delete(pool, id, now).await?);
+    }
     let mut tx = db.sqlite()?.begin().await?;
     let hyphenated = id.hyphenated().to_string();
     let done = sqlx::query!("DELETE FROM clients WHERE id = ?", hyphenated)

@@ -481,3 +481,84 @@ async fn pausing_an_account_is_one_change_on_the_trail_and_facts_follow_its_logi
         assert_eq!(facts[&3].last_failure.as_deref(), Some("exchange failed"));
     }
 }
+
+#[tokio::test]
+async fn a_client_is_enrolled_changed_found_by_key_and_removed_with_its_trail() {
+    use super::clients::{self, Change, NewClient};
+    for (name, db, _keep) in backends().await {
+        let now = time::now();
+        let id = Uuid::now_v7();
+        let new = NewClient {
+            id,
+            name: "ci-runner",
+            key_hash: &[3; 32],
+            scopes: &["user:inference".to_owned()],
+            accounts: &[1, 2],
+            auto_approve: true,
+            max_token_lifetime_secs: 3600,
+        };
+        assert!(clients::insert(&db, &new, now).await.unwrap(), "{name}");
+        let taken = NewClient {
+            id: Uuid::now_v7(),
+            ..new
+        };
+        assert!(
+            !clients::insert(&db, &taken, now).await.unwrap(),
+            "{name}: the name is taken"
+        );
+
+        let found = clients::find_by_key(&db, &[3; 32])
+            .await
+            .unwrap()
+            .expect(name);
+        assert_eq!(found.client_id, id, "{name}");
+        assert_eq!(found.accounts, [1, 2], "{name}");
+        assert_eq!(found.max_token_lifetime_secs, 3600, "{name}");
+        assert!(clients::find_by_key(&db, &[4; 32]).await.unwrap().is_none());
+
+        let update = Change::Update {
+            scopes: None,
+            accounts: Some(&[7]),
+            auto_approve: Some(false),
+            max_token_lifetime_secs: None,
+        };
+        assert!(
+            clients::change(&db, id, update, now).await.unwrap(),
+            "{name}"
+        );
+        assert!(clients::change(&db, id, Change::RotateKey(&[5; 32]), now)
+            .await
+            .unwrap());
+        assert!(clients::change(&db, id, Change::Disabled(true), now)
+            .await
+            .unwrap());
+        let changed = clients::find(&db, id).await.unwrap().unwrap();
+        assert_eq!(changed.accounts, [7], "{name}");
+        assert_eq!(changed.scopes, ["user:inference"], "{name}");
+        assert!(!changed.auto_approve && changed.disabled, "{name}");
+        assert!(clients::find_by_key(&db, &[3; 32]).await.unwrap().is_none());
+
+        create(&db, row("runner", Some(id), 0, now)).await;
+        let listed = clients::list(&db).await.unwrap();
+        assert_eq!(
+            listed[0].last_used_at,
+            Some(now),
+            "{name}: a create uses it"
+        );
+
+        assert!(clients::delete(&db, id, now).await.unwrap(), "{name}");
+        assert!(!clients::delete(&db, id, now).await.unwrap(), "{name}");
+        let subject = format!("client:{}", id.hyphenated());
+        let actions: Vec<_> = super::admin_events::list(&db, Some(&subject), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            ["remove", "disable", "rotate_key", "update", "add"],
+            "{name}"
+        );
+    }
+}

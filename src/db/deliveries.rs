@@ -5,8 +5,8 @@ use serde::Serialize;
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::Db;
 use super::StoreError;
+use super::{pg, Backend, Db};
 use crate::domain::event::EventType;
 use crate::domain::time::to_db;
 
@@ -53,6 +53,11 @@ pub async fn insert(conn: &mut SqliteConnection, d: &NewDelivery<'_>) -> Result<
 
 /// Queues `event`, about no request, to every webhook that wants it (a `test` event).
 pub async fn queue_event(db: &Db, event: EventType, at: DateTime<Utc>) -> Result<(), StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let mut tx = super::commit::WriteTx::begin_pg(db, pool).await?;
+        tx.raise(None, event, at).await?;
+        return tx.commit().await;
+    }
     let mut tx = super::commit::WriteTx::begin(db).await?;
     tx.raise(None, event, at).await?;
     tx.commit().await?;
@@ -72,7 +77,21 @@ pub struct Due {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// The oldest pending row of `webhook`: on PostgreSQL only its id and due time (the rest
+/// comes with the [`claim`]).
 pub async fn oldest_pending(db: &Db, webhook: u32) -> Result<Option<Due>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let row = pg::store::deliveries::oldest_pending(pool, i64::from(webhook)).await?;
+        return Ok(row.map(|r| Due {
+            id: r.id,
+            webhook_key: Vec::new(),
+            event_id: String::new(),
+            event_type: String::new(),
+            body: String::new(),
+            attempts: 0,
+            next_attempt_at: r.next_attempt_at,
+        }));
+    }
     sqlx::query_as!(
         Due,
         r#"SELECT id AS "id!", webhook_key, event_id, event_type, body, attempts,
@@ -87,8 +106,70 @@ pub async fn oldest_pending(db: &Db, webhook: u32) -> Result<Option<Due>, StoreE
     .map_err(Into::into)
 }
 
+/// A due row taken for sending. SQLite has one sender (the single writer's process), so it
+/// holds nothing; on PostgreSQL it holds the row's lock (`FOR UPDATE SKIP LOCKED`) until the
+/// outcome is recorded, so no other router sends it meanwhile, and a router killed mid-send
+/// lets go of it with its connection: another sends it again, with the same event id.
+pub struct Claim {
+    pub due: Due,
+    hold: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+/// Takes `due` (the oldest pending row of `webhook`, due now) for sending; `None` when
+/// another router holds it.
+pub async fn claim(db: &Db, webhook: u32, due: Due) -> Result<Option<Claim>, StoreError> {
+    let Backend::Postgres(pool) = &db.backend else {
+        return Ok(Some(Claim { due, hold: None }));
+    };
+    let now = crate::domain::time::now();
+    let claimed = pg::store::deliveries::claim_oldest(pool, i64::from(webhook), now).await?;
+    Ok(claimed.map(|(tx, row)| Claim {
+        due: Due {
+            id: row.id,
+            webhook_key: row.webhook_key,
+            event_id: row.event_id.hyphenated().to_string(),
+            event_type: row.event_type,
+            body: row.body.to_string(),
+            attempts: row.attempts,
+            next_attempt_at: due.next_attempt_at,
+        },
+        hold: Some(tx),
+    }))
+}
+
+impl Claim {
+    /// Records a 2xx.
+    pub async fn delivered(self, db: &Db, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match self.hold {
+            None => delivered(db, self.due.id, now).await,
+            Some(mut tx) => {
+                pg::store::deliveries::delivered(&mut tx, self.due.id, now).await?;
+                Ok(tx.commit().await?)
+            }
+        }
+    }
+
+    /// Records a failed attempt: tried again at `retry_at`, or `failed` for good when `None`.
+    pub async fn failed(
+        self,
+        db: &Db,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self.hold {
+            None => attempt_failed(db, self.due.id, error, retry_at, now).await,
+            Some(mut tx) => {
+                let id = self.due.id;
+                pg::store::deliveries::attempt_failed(&mut tx, id, error, retry_at, now).await?;
+                Ok(tx.commit().await?)
+            }
+        }
+    }
+}
+
 /// Records a 2xx.
-pub async fn delivered(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+async fn delivered(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
     let now = to_db(now);
     sqlx::query!(
         "UPDATE webhook_deliveries
@@ -103,7 +184,7 @@ pub async fn delivered(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), Store
 }
 
 /// Records a failed attempt: tried again at `retry_at`, or `failed` for good when `None`.
-pub async fn attempt_failed(
+async fn attempt_failed(
     db: &Db,
     id: i64,
     error: &str,
@@ -151,6 +232,25 @@ pub struct Delivery {
 
 /// The most recent deliveries, newest first.
 pub async fn recent(db: &Db, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let rows = pg::store::deliveries::recent(pool, i64::from(limit)).await?;
+        return Ok(rows
+            .into_iter()
+            .map(|r| Delivery {
+                id: r.id,
+                webhook: r.webhook,
+                event_id: r.event_id.hyphenated().to_string(),
+                event_type: r.event_type,
+                request_id: r.request_id.map(|id| id.hyphenated().to_string()),
+                status: r.status,
+                attempts: r.attempts,
+                last_error: r.last_error,
+                next_attempt_at: r.next_attempt_at,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+            .collect());
+    }
     sqlx::query_as!(
         Delivery,
         r#"SELECT id AS "id!", webhook, event_id, event_type, request_id, status, attempts,
@@ -167,6 +267,10 @@ pub async fn recent(db: &Db, limit: u32) -> Result<Vec<Delivery>, StoreError> {
 
 /// Fails the pending rows of webhooks no longer configured (the list got shorter).
 pub async fn fail_unconfigured(db: &Db, hooks: u32, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let failed = pg::store::deliveries::fail_unconfigured(pool, i64::from(hooks), now);
+        return Ok(failed.await?);
+    }
     let now = to_db(now);
     let done = sqlx::query!(
         "UPDATE webhook_deliveries

@@ -10,8 +10,9 @@
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use super::pg::store::keys::Column;
 use super::StoreError;
-use super::{Db, ACCESS_TOKEN, PKCE_VERIFIER, REFRESH_TOKEN};
+use super::{pg, Backend, Db, ACCESS_TOKEN, PKCE_VERIFIER, REFRESH_TOKEN};
 use crate::crypto::key_id_of;
 
 /// Rows read per batch while re-sealing.
@@ -42,6 +43,13 @@ pub struct KeyReport {
 
 /// One sealed value per key id in use, with where it lives.
 async fn samples(db: &Db) -> Result<Vec<(&'static str, Uuid, String)>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let rows = pg::store::keys::samples(pool).await?;
+        return Ok(rows
+            .into_iter()
+            .map(|(column, id, value)| (column_name(column), id, value))
+            .collect());
+    }
     let mut out = Vec::new();
     let access = sqlx::query!(
         r#"SELECT request_id AS "id: uuid::fmt::Hyphenated", access_token AS value FROM token_bundles
@@ -99,6 +107,12 @@ pub async fn check(db: &Db) -> Result<KeyReport, KeyCheckError> {
             report.key_ids.push(key_id);
         }
     }
+    if let Backend::Postgres(pool) = &db.backend {
+        report.plaintext = pg::store::keys::plaintext(pool)
+            .await
+            .map_err(StoreError::from)?;
+        return Ok(report);
+    }
     report.plaintext = sqlx::query_scalar!(
         r#"SELECT (SELECT COUNT(*) FROM token_bundles WHERE access_token NOT LIKE 'enc:v1:%')
                 + (SELECT COUNT(*) FROM token_bundles WHERE refresh_token NOT LIKE 'enc:v1:%')
@@ -133,6 +147,9 @@ impl RekeyReport {
 
 /// Re-seals every stored secret with the current key.
 pub async fn rekey(db: &Db) -> Result<RekeyReport, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return rekey_pg(db, pool).await;
+    }
     let mut report = RekeyReport::default();
     let mut after = String::new();
     loop {
@@ -184,6 +201,16 @@ async fn reseal(db: &Db, column: &str, id: Uuid, old: &str) -> Result<Option<boo
         .open_any(old, &crate::crypto::aad(column, id))
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let new = db.seal(column, id, plain.expose_secret());
+    if let Backend::Postgres(pool) = &db.backend {
+        let column = match column {
+            ACCESS_TOKEN => Column::AccessToken,
+            REFRESH_TOKEN => Column::RefreshToken,
+            _ => Column::PkceVerifier,
+        };
+        return Ok(Some(
+            pg::store::keys::reseal(pool, column, id, old, &new).await?,
+        ));
+    }
     let hyphenated = id.hyphenated();
     let done = match column {
         ACCESS_TOKEN => sqlx::query!(
@@ -212,4 +239,40 @@ async fn reseal(db: &Db, column: &str, id: Uuid, old: &str) -> Result<Option<boo
         .await?,
     };
     Ok(Some(done.rows_affected() == 1))
+}
+
+/// Where a PostgreSQL column's values are sealed for (their associated data).
+fn column_name(column: Column) -> &'static str {
+    match column {
+        Column::AccessToken => ACCESS_TOKEN,
+        Column::RefreshToken => REFRESH_TOKEN,
+        Column::PkceVerifier => PKCE_VERIFIER,
+    }
+}
+
+/// [`rekey`] on PostgreSQL: the same pages and the same compare-and-swap per value.
+async fn rekey_pg(db: &Db, pool: &sqlx::PgPool) -> Result<RekeyReport, StoreError> {
+    let mut report = RekeyReport::default();
+    let mut after = Uuid::nil();
+    loop {
+        let rows = pg::store::keys::bundles_after(pool, after, BATCH).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (id, access, refresh) in rows {
+            report.count(reseal(db, ACCESS_TOKEN, id, &access).await?);
+            if let Some(refresh) = refresh {
+                report.count(reseal(db, REFRESH_TOKEN, id, &refresh).await?);
+            }
+        }
+    }
+    let mut after = Uuid::nil();
+    loop {
+        let rows = pg::store::keys::verifiers_after(pool, after, BATCH).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (id, verifier) in rows {
+            report.count(reseal(db, PKCE_VERIFIER, id, &verifier).await?);
+        }
+    }
+    Ok(report)
 }

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Db;
+use super::pg::store::upkeep;
 use super::StoreError;
+use super::{Backend, Db};
 use crate::domain::time::to_db;
 
 /// The most rows one delete statement removes.
@@ -29,8 +30,12 @@ pub async fn purge_finished_requests(
     before: DateTime<Utc>,
     batch: i64,
 ) -> Result<Purged, StoreError> {
+    let pg_before = before;
     let before = to_db(before);
     let purged = in_batches(batch, || async {
+        if let Backend::Postgres(pool) = &db.backend {
+            return Ok(upkeep::purge_requests(pool, pg_before, batch).await?);
+        }
         let done = sqlx::query_file!("src/db/sql/purge_requests.sql", before, batch)
             .execute(&db.sqlite()?.write)
             .await?;
@@ -49,8 +54,12 @@ pub async fn purge_finished_requests(
 
 /// Deletes audit rows older than `before`, oldest first.
 pub async fn purge_audit(db: &Db, before: DateTime<Utc>, batch: i64) -> Result<Purged, StoreError> {
+    let pg_before = before;
     let before = to_db(before);
     in_batches(batch, || async {
+        if let Backend::Postgres(pool) = &db.backend {
+            return Ok(upkeep::purge_audit(pool, pg_before, batch).await?);
+        }
         let done = sqlx::query_file!("src/db/sql/purge_audit.sql", before, batch)
             .execute(&db.sqlite()?.write)
             .await?;
@@ -65,8 +74,12 @@ pub async fn purge_deliveries(
     before: DateTime<Utc>,
     batch: i64,
 ) -> Result<Purged, StoreError> {
+    let pg_before = before;
     let before = to_db(before);
     in_batches(batch, || async {
+        if let Backend::Postgres(pool) = &db.backend {
+            return Ok(upkeep::purge_deliveries(pool, pg_before, batch).await?);
+        }
         let done = sqlx::query_file!("src/db/sql/purge_deliveries.sql", before, batch)
             .execute(&db.sqlite()?.write)
             .await?;

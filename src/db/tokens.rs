@@ -210,6 +210,23 @@ pub async fn store_refreshed(
     Ok(true)
 }
 
+/// Held while a bundle is refreshed: on PostgreSQL, the bundle's advisory lock, so one
+/// router at a time calls the provider for it (Claude rotates refresh tokens: a second
+/// call with the same one would kill the login). SQLite's single router needs only its
+/// in-process lock. Dropping it lets go.
+#[must_use]
+pub struct RefreshGuard(#[allow(dead_code)] Option<sqlx::Transaction<'static, sqlx::Postgres>>);
+
+/// Waits for, and takes, the refresh lock of request `request_id` across every router.
+pub async fn refresh_guard(db: &Db, request_id: Uuid) -> Result<RefreshGuard, StoreError> {
+    match &db.backend {
+        Backend::Sqlite(_) => Ok(RefreshGuard(None)),
+        Backend::Postgres(pool) => Ok(RefreshGuard(Some(
+            pg::store::tokens::lock_refresh(pool, request_id).await?,
+        ))),
+    }
+}
+
 /// Marks the bundle's refresh token as rejected by the provider, if still at `generation`.
 pub async fn mark_refresh_rejected(
     db: &Db,
@@ -250,6 +267,11 @@ pub async fn mark_refresh_rejected(
 /// its `obtained_at`: for bundles stored before deadlines were (`oauth.refresh_token_lifetime_secs`,
 /// the claude preset's 29 days). Returns how many it set.
 pub async fn backfill_refresh_deadlines(db: &Db, lifetime_secs: u64) -> Result<u64, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let secs = i64::try_from(lifetime_secs)
+            .map_err(|e| StoreError::Failed(format!("refresh_token_lifetime_secs: {e}")))?;
+        return Ok(pg::store::upkeep::backfill_refresh_deadlines(pool, secs).await?);
+    }
     let offset = format!("+{lifetime_secs} seconds");
     let done = sqlx::query!(
         "UPDATE token_bundles
@@ -278,6 +300,20 @@ pub async fn relogin_due(
     before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<ReloginDue>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let rows = pg::store::upkeep::relogin_due(pool, before, limit).await?;
+        return rows
+            .into_iter()
+            .map(|r| {
+                Ok(ReloginDue {
+                    request_id: r.request_id,
+                    client_id: r.client_id,
+                    account_id: pg::account_id(r.account_id)?,
+                    refresh_expires_at: r.refresh_expires_at,
+                })
+            })
+            .collect();
+    }
     let before = to_db(before);
     let rows = sqlx::query!(
         r#"SELECT t.request_id AS "request_id!: uuid::fmt::Hyphenated",
@@ -313,6 +349,16 @@ pub async fn warn_relogin(
     detail: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let mut tx = WriteTx::begin_pg(db, pool).await?;
+        if !pg::store::upkeep::mark_warned(tx.conn(), request_id, now).await? {
+            return Ok(false);
+        }
+        tx.raise_with(Some(request_id), EventType::ReloginDue, now, Some(detail))
+            .await?;
+        tx.commit().await?;
+        return Ok(true);
+    }
     let mut tx = WriteTx::begin(db).await?;
     let (id, at) = (request_id.hyphenated(), to_db(now));
     let done = sqlx::query!(

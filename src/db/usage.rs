@@ -6,7 +6,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::commit::WriteTx;
-use super::{Db, StoreError, ACCESS_TOKEN};
+use super::pg::store::accounts;
+use super::{Backend, Db, StoreError, ACCESS_TOKEN};
 use crate::domain::event::EventType;
 use crate::domain::time::to_db;
 use crate::domain::usage::Reading;
@@ -32,6 +33,9 @@ pub async fn record(
     crossed: &[Crossed],
     now: DateTime<Utc>,
 ) -> Result<u32, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        return record_pg(db, pool, id, reading, crossed, now).await;
+    }
     let mut tx = WriteTx::begin(db).await?;
     let at = to_db(now);
     let (five, seven) = (reading.five_hour, reading.seven_day);
@@ -94,6 +98,10 @@ pub async fn record_error(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let id = i64::from(id);
+        return Ok(accounts::record_usage_error(pool, id, error, now).await?);
+    }
     let mut tx = WriteTx::begin(db).await?;
     let at = to_db(now);
     sqlx::query!(
@@ -116,6 +124,13 @@ pub async fn live_access_tokens(
     id: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<(Uuid, SecretString)>, StoreError> {
+    if let Backend::Postgres(pool) = &db.backend {
+        let rows = accounts::live_access_tokens(pool, i64::from(id), now).await?;
+        return rows
+            .into_iter()
+            .map(|(id, token)| Ok((id, db.open(ACCESS_TOKEN, id, &token)?)))
+            .collect();
+    }
     let now = to_db(now);
     let rows = sqlx::query!(
         r#"SELECT r.id AS "id!: uuid::fmt::Hyphenated", t.access_token
@@ -134,4 +149,33 @@ pub async fn live_access_tokens(
             Ok((id, db.open(ACCESS_TOKEN, id, &r.access_token)?))
         })
         .collect()
+}
+
+/// [`record`] on PostgreSQL: the same reading, the same once-per-reset warnings.
+async fn record_pg(
+    db: &Db,
+    pool: &sqlx::PgPool,
+    id: u32,
+    reading: &Reading,
+    crossed: &[Crossed],
+    now: DateTime<Utc>,
+) -> Result<u32, StoreError> {
+    let mut tx = WriteTx::begin_pg(db, pool).await?;
+    let window = |w: Option<crate::domain::usage::Window>| accounts::UsageWindow {
+        utilization: w.map(|w| w.utilization),
+        resets_at: w.and_then(|w| w.resets_at),
+    };
+    let (five, seven) = (window(reading.five_hour), window(reading.seven_day));
+    let id = i64::from(id);
+    accounts::record_usage(tx.conn(), id, five, seven, now).await?;
+    let mut warned = 0;
+    for c in crossed {
+        if accounts::mark_quota_warned(tx.conn(), id, c.window, &c.reset_key).await? {
+            tx.raise_with(None, EventType::QuotaHigh, now, Some(&c.detail))
+                .await?;
+            warned += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(warned)
 }

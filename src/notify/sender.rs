@@ -92,19 +92,24 @@ async fn deliver_due(
                 next = Some(next.map_or(wait, |n| n.min(wait)));
                 break;
             }
+            // Another router sends it (PostgreSQL); this webhook's later rows wait for it.
+            let Some(claim) = deliveries::claim(db, hook.index, row).await? else {
+                break;
+            };
+            let row = &claim.due;
             if row.webhook_key != hook.key {
                 let error = "the webhook's URL changed after this event was queued";
-                deliveries::attempt_failed(db, row.id, error, None, now).await?;
+                claim.failed(db, error, None, now).await?;
                 continue;
             }
-            match attempt(http, hook, &row, settings.timeout).await {
+            match attempt(http, hook, row, settings.timeout).await {
                 Attempt::Delivered => {
-                    deliveries::delivered(db, row.id, time::now()).await?;
+                    claim.delivered(db, time::now()).await?;
                     metrics.webhook(hook.index, "delivered");
                 }
                 Attempt::Failed(error) => {
                     tracing::warn!(webhook = hook.index, event = %row.event_type, %error, "webhook delivery failed; not retried");
-                    deliveries::attempt_failed(db, row.id, &error, None, time::now()).await?;
+                    claim.failed(db, &error, None, time::now()).await?;
                     metrics.webhook(hook.index, "failed");
                 }
                 Attempt::Retry(error) => {
@@ -112,14 +117,15 @@ async fn deliver_due(
                     if attempts >= i64::from(settings.max_attempts) {
                         let error = format!("{error}; gave up after {attempts} attempts");
                         tracing::warn!(webhook = hook.index, event = %row.event_type, %error, "webhook delivery failed");
-                        deliveries::attempt_failed(db, row.id, &error, None, time::now()).await?;
+                        claim.failed(db, &error, None, time::now()).await?;
                         metrics.webhook(hook.index, "failed");
                         continue;
                     }
                     let wait = backoff(attempts);
                     let retry_at = retry_time(time::now(), wait);
                     tracing::info!(webhook = hook.index, event = %row.event_type, %error, retry_in_ms = wait.as_millis() as u64, "webhook delivery will be retried");
-                    deliveries::attempt_failed(db, row.id, &error, Some(retry_at), time::now())
+                    claim
+                        .failed(db, &error, Some(retry_at), time::now())
                         .await?;
                     metrics.webhook(hook.index, "retried");
                     next = Some(next.map_or(wait, |n| n.min(wait)));

@@ -118,3 +118,102 @@ pub async fn last_approved(pool: &PgPool) -> Result<Vec<(i64, DateTime<Utc>)>, s
     .await?;
     Ok(rows.into_iter().map(|r| (r.account_id, r.at)).collect())
 }
+
+/// One usage window as read: utilization and when it resets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UsageWindow {
+    pub utilization: Option<f64>,
+    pub resets_at: Option<DateTime<Utc>>,
+}
+
+/// Stores a reading of account `id` and clears its usage error.
+pub async fn record_usage(
+    conn: &mut PgConnection,
+    id: i64,
+    five_hour: UsageWindow,
+    seven_day: UsageWindow,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO account_state (account_id, five_hour_utilization, five_hour_resets_at,
+             seven_day_utilization, seven_day_resets_at, usage_read_at, usage_error, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $6)
+         ON CONFLICT (account_id) DO UPDATE SET five_hour_utilization = $2,
+             five_hour_resets_at = $3, seven_day_utilization = $4, seven_day_resets_at = $5,
+             usage_read_at = $6, usage_error = NULL, updated_at = $6",
+        id,
+        five_hour.utilization,
+        five_hour.resets_at,
+        seven_day.utilization,
+        seven_day.resets_at,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Notes that `window` (`five_hour` or `seven_day`) of account `id` was warned of for
+/// `reset_key`; `false` when it already was for that reset.
+pub async fn mark_quota_warned(
+    conn: &mut PgConnection,
+    id: i64,
+    window: &str,
+    reset_key: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE account_state
+         SET five_hour_warned_for =
+                 CASE WHEN $3 = 'five_hour' THEN $1 ELSE five_hour_warned_for END,
+             seven_day_warned_for =
+                 CASE WHEN $3 = 'seven_day' THEN $1 ELSE seven_day_warned_for END
+         WHERE account_id = $2
+           AND (CASE WHEN $3 = 'five_hour' THEN five_hour_warned_for
+                     ELSE seven_day_warned_for END) IS DISTINCT FROM $1",
+        reset_key,
+        id,
+        window,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records why account `id`'s usage could not be read.
+pub async fn record_usage_error(
+    pool: &PgPool,
+    id: i64,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO account_state (account_id, usage_error, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (account_id) DO UPDATE SET usage_error = $2, updated_at = $3",
+        id,
+        error,
+        now,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The (sealed) access tokens of account `id` still valid at `now`, newest first, at most 8.
+pub async fn live_access_tokens(
+    pool: &PgPool,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<(uuid::Uuid, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT r.id, t.access_token
+         FROM auth_requests r JOIN token_bundles t ON t.request_id = r.id
+         WHERE r.account_id = $1 AND r.status = 'approved'
+           AND (t.expires_at IS NULL OR t.expires_at > $2)
+         ORDER BY t.obtained_at DESC LIMIT 8",
+        id,
+        now,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.access_token)).collect())
+}

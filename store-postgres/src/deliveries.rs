@@ -116,6 +116,72 @@ pub async fn attempt_failed(
     Ok(())
 }
 
+/// A webhook's oldest pending row, read without a lock: when it is due, [`claim_oldest`]
+/// takes it (unless another router holds it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub id: i64,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+pub async fn oldest_pending(pool: &PgPool, webhook: i64) -> Result<Option<Pending>, sqlx::Error> {
+    sqlx::query_as!(
+        Pending,
+        "SELECT id, next_attempt_at FROM webhook_deliveries
+         WHERE webhook = $1 AND status = 'pending' ORDER BY id LIMIT 1",
+        webhook,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// A delivery as the API lists it: never the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub webhook: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub request_id: Option<Uuid>,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The most recent deliveries, newest first.
+pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as!(
+        DeliveryRow,
+        "SELECT id, webhook, event_id, event_type, request_id, status, attempts, last_error,
+                next_attempt_at, created_at, updated_at
+         FROM webhook_deliveries ORDER BY id DESC LIMIT $1",
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Fails the pending rows of webhooks no longer configured (index `hooks` and up).
+pub async fn fail_unconfigured(
+    pool: &PgPool,
+    hooks: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE webhook_deliveries
+         SET status = 'failed', last_error = 'the webhook is no longer configured', updated_at = $1
+         WHERE status = 'pending' AND webhook >= $2",
+        now,
+        hooks,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

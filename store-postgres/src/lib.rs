@@ -9,10 +9,13 @@
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod clients;
 pub mod deliveries;
+pub mod keys;
 pub mod requests;
 pub mod testing;
 pub mod tokens;
+pub mod upkeep;
 
 use sqlx::postgres::PgPoolOptions;
 pub use sqlx::PgPool;

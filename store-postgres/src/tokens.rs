@@ -144,6 +144,22 @@ pub async fn store_refreshed(
     Ok(done.rows_affected() == 1)
 }
 
+/// Waits for, and takes, the refresh lock of request `request_id`: a transaction-scoped
+/// advisory lock, held until the returned transaction ends, so one router at a time calls
+/// the provider for a bundle. Not the bundle's row lock: the refreshed tokens are stored by
+/// another transaction while this one holds the lock.
+pub async fn lock_refresh(
+    pool: &PgPool,
+    request_id: Uuid,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let key = format!("refresh:{}", request_id.hyphenated());
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Marks the bundle's refresh token as refused by the provider, if still at `generation`.
 pub async fn mark_refresh_rejected(
     conn: &mut PgConnection,

@@ -3,6 +3,7 @@
 //! values the SQLite statements give, so each `db` function's PostgreSQL arm is one call.
 
 pub mod accounts;
+pub mod clients;
 pub mod requests;
 pub mod tokens;
 

@@ -36,6 +36,7 @@ pub async fn finish(
 /// router's copy must go either way. `None`: no provider revocation was tried.
 pub async fn revoke(app: &AppState, id: Uuid, audit: Audit) -> Result<Option<bool>> {
     let _no_refresh_meanwhile = app.refresh_locks.lock(id).await;
+    let _nor_on_another_router = db::tokens::refresh_guard(&app.db, id).await?;
     let account = db::requests::find(&app.db, id)
         .await?
         .and_then(|r| r.request.account_id);

@@ -4,7 +4,8 @@
 //! A caller reads the bundle's generation, then waits for the request's lock. If the
 //! generation moved while it waited, another caller's refresh just landed and it answers with
 //! those tokens instead of calling the provider again: so N concurrent calls make one
-//! upstream call and all get the same new token.
+//! upstream call and all get the same new token. On PostgreSQL the lock is also held across
+//! routers ([`db::tokens::refresh_guard`]), so the same holds for calls spread over several.
 
 use uuid::Uuid;
 
@@ -31,6 +32,7 @@ pub async fn refresh(app: &AppState, id: Uuid, poll_token: &str) -> Result<Token
     let seen = refresh_state(app, id).await?;
 
     let _flight = app.refresh_locks.lock(id).await;
+    let _every_router = db::tokens::refresh_guard(&app.db, id).await?;
     let current = refresh_state(app, id).await?;
     if let Some(reason) = current.refresh_error {
         return Err(Error::RefreshRejected(reason));
