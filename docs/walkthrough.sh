@@ -10,6 +10,7 @@ expect() { # expect WHAT ACTUAL WANTED
 
 # --- start: the fake provider and control browser, then the router ---
 cargo build --workspace
+cargo run -q -- --version >/dev/null  # the README's `cargo run` picks the router's binary
 export PATH="$PWD/target/debug:$PATH"
 WORK=$(mktemp -d) && cp config.toml "$WORK" && cd "$WORK"
 fake-upstream &

@@ -66,6 +66,8 @@ pub enum Error {
     MethodNotAllowed,
     #[error("the database is busy; retry in a moment")]
     Busy,
+    #[error("the database cannot be reached; retry in a moment")]
+    Unavailable,
     #[error("polling too fast: wait the poll interval between status polls")]
     SlowDown { retry_after: std::time::Duration },
     #[error("{message}")]
@@ -116,6 +118,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Busy,
+    Unavailable,
     SlowDown,
     RateLimited,
     Timeout,
@@ -162,6 +165,7 @@ impl Error {
             Error::RouteNotFound => ErrorCode::NotFound,
             Error::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Error::Busy => ErrorCode::Busy,
+            Error::Unavailable => ErrorCode::Unavailable,
             Error::SlowDown { .. } => ErrorCode::SlowDown,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::Timeout => ErrorCode::Timeout,
@@ -179,10 +183,10 @@ impl Error {
 
 impl From<crate::db::StoreError> for Error {
     fn from(e: crate::db::StoreError) -> Self {
-        if e.is_busy() {
-            Error::Busy
-        } else {
-            Error::Database(e)
+        match e {
+            crate::db::StoreError::Busy => Error::Busy,
+            crate::db::StoreError::Unavailable => Error::Unavailable,
+            e => Error::Database(e),
         }
     }
 }

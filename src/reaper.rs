@@ -147,6 +147,18 @@ pub async fn run(
 
 /// One pass of expiry and retention; whether both parts completed.
 async fn pass(db: &Db, cfg: &ReaperConfig, relogin_warning: Duration, metrics: &Metrics) -> bool {
+    // On PostgreSQL one router at a time runs a pass; the others' turn is the next tick.
+    let _turn = match db.reaper_turn().await {
+        Ok(Some(turn)) => turn,
+        Ok(None) => {
+            tracing::debug!("another router is running this reaper pass");
+            return true;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reaper pass could not start; retrying next tick");
+            return false;
+        }
+    };
     let now = time::now();
     let expired = reap_once(db, now).await;
     let retained = purge_once(db, now, cfg).await;

@@ -206,6 +206,7 @@ impl Application {
         let (stop_reaper, reaper_stop) = watch::channel(false);
         let sender_stop = reaper_stop.clone();
         let sender_stop_for_quota = reaper_stop.clone();
+        let shared_stop = reaper_stop.clone();
         let reaper = {
             let (db, cfg) = (db.clone(), state.config.reaper.clone());
             let relogin_warning = Duration::from_secs(state.config.notify.relogin_warning_secs);
@@ -219,6 +220,13 @@ impl Application {
                     health.clone(),
                     reaper_stop.clone(),
                 )
+            })
+        };
+        let shared = {
+            let (db, effects, stop) = (db.clone(), state.effects.clone(), shared_stop);
+            let every = Duration::from_secs(state.config.storage.fallback_poll_secs);
+            tasks::supervise("change listener", move || {
+                crate::service::shared::run(db.clone(), effects.clone(), every, stop.clone())
             })
         };
         let sender = {
@@ -291,6 +299,7 @@ impl Application {
         let _ = reaper.await;
         let _ = sender.await;
         let _ = quota.await;
+        let _ = shared.await;
         db.close().await;
         drop(lock);
         tracing::info!("claude-auth-router stopped");

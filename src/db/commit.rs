@@ -38,8 +38,13 @@ pub trait Hooks: Send + Sync {
         detail: Option<&serde_json::Value>,
     ) -> Vec<deliveries::Rendered>;
 
-    /// After each commit, with what it changed.
+    /// After each commit, with what it changed: this router's, and (PostgreSQL) every other
+    /// router's, as announced.
     fn committed(&self, committed: Committed);
+
+    /// Whether this router hears other routers' commits now (PostgreSQL): while it does
+    /// not, nothing cached may be trusted.
+    fn listening(&self, _live: bool) {}
 }
 
 /// What one commit changed, for what must follow it.
@@ -54,6 +59,20 @@ pub struct Committed {
     pub deleted: bool,
     /// Outbox rows were written: the webhook sender has work.
     pub queued: bool,
+    /// Any request may have changed (another router's commit named too many, or changes
+    /// were missed): every cached row dropped, every waiter woken.
+    pub all_changed: bool,
+}
+
+impl Committed {
+    /// Whether it changed nothing anyone needs to hear of.
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+            && self.touched.is_empty()
+            && !self.deleted
+            && !self.queued
+            && !self.all_changed
+    }
 }
 
 /// No caches, no waiters, no webhooks: a store used by a command rather than the service.
@@ -108,6 +127,13 @@ pub(crate) trait TxStatements: sqlx::Database {
         conn: &'a mut Self::Connection,
         delivery: &'a deliveries::NewDelivery<'a>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+
+    /// Tells every other router what the transaction changed, when it commits.
+    fn announce<'a>(
+        conn: &'a mut Self::Connection,
+        db: &'a Db,
+        committed: &'a Committed,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
 }
 
 impl TxStatements for sqlx::Sqlite {
@@ -131,6 +157,15 @@ impl TxStatements for sqlx::Sqlite {
     ) -> Result<(), StoreError> {
         deliveries::insert(conn, delivery).await
     }
+
+    /// One router per SQLite file: nobody else to tell.
+    async fn announce<'a>(
+        _: &'a mut SqliteConnection,
+        _: &'a Db,
+        _: &'a Committed,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl TxStatements for sqlx::Postgres {
@@ -150,6 +185,14 @@ impl TxStatements for sqlx::Postgres {
         delivery: &'a deliveries::NewDelivery<'a>,
     ) -> Result<(), StoreError> {
         super::pg::queue(conn, delivery).await
+    }
+
+    async fn announce<'a>(
+        conn: &'a mut PgConnection,
+        db: &'a Db,
+        committed: &'a Committed,
+    ) -> Result<(), StoreError> {
+        super::pg::changes::announce(conn, db.origin, committed).await
     }
 }
 
@@ -184,7 +227,7 @@ impl WriteTx<'static, sqlx::Postgres> {
     /// A transaction on PostgreSQL. Its statements are conditional writes, which take row
     /// locks, so two routers' changes to one row are serialized by the server.
     pub async fn begin_pg(db: &Db, pool: &PgPool) -> Result<Self, StoreError> {
-        Ok(Self::new(db, pool.begin().await?))
+        Ok(Self::new(db, super::pg::begin(pool).await?))
     }
 }
 
@@ -299,19 +342,21 @@ impl<'c, D: TxStatements> WriteTx<'c, D> {
     /// Commits, then tells the layer above what changed ([`Hooks::committed`]).
     pub async fn commit(self) -> Result<(), StoreError> {
         let WriteTx {
-            tx,
+            mut tx,
             db,
             changed,
             touched,
             queued,
         } = self;
-        tx.commit().await?;
-        db.hooks.committed(Committed {
+        let committed = Committed {
             changed,
             touched,
-            deleted: false,
             queued,
-        });
+            ..Committed::default()
+        };
+        D::announce(&mut tx, &db, &committed).await?;
+        tx.commit().await?;
+        db.hooks.committed(committed);
         Ok(())
     }
 }

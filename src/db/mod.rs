@@ -81,7 +81,14 @@ pub struct Db {
     /// What the layer above does around commits: renders webhook rows, and applies what
     /// follows a commit ([`commit::Hooks`]).
     hooks: Arc<dyn commit::Hooks>,
+    /// This router among the others on one PostgreSQL database: it ignores its own change
+    /// announcements ([`pg::changes`]).
+    origin: Uuid,
 }
+
+/// A reaper pass's turn ([`Db::reaper_turn`]); dropping it ends the turn.
+#[must_use]
+pub struct ReaperTurn(#[allow(dead_code)] Option<sqlx::Transaction<'static, sqlx::Postgres>>);
 
 /// Which database a [`Db`] stores in.
 #[derive(Debug, Clone)]
@@ -126,6 +133,7 @@ impl Db {
             backend,
             sealer: Arc::new(sealer),
             hooks: Arc::new(commit::NoHooks),
+            origin: Uuid::new_v4(),
         })
     }
 
@@ -141,6 +149,37 @@ impl Db {
         match &self.backend {
             Backend::Sqlite(_) => READ_CONNECTIONS as usize,
             Backend::Postgres(_) => POSTGRES_CONNECTIONS as usize,
+        }
+    }
+
+    /// Hears other routers' commits until `stop` turns true, and hands them to the hooks
+    /// (PostgreSQL; `None` for SQLite, where there are none). Start it once the hooks are set.
+    pub fn listen_for_changes(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(pool) => Some(pg::changes::listen(
+                pool.clone(),
+                self.origin,
+                self.hooks.clone(),
+                stop,
+            )),
+        }
+    }
+
+    /// This router's turn at a reaper pass, held until dropped; `None` while another
+    /// router's pass holds it (PostgreSQL: a transaction-scoped advisory lock, released
+    /// when the pass ends or its router dies, so another takes over at its next tick).
+    /// SQLite's one router always has the turn.
+    pub async fn reaper_turn(&self) -> Result<Option<ReaperTurn>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(ReaperTurn(None))),
+            Backend::Postgres(pool) => {
+                let turn = pg::store::begin_reaper_pass(pool).await?;
+                Ok(turn.map(|tx| ReaperTurn(Some(tx))))
+            }
         }
     }
 

@@ -43,10 +43,18 @@ pub async fn purge_finished_requests(
     })
     .await?;
     if purged.rows > 0 {
-        db.hooks.committed(super::commit::Committed {
+        let deleted = super::commit::Committed {
             deleted: true,
             ..Default::default()
-        });
+        };
+        if let Backend::Postgres(pool) = &db.backend {
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(|e| StoreError::from(super::pg::store::Error(e)))?;
+            super::pg::changes::announce(&mut conn, db.origin, &deleted).await?;
+        }
+        db.hooks.committed(deleted);
         db.scrub().await?;
     }
     Ok(purged)

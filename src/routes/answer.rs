@@ -38,9 +38,11 @@ impl Error {
             Error::ControlBrowserFailed(_)
             | Error::ExchangeFailed(_)
             | Error::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Error::Busy | Error::Timeout | Error::Overloaded | Error::NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::Busy
+            | Error::Unavailable
+            | Error::Timeout
+            | Error::Overloaded
+            | Error::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::SlowDown { .. } | Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -54,6 +56,7 @@ impl IntoResponse for Error {
             Error::Database(e) => tracing::error!(error = %e, "database error"),
             Error::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
             Error::Busy => tracing::warn!("database busy; answered 503"),
+            Error::Unavailable => tracing::warn!("database unreachable; answered 503"),
             Error::Timeout => tracing::warn!("request timed out; answered 503"),
             Error::Overloaded => tracing::warn!("too many requests in flight; answered 503"),
             _ => {}

@@ -30,9 +30,9 @@ pub async fn healthz(State(app): State<AppState>) -> Result<Json<Health>> {
     Ok(Json(Health { status: "ok" }))
 }
 
-/// 200 when the database accepts a write (it can take SQLite's write lock) and the reaper
-/// has completed a pass within three intervals: a router whose reaper stopped still
-/// answers, but nothing expires, so it is not ready.
+/// 200 when the database accepts a write (SQLite: it can take the write lock; PostgreSQL:
+/// the server answers) and the reaper has completed a pass within three intervals: a router
+/// whose reaper stopped still answers, but nothing expires, so it is not ready.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -41,7 +41,7 @@ pub async fn healthz(State(app): State<AppState>) -> Result<Json<Health>> {
     summary = "Readiness: the database takes a write and the reaper is passing",
     responses(
         (status = 200, description = "`{\"status\": \"ready\"}`", body = Health),
-        (status = 503, description = "`busy` or `not_ready`", body = ErrorBody,
+        (status = 503, description = "`busy`, `unavailable` (PostgreSQL) or `not_ready`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]

@@ -5,7 +5,7 @@
 //! What every operation shares is added once, in [`common_answers`], from what each one
 //! declares: an operation with a body can answer 400, 413 and 415; one that needs a credential
 //! 401; an admin one also 403 (a console change without its CSRF token) and 429 (the sign-in
-//! budget); one with a request id 400 and 404; and every one 503 (`busy`, `overloaded`,
+//! budget); one with a request id 400 and 404; and every one 503 (`busy`, `unavailable`, `overloaded`,
 //! `timeout`), because the database, the concurrency cap and the request timeout stand before
 //! every handler.
 
@@ -209,7 +209,7 @@ fn shared_answers(path: &str, operation: &Map<String, Value>) -> Vec<(&'static s
         .is_some_and(|s| s.iter().any(|r| r.as_object().is_some_and(Map::is_empty)));
     let mut answers = vec![(
         "503",
-        "`busy` (the database), `overloaded` (too many requests at once) or `timeout`",
+        "`busy` (the database), `unavailable` (PostgreSQL cannot be reached), `overloaded` (too many requests at once) or `timeout`",
     )];
     let queried = operation
         .get("parameters")

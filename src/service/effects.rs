@@ -2,6 +2,7 @@
 //! [`Hooks`](crate::db::commit::Hooks)) after every commit, so no write path can forget to
 //! drop a cached row, wake a long poll or wake the webhook sender.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +26,9 @@ pub struct Effects {
     cache_misses: tokio::sync::Semaphore,
     waiters: Arc<Waiters>,
     outbox: Arc<Outbox>,
+    /// Set while other routers' commits cannot be heard (PostgreSQL, listener down): every
+    /// poll reads the database.
+    read_through: AtomicBool,
 }
 
 impl Effects {
@@ -35,6 +39,7 @@ impl Effects {
             cache_misses: tokio::sync::Semaphore::new(2 * reads),
             waiters: Arc::default(),
             outbox: Arc::new(outbox),
+            read_through: AtomicBool::new(false),
         })
     }
 
@@ -52,6 +57,9 @@ impl Effects {
         db: &Db,
         id: Uuid,
     ) -> Result<Option<Arc<StoredRequest>>, crate::db::StoreError> {
+        if self.read_through.load(Ordering::SeqCst) {
+            return Ok(requests::find(db, id).await?.map(Arc::new));
+        }
         if let Some(hit) = self.cache.get(id, Instant::now()) {
             return Ok(Some(hit));
         }
@@ -71,6 +79,27 @@ impl Effects {
         let row = Arc::new(row);
         self.cache.put(id, row.clone(), read_started);
         Ok(Some(row))
+    }
+}
+
+impl Effects {
+    /// The fallback for a lost change announcement (PostgreSQL, every
+    /// `storage.fallback_poll_secs`): each request waited on is read again, and its waiters
+    /// woken (its cached row dropped) if it changed since they began to wait.
+    pub async fn recheck_waited(&self, db: &Db) -> Result<usize, crate::db::StoreError> {
+        let mut woken = 0;
+        for (id, since) in self.waiters.waited() {
+            let changed = match requests::find(db, id).await? {
+                Some(row) => row.request.updated_at >= since,
+                None => true,
+            };
+            if changed {
+                self.cache.forget(id);
+                self.waiters.wake(id);
+                woken += 1;
+            }
+        }
+        Ok(woken)
     }
 }
 
@@ -98,8 +127,11 @@ impl Hooks for Effects {
     }
 
     fn committed(&self, committed: Committed) {
-        if committed.deleted {
+        if committed.deleted || committed.all_changed {
             self.cache.forget_all();
+        }
+        if committed.all_changed {
+            self.waiters.wake_all();
         }
         for id in committed.touched {
             self.cache.forget(id);
@@ -111,6 +143,13 @@ impl Hooks for Effects {
         if committed.queued {
             self.outbox.work.notify_one();
         }
+    }
+
+    fn listening(&self, live: bool) {
+        self.read_through.store(!live, Ordering::SeqCst);
+        // Either way, what was cached or awaited may have changed unheard.
+        self.cache.forget_all();
+        self.waiters.wake_all();
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod effects;
 pub mod flow;
+pub mod shared;
 pub mod waiters;
 
 use std::sync::Arc;

@@ -28,6 +28,9 @@ pub struct Waiters {
 struct Entry {
     signal: Arc<Signal>,
     subscribers: usize,
+    /// When the first of its current subscribers subscribed: a change committed since then
+    /// (on another router) is one they wait for.
+    since: chrono::DateTime<chrono::Utc>,
 }
 
 /// A request's changes: a count, and a `Notify` for those waiting on it. (Not a `watch`
@@ -87,6 +90,7 @@ impl Waiters {
         let entry = map.entry(id).or_insert_with(|| Entry {
             signal: Arc::default(),
             subscribers: 0,
+            since: crate::domain::time::now(),
         });
         if entry.subscribers >= bounds.per_request {
             return Err(Skipped::RequestFull);
@@ -108,6 +112,19 @@ impl Waiters {
         if let Some(entry) = self.lock().get(&id) {
             entry.signal.raise();
         }
+    }
+
+    /// Wakes every waiter: after changes this router may have missed (another router's,
+    /// while it was not listening).
+    pub fn wake_all(&self) {
+        for entry in self.lock().values() {
+            entry.signal.raise();
+        }
+    }
+
+    /// The requests waited on now, each with when its first current waiter subscribed.
+    pub fn waited(&self) -> Vec<(Uuid, chrono::DateTime<chrono::Utc>)> {
+        self.lock().iter().map(|(id, e)| (*id, e.since)).collect()
     }
 
     /// At shutdown: wakes every waiter, and refuses new ones.

@@ -9,7 +9,7 @@ pub async fn record_failure(
     id: i64,
     reason: &str,
     at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO account_state (account_id, last_failure_at, last_failure, updated_at)
          VALUES ($1, $2, $3, $2)
@@ -30,7 +30,7 @@ pub async fn set_paused(
     id: i64,
     paused: bool,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query!(
         "INSERT INTO account_state (account_id, paused, updated_at) VALUES ($1, $2, $3)
@@ -51,7 +51,7 @@ pub async fn set_paused(
     Ok(true)
 }
 
-pub async fn is_paused(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn is_paused(pool: &PgPool, id: i64) -> Result<bool, crate::Error> {
     let paused = sqlx::query_scalar!("SELECT paused FROM account_state WHERE account_id = $1", id)
         .fetch_optional(pool)
         .await?;
@@ -73,7 +73,7 @@ pub struct StateRow {
     pub usage_error: Option<String>,
 }
 
-pub async fn states(pool: &PgPool) -> Result<Vec<StateRow>, sqlx::Error> {
+pub async fn states(pool: &PgPool) -> Result<Vec<StateRow>, crate::Error> {
     sqlx::query_as!(
         StateRow,
         "SELECT account_id, paused, last_failure_at, last_failure, five_hour_utilization,
@@ -83,6 +83,7 @@ pub async fn states(pool: &PgPool) -> Result<Vec<StateRow>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Per account: its live tokens, the soonest of their refresh deadlines, and its last
@@ -94,7 +95,7 @@ pub struct LiveRow {
     pub soonest: Option<DateTime<Utc>>,
 }
 
-pub async fn live(pool: &PgPool) -> Result<Vec<LiveRow>, sqlx::Error> {
+pub async fn live(pool: &PgPool) -> Result<Vec<LiveRow>, crate::Error> {
     sqlx::query_as!(
         LiveRow,
         r#"SELECT r.account_id AS "account_id!", COUNT(*) AS "live_tokens!",
@@ -105,9 +106,10 @@ pub async fn live(pool: &PgPool) -> Result<Vec<LiveRow>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
-pub async fn last_approved(pool: &PgPool) -> Result<Vec<(i64, DateTime<Utc>)>, sqlx::Error> {
+pub async fn last_approved(pool: &PgPool) -> Result<Vec<(i64, DateTime<Utc>)>, crate::Error> {
     let rows = sqlx::query!(
         r#"SELECT r.account_id AS "account_id!", MAX(a.at) AS "at!"
            FROM audit_events a JOIN auth_requests r ON r.id = a.request_id
@@ -133,7 +135,7 @@ pub async fn record_usage(
     five_hour: UsageWindow,
     seven_day: UsageWindow,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO account_state (account_id, five_hour_utilization, five_hour_resets_at,
              seven_day_utilization, seven_day_resets_at, usage_read_at, usage_error, updated_at)
@@ -160,7 +162,7 @@ pub async fn mark_quota_warned(
     id: i64,
     window: &str,
     reset_key: &str,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = sqlx::query!(
         "UPDATE account_state
          SET five_hour_warned_for =
@@ -185,7 +187,7 @@ pub async fn record_usage_error(
     id: i64,
     error: &str,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO account_state (account_id, usage_error, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (account_id) DO UPDATE SET usage_error = $2, updated_at = $3",
@@ -203,7 +205,7 @@ pub async fn live_access_tokens(
     pool: &PgPool,
     id: i64,
     now: DateTime<Utc>,
-) -> Result<Vec<(uuid::Uuid, String)>, sqlx::Error> {
+) -> Result<Vec<(uuid::Uuid, String)>, crate::Error> {
     let rows = sqlx::query!(
         "SELECT r.id, t.access_token
          FROM auth_requests r JOIN token_bundles t ON t.request_id = r.id

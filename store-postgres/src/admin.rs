@@ -10,7 +10,7 @@ pub async fn setting_or_insert(
     pool: &PgPool,
     name: &str,
     fresh: &[u8],
-) -> Result<Vec<u8>, sqlx::Error> {
+) -> Result<Vec<u8>, crate::Error> {
     sqlx::query!(
         "INSERT INTO router_settings (name, value) VALUES ($1, $2)
          ON CONFLICT (name) DO NOTHING",
@@ -22,6 +22,7 @@ pub async fn setting_or_insert(
     sqlx::query_scalar!("SELECT value FROM router_settings WHERE name = $1", name)
         .fetch_one(pool)
         .await
+        .map_err(crate::Error::from)
 }
 
 pub async fn create_session(
@@ -31,7 +32,7 @@ pub async fn create_session(
     admin_token_hash: &[u8],
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO admin_sessions (token_hash, csrf_token, admin_token_hash, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5)",
@@ -52,7 +53,7 @@ pub async fn find_session(
     token_hash: &[u8],
     admin_token_hash: &[u8],
     now: DateTime<Utc>,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<String>, crate::Error> {
     sqlx::query_scalar!(
         "SELECT csrf_token FROM admin_sessions
          WHERE token_hash = $1 AND admin_token_hash = $2 AND expires_at > $3",
@@ -62,9 +63,10 @@ pub async fn find_session(
     )
     .fetch_optional(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
-pub async fn delete_session(pool: &PgPool, token_hash: &[u8]) -> Result<(), sqlx::Error> {
+pub async fn delete_session(pool: &PgPool, token_hash: &[u8]) -> Result<(), crate::Error> {
     sqlx::query!(
         "DELETE FROM admin_sessions WHERE token_hash = $1",
         token_hash
@@ -77,7 +79,7 @@ pub async fn delete_session(pool: &PgPool, token_hash: &[u8]) -> Result<(), sqlx
 pub async fn delete_expired_sessions(
     pool: &PgPool,
     now: DateTime<Utc>,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, crate::Error> {
     let done = sqlx::query!("DELETE FROM admin_sessions WHERE expires_at <= $1", now)
         .execute(pool)
         .await?;
@@ -91,7 +93,7 @@ pub async fn admin_event(
     subject: &str,
     action: &str,
     detail: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO admin_events (at, actor, subject, action, detail)
          VALUES ($1, 'admin', $2, $3, $4)",
@@ -121,7 +123,7 @@ pub async fn admin_events(
     pool: &PgPool,
     subject: Option<&str>,
     limit: i64,
-) -> Result<Vec<AdminEventRow>, sqlx::Error> {
+) -> Result<Vec<AdminEventRow>, crate::Error> {
     sqlx::query_as!(
         AdminEventRow,
         "SELECT id, at, actor, subject, action, detail FROM admin_events
@@ -131,4 +133,5 @@ pub async fn admin_events(
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }

@@ -15,7 +15,7 @@ pub struct NewAudit<'a> {
     pub detail: Option<&'a str>,
 }
 
-pub async fn record(conn: &mut PgConnection, a: &NewAudit<'_>) -> Result<(), sqlx::Error> {
+pub async fn record(conn: &mut PgConnection, a: &NewAudit<'_>) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -50,28 +50,26 @@ pub async fn list(
     pool: &PgPool,
     request_id: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<AuditRow>, sqlx::Error> {
+) -> Result<Vec<AuditRow>, crate::Error> {
     match request_id {
-        Some(id) => {
-            sqlx::query_as!(
-                AuditRow,
-                "SELECT id, request_id, at, actor, action, from_status, to_status, detail
+        Some(id) => sqlx::query_as!(
+            AuditRow,
+            "SELECT id, request_id, at, actor, action, from_status, to_status, detail
                  FROM audit_events WHERE request_id = $1 ORDER BY id ASC LIMIT $2",
-                id,
-                limit,
-            )
-            .fetch_all(pool)
-            .await
-        }
-        None => {
-            sqlx::query_as!(
-                AuditRow,
-                "SELECT id, request_id, at, actor, action, from_status, to_status, detail
+            id,
+            limit,
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(crate::Error::from),
+        None => sqlx::query_as!(
+            AuditRow,
+            "SELECT id, request_id, at, actor, action, from_status, to_status, detail
                  FROM audit_events ORDER BY id DESC LIMIT $1",
-                limit,
-            )
-            .fetch_all(pool)
-            .await
-        }
+            limit,
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(crate::Error::from),
     }
 }

@@ -36,7 +36,7 @@ pub async fn insert(
     pool: &PgPool,
     c: &NewClient<'_>,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query!(
         "INSERT INTO clients (id, name, key_hash, scopes, accounts, auto_approve,
@@ -63,7 +63,7 @@ pub async fn insert(
     Ok(true)
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<ClientRow>, sqlx::Error> {
+pub async fn list(pool: &PgPool) -> Result<Vec<ClientRow>, crate::Error> {
     sqlx::query_as!(
         ClientRow,
         "SELECT id, name, scopes, accounts, auto_approve, max_token_lifetime_secs, disabled,
@@ -72,9 +72,10 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ClientRow>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
-pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<ClientRow>, sqlx::Error> {
+pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<ClientRow>, crate::Error> {
     sqlx::query_as!(
         ClientRow,
         "SELECT id, name, scopes, accounts, auto_approve, max_token_lifetime_secs, disabled,
@@ -84,10 +85,14 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<ClientRow>, sqlx::Er
     )
     .fetch_optional(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// The client whose key hashes to `key_hash`, disabled or not.
-pub async fn find_by_key(pool: &PgPool, key_hash: &[u8]) -> Result<Option<ClientRow>, sqlx::Error> {
+pub async fn find_by_key(
+    pool: &PgPool,
+    key_hash: &[u8],
+) -> Result<Option<ClientRow>, crate::Error> {
     sqlx::query_as!(
         ClientRow,
         "SELECT id, name, scopes, accounts, auto_approve, max_token_lifetime_secs, disabled,
@@ -97,6 +102,7 @@ pub async fn find_by_key(pool: &PgPool, key_hash: &[u8]) -> Result<Option<Client
     )
     .fetch_optional(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// A change to one client's columns (`None`: keep).
@@ -119,7 +125,7 @@ pub async fn change(
     change: Change<'_>,
     action: &str,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let mut tx = pool.begin().await?;
     let done = match change {
         Change::RotateKey(hash) => {
@@ -167,7 +173,7 @@ pub async fn change(
 }
 
 /// Deletes client `id` with its trail row; its requests stay.
-pub async fn delete(pool: &PgPool, id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn delete(pool: &PgPool, id: Uuid, now: DateTime<Utc>) -> Result<bool, crate::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query!("DELETE FROM clients WHERE id = $1", id)
         .execute(&mut *tx)

@@ -19,7 +19,7 @@ pub struct NewDelivery<'a> {
     pub at: DateTime<Utc>,
 }
 
-pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut PgConnection, d: &NewDelivery<'_>) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO webhook_deliveries
              (webhook, webhook_key, event_id, event_type, request_id, body, next_attempt_at,
@@ -57,7 +57,7 @@ pub async fn claim_oldest(
     pool: &PgPool,
     webhook: i64,
     now: DateTime<Utc>,
-) -> Result<Option<(Transaction<'static, Postgres>, Due)>, sqlx::Error> {
+) -> Result<Option<(Transaction<'static, Postgres>, Due)>, crate::Error> {
     let mut tx = pool.begin().await?;
     let due = sqlx::query_as!(
         Due,
@@ -79,7 +79,7 @@ pub async fn delivered(
     conn: &mut PgConnection,
     id: i64,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), crate::Error> {
     sqlx::query!(
         "UPDATE webhook_deliveries
          SET status = 'delivered', attempts = attempts + 1, last_error = NULL, updated_at = $1
@@ -99,7 +99,7 @@ pub async fn attempt_failed(
     error: &str,
     retry_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), crate::Error> {
     sqlx::query!(
         "UPDATE webhook_deliveries
          SET status = CASE WHEN $3::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,
@@ -124,7 +124,7 @@ pub struct Pending {
     pub next_attempt_at: DateTime<Utc>,
 }
 
-pub async fn oldest_pending(pool: &PgPool, webhook: i64) -> Result<Option<Pending>, sqlx::Error> {
+pub async fn oldest_pending(pool: &PgPool, webhook: i64) -> Result<Option<Pending>, crate::Error> {
     sqlx::query_as!(
         Pending,
         "SELECT id, next_attempt_at FROM webhook_deliveries
@@ -133,6 +133,7 @@ pub async fn oldest_pending(pool: &PgPool, webhook: i64) -> Result<Option<Pendin
     )
     .fetch_optional(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// A delivery as the API lists it: never the body.
@@ -152,7 +153,7 @@ pub struct DeliveryRow {
 }
 
 /// The most recent deliveries, newest first.
-pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<DeliveryRow>, crate::Error> {
     sqlx::query_as!(
         DeliveryRow,
         "SELECT id, webhook, event_id, event_type, request_id, status, attempts, last_error,
@@ -162,6 +163,7 @@ pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<DeliveryRow>, sqlx:
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Fails the pending rows of webhooks no longer configured (index `hooks` and up).
@@ -169,7 +171,7 @@ pub async fn fail_unconfigured(
     pool: &PgPool,
     hooks: i64,
     now: DateTime<Utc>,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, crate::Error> {
     let done = sqlx::query!(
         "UPDATE webhook_deliveries
          SET status = 'failed', last_error = 'the webhook is no longer configured', updated_at = $1

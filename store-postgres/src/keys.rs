@@ -13,7 +13,7 @@ pub enum Column {
 }
 
 /// One stored value per key id (the 8 characters after `enc:v1:`), per column.
-pub async fn samples(pool: &PgPool) -> Result<Vec<(Column, Uuid, String)>, sqlx::Error> {
+pub async fn samples(pool: &PgPool) -> Result<Vec<(Column, Uuid, String)>, crate::Error> {
     let mut out = Vec::new();
     let access = sqlx::query!(
         r#"SELECT DISTINCT ON (substr(access_token, 8, 8)) request_id, access_token
@@ -57,7 +57,7 @@ pub async fn samples(pool: &PgPool) -> Result<Vec<(Column, Uuid, String)>, sqlx:
 }
 
 /// How many values are stored in plaintext.
-pub async fn plaintext(pool: &PgPool) -> Result<i64, sqlx::Error> {
+pub async fn plaintext(pool: &PgPool) -> Result<i64, crate::Error> {
     sqlx::query_scalar!(
         r#"SELECT (SELECT COUNT(*) FROM token_bundles WHERE access_token NOT LIKE 'enc:v1:%')
                 + (SELECT COUNT(*) FROM token_bundles WHERE refresh_token NOT LIKE 'enc:v1:%')
@@ -66,6 +66,7 @@ pub async fn plaintext(pool: &PgPool) -> Result<i64, sqlx::Error> {
     )
     .fetch_one(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// One page of bundles' tokens after `after`, by request id.
@@ -73,7 +74,7 @@ pub async fn bundles_after(
     pool: &PgPool,
     after: Uuid,
     limit: i64,
-) -> Result<Vec<(Uuid, String, Option<String>)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, String, Option<String>)>, crate::Error> {
     let rows = sqlx::query!(
         "SELECT request_id, access_token, refresh_token FROM token_bundles
          WHERE request_id > $1 ORDER BY request_id LIMIT $2",
@@ -93,7 +94,7 @@ pub async fn verifiers_after(
     pool: &PgPool,
     after: Uuid,
     limit: i64,
-) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, String)>, crate::Error> {
     let rows = sqlx::query!(
         r#"SELECT id, pkce_verifier AS "pkce_verifier!" FROM auth_requests
            WHERE pkce_verifier IS NOT NULL AND id > $1 ORDER BY id LIMIT $2"#,
@@ -112,7 +113,7 @@ pub async fn reseal(
     id: Uuid,
     old: &str,
     new: &str,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = match column {
         Column::AccessToken => sqlx::query!(
             "UPDATE token_bundles SET access_token = $1 WHERE request_id = $2 AND access_token = $3",

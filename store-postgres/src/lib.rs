@@ -6,6 +6,35 @@
 //! Rows come back as plain values (ids, times, strings): the router maps them to its domain
 //! types, so this crate never needs one of them, and never compiles against SQLite.
 
+/// A statement's failure. Its own type, so that the router can read it as PostgreSQL's: a
+/// pool that times out waiting for a connection there means the server cannot be reached.
+#[derive(Debug)]
+pub struct Error(pub sqlx::Error);
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self(sqlx::Error::Migrate(Box::new(e)))
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 pub mod accounts;
 pub mod admin;
 pub mod audit;
@@ -31,7 +60,7 @@ const REAPER_LOCK: i64 = 0x0061_7574_6872_6561; // "authrea"
 /// takes over at its next interval.
 pub async fn begin_reaper_pass(
     pool: &PgPool,
-) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, crate::Error> {
     let mut tx = pool.begin().await?;
     let won = sqlx::query_scalar!(
         r#"SELECT pg_try_advisory_xact_lock($1) AS "won!""#,
@@ -42,18 +71,33 @@ pub async fn begin_reaper_pass(
     Ok(won.then_some(tx))
 }
 
+/// The channel on which each router announces its commits to the others (`LISTEN`).
+pub const CHANGES: &str = "auth_router_changes";
+
+/// Announces `payload` on [`CHANGES`], in the caller's transaction: the server delivers it
+/// when (and only if) the transaction commits.
+pub async fn announce(conn: &mut sqlx::PgConnection, payload: &str) -> Result<(), crate::Error> {
+    sqlx::query!("SELECT pg_notify($1, $2)", CHANGES, payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Whether the server answers a query.
-pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub async fn ping(pool: &PgPool) -> Result<(), crate::Error> {
     sqlx::query_scalar!(r#"SELECT 1 AS "one!""#)
         .fetch_one(pool)
         .await?;
     Ok(())
 }
 
-/// A pool on `url`, migrated.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+/// A pool of `max_connections` on `url`, migrated.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, crate::Error> {
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
+        // A server that refuses connections is retried until this passes: an API call then
+        // fails in seconds (the router answers 503 `unavailable`), not at its own timeout.
+        .acquire_timeout(std::time::Duration::from_secs(5))
         .connect(url)
         .await?;
     MIGRATOR.run(&pool).await?;

@@ -42,7 +42,7 @@ pub struct RequestRow {
 
 /// Stores `new` as `pending`, with its `create` audit row, in the caller's transaction; its
 /// enrolled client (if any) was last used then.
-pub async fn insert(conn: &mut PgConnection, new: &NewRequest<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut PgConnection, new: &NewRequest<'_>) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO auth_requests
              (id, client_name, hostname, scopes, status, created_at, updated_at, expires_at,
@@ -112,7 +112,7 @@ pub async fn insert_within_limit(
     new: &NewRequest<'_>,
     owner: Owner<'_>,
     max_open: i64,
-) -> Result<Inserted, sqlx::Error> {
+) -> Result<Inserted, crate::Error> {
     let key = match owner {
         Owner::Client(id) => format!("client:{id}"),
         Owner::Hostname(name) => format!("hostname:{name}"),
@@ -143,7 +143,7 @@ pub async fn insert_within_limit(
     Ok(Inserted::Created)
 }
 
-pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<RequestRow>, sqlx::Error> {
+pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<RequestRow>, crate::Error> {
     sqlx::query_as!(
         RequestRow,
         "SELECT id, client_id, client_name, hostname, scopes, status, account_id, error,
@@ -153,13 +153,15 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<RequestRow>, sqlx::E
     )
     .fetch_optional(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// A request's status, inside a write transaction (for the audit row's `from_status`).
-pub async fn status_of(conn: &mut PgConnection, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn status_of(conn: &mut PgConnection, id: Uuid) -> Result<Option<String>, crate::Error> {
     sqlx::query_scalar!("SELECT status FROM auth_requests WHERE id = $1", id)
         .fetch_optional(conn)
         .await
+        .map_err(crate::Error::from)
 }
 
 /// A request's public fields, as an event's body shows them.
@@ -176,7 +178,7 @@ pub struct SnapshotRow {
 pub async fn snapshot(
     conn: &mut PgConnection,
     id: Uuid,
-) -> Result<Option<SnapshotRow>, sqlx::Error> {
+) -> Result<Option<SnapshotRow>, crate::Error> {
     sqlx::query_as!(
         SnapshotRow,
         "SELECT client_name, hostname, scopes, status, account_id, error
@@ -185,6 +187,7 @@ pub async fn snapshot(
     )
     .fetch_optional(conn)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// A row of the `request_listing` view: a request with whose tokens it got.
@@ -213,7 +216,7 @@ pub async fn list(
     pool: &PgPool,
     status: Option<&str>,
     limit: i64,
-) -> Result<Vec<ListRow>, sqlx::Error> {
+) -> Result<Vec<ListRow>, crate::Error> {
     sqlx::query_as!(
         ListRow,
         r#"SELECT id AS "id!", client_id, client_name AS "client_name!", hostname AS "hostname!",
@@ -228,10 +231,11 @@ pub async fn list(
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Open requests (pending, in progress), oldest first: what waits for an operator.
-pub async fn list_open(pool: &PgPool, limit: i64) -> Result<Vec<ListRow>, sqlx::Error> {
+pub async fn list_open(pool: &PgPool, limit: i64) -> Result<Vec<ListRow>, crate::Error> {
     sqlx::query_as!(
         ListRow,
         r#"SELECT id AS "id!", client_id, client_name AS "client_name!", hostname AS "hostname!",
@@ -245,10 +249,11 @@ pub async fn list_open(pool: &PgPool, limit: i64) -> Result<Vec<ListRow>, sqlx::
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Finished requests, most recently changed first.
-pub async fn list_finished(pool: &PgPool, limit: i64) -> Result<Vec<ListRow>, sqlx::Error> {
+pub async fn list_finished(pool: &PgPool, limit: i64) -> Result<Vec<ListRow>, crate::Error> {
     sqlx::query_as!(
         ListRow,
         r#"SELECT id AS "id!", client_id, client_name AS "client_name!", hostname AS "hostname!",
@@ -262,10 +267,11 @@ pub async fn list_finished(pool: &PgPool, limit: i64) -> Result<Vec<ListRow>, sq
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// How many requests there are in each status.
-pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, crate::Error> {
     let rows =
         sqlx::query!(r#"SELECT status, COUNT(*) AS "n!" FROM auth_requests GROUP BY status"#)
             .fetch_all(pool)
@@ -287,7 +293,7 @@ pub struct FlowRow {
     pub version: i64,
 }
 
-pub async fn find_flow(pool: &PgPool, id: Uuid) -> Result<Option<FlowRow>, sqlx::Error> {
+pub async fn find_flow(pool: &PgPool, id: Uuid) -> Result<Option<FlowRow>, crate::Error> {
     sqlx::query_as!(
         FlowRow,
         "SELECT client_id, status, account_id, state_hash, pkce_verifier, updated_at,
@@ -297,6 +303,7 @@ pub async fn find_flow(pool: &PgPool, id: Uuid) -> Result<Option<FlowRow>, sqlx:
     )
     .fetch_optional(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Starts a login (`in_progress`, with its account, state and sealed verifier) if the row
@@ -311,7 +318,7 @@ pub async fn start_login(
     pkce_verifier: &str,
     now: DateTime<Utc>,
     from: &[&str],
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<Option<i64>, crate::Error> {
     sqlx::query_scalar!(
         "UPDATE auth_requests
          SET status = 'in_progress', account_id = $1, state_hash = $2, pkce_verifier = $3,
@@ -328,6 +335,7 @@ pub async fn start_login(
     )
     .fetch_optional(conn)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// The flow columns a failed login puts back.
@@ -348,7 +356,7 @@ pub async fn restore(
     state_hash: &[u8],
     before: &FlowColumns<'_>,
     from: &[&str],
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = sqlx::query!(
         "UPDATE auth_requests
          SET status = $1, account_id = $2, state_hash = $3, pkce_verifier = $4,
@@ -387,7 +395,7 @@ pub async fn claim_state(
     state_hash: &[u8],
     now: DateTime<Utc>,
     from: &[&str],
-) -> Result<Option<ClaimRow>, sqlx::Error> {
+) -> Result<Option<ClaimRow>, crate::Error> {
     sqlx::query_as!(
         ClaimRow,
         r#"UPDATE auth_requests
@@ -402,6 +410,7 @@ pub async fn claim_state(
     )
     .fetch_optional(conn)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Consumes request `id`'s current login for a pasted code; when the pasted text carried a
@@ -412,7 +421,7 @@ pub async fn claim_for_code(
     state_hash: Option<&[u8]>,
     now: DateTime<Utc>,
     from: &[&str],
-) -> Result<Option<ClaimRow>, sqlx::Error> {
+) -> Result<Option<ClaimRow>, crate::Error> {
     sqlx::query_as!(
         ClaimRow,
         r#"UPDATE auth_requests
@@ -429,6 +438,7 @@ pub async fn claim_for_code(
     )
     .fetch_optional(conn)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Approves a claimed request, whatever login an operator started since. Whether it did.
@@ -438,7 +448,7 @@ pub async fn approve(
     account_id: Option<i64>,
     now: DateTime<Utc>,
     from: &[&str],
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = sqlx::query!(
         "UPDATE auth_requests
          SET status = 'approved', account_id = $1, state_hash = NULL, pkce_verifier = NULL,
@@ -462,7 +472,7 @@ pub async fn fail_claimed(
     error: &str,
     now: DateTime<Utc>,
     from: &[&str],
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = sqlx::query!(
         "UPDATE auth_requests
          SET status = 'error', error = $1, pkce_verifier = NULL, state_hash = NULL,
@@ -487,7 +497,7 @@ pub async fn finish_by_state(
     error: &str,
     now: DateTime<Utc>,
     from: &[&str],
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<Uuid>, crate::Error> {
     sqlx::query_scalar!(
         "UPDATE auth_requests
          SET status = $1, error = $2, state_hash = NULL, pkce_verifier = NULL,
@@ -502,10 +512,11 @@ pub async fn finish_by_state(
     )
     .fetch_optional(conn)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Whether request `id` is pending, locking its row until the transaction ends.
-pub async fn lock_pending(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn lock_pending(conn: &mut PgConnection, id: Uuid) -> Result<bool, crate::Error> {
     let row = sqlx::query_scalar!(
         "SELECT id FROM auth_requests WHERE id = $1 AND status = 'pending' FOR UPDATE",
         id
@@ -522,7 +533,7 @@ pub async fn transition(
     to: &str,
     now: DateTime<Utc>,
     from: &[&str],
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<String>, crate::Error> {
     sqlx::query_scalar!(
         r#"WITH before AS (SELECT id, status FROM auth_requests WHERE id = $3 FOR UPDATE)
            UPDATE auth_requests r
@@ -538,6 +549,7 @@ pub async fn transition(
     )
     .fetch_optional(conn)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Revokes an approved request and deletes its tokens. Whether it did.
@@ -546,7 +558,7 @@ pub async fn revoke(
     id: Uuid,
     now: DateTime<Utc>,
     from: &[&str],
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = sqlx::query!(
         "UPDATE auth_requests SET status = 'revoked', updated_at = $1, version = version + 1
          WHERE id = $2 AND status = ANY($3)",
@@ -574,7 +586,7 @@ pub async fn expire_due(
     limit: i64,
     actor: &str,
     action: &str,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<Uuid>, crate::Error> {
     sqlx::query_scalar!(
         r#"WITH due AS (
                SELECT id, status FROM auth_requests
@@ -599,6 +611,7 @@ pub async fn expire_due(
     )
     .fetch_all(conn)
     .await
+    .map_err(crate::Error::from)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub async fn insert(
     conn: &mut PgConnection,
     request_id: Uuid,
     b: &BundleRow,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), crate::Error> {
     sqlx::query!(
         "INSERT INTO token_bundles
              (request_id, access_token, refresh_token, token_type, scope, expires_at, obtained_at,
@@ -60,7 +60,7 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn find(pool: &PgPool, request_id: Uuid) -> Result<Option<BundleRow>, sqlx::Error> {
+pub async fn find(pool: &PgPool, request_id: Uuid) -> Result<Option<BundleRow>, crate::Error> {
     sqlx::query_as!(
         BundleRow,
         "SELECT access_token, refresh_token, token_type, scope, expires_at, obtained_at,
@@ -71,6 +71,7 @@ pub async fn find(pool: &PgPool, request_id: Uuid) -> Result<Option<BundleRow>, 
     )
     .fetch_optional(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Where the bundle stands now, without a lock: what a caller saw before queueing for the
@@ -78,7 +79,7 @@ pub async fn find(pool: &PgPool, request_id: Uuid) -> Result<Option<BundleRow>, 
 pub async fn refresh_state(
     pool: &PgPool,
     request_id: Uuid,
-) -> Result<Option<RefreshState>, sqlx::Error> {
+) -> Result<Option<RefreshState>, crate::Error> {
     sqlx::query_as!(
         RefreshState,
         "SELECT generation, refresh_token, refresh_error, scope
@@ -87,6 +88,7 @@ pub async fn refresh_state(
     )
     .fetch_optional(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Locks the bundle's row (`FOR UPDATE`) in a new transaction and re-reads it inside the
@@ -96,7 +98,7 @@ pub async fn refresh_state(
 pub async fn lock_for_refresh(
     pool: &PgPool,
     request_id: Uuid,
-) -> Result<Option<(Transaction<'static, Postgres>, RefreshState)>, sqlx::Error> {
+) -> Result<Option<(Transaction<'static, Postgres>, RefreshState)>, crate::Error> {
     let mut tx = pool.begin().await?;
     let state = sqlx::query_as!(
         RefreshState,
@@ -116,7 +118,7 @@ pub async fn store_refreshed(
     request_id: Uuid,
     generation: i64,
     b: &BundleRow,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = sqlx::query!(
         "UPDATE token_bundles
          SET access_token = $1, refresh_token = COALESCE($2, refresh_token), token_type = $3,
@@ -151,7 +153,7 @@ pub async fn store_refreshed(
 pub async fn lock_refresh(
     pool: &PgPool,
     request_id: Uuid,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+) -> Result<Transaction<'static, Postgres>, crate::Error> {
     let mut tx = pool.begin().await?;
     let key = format!("refresh:{}", request_id.hyphenated());
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
@@ -166,7 +168,7 @@ pub async fn mark_refresh_rejected(
     request_id: Uuid,
     generation: i64,
     reason: &str,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = sqlx::query!(
         "UPDATE token_bundles SET refresh_error = $1, generation = generation + 1
          WHERE request_id = $2 AND generation = $3 AND refresh_error IS NULL",

@@ -11,7 +11,7 @@ pub async fn purge_requests(
     pool: &PgPool,
     before: DateTime<Utc>,
     batch: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, crate::Error> {
     let done = sqlx::query!(
         "DELETE FROM auth_requests WHERE id IN (
              SELECT r.id FROM auth_requests r
@@ -31,7 +31,7 @@ pub async fn purge_audit(
     pool: &PgPool,
     before: DateTime<Utc>,
     batch: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, crate::Error> {
     let done = sqlx::query!(
         "DELETE FROM audit_events WHERE id IN (
              SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)",
@@ -47,7 +47,7 @@ pub async fn purge_deliveries(
     pool: &PgPool,
     before: DateTime<Utc>,
     batch: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, crate::Error> {
     let done = sqlx::query!(
         "DELETE FROM webhook_deliveries WHERE id IN (
              SELECT id FROM webhook_deliveries
@@ -65,7 +65,7 @@ pub async fn purge_deliveries(
 pub async fn backfill_refresh_deadlines(
     pool: &PgPool,
     lifetime_secs: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, crate::Error> {
     let done = sqlx::query!(
         "UPDATE token_bundles
          SET refresh_expires_at = obtained_at + make_interval(secs => $1::bigint)
@@ -90,7 +90,7 @@ pub async fn relogin_due(
     pool: &PgPool,
     before: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<ReloginRow>, sqlx::Error> {
+) -> Result<Vec<ReloginRow>, crate::Error> {
     sqlx::query_as!(
         ReloginRow,
         r#"SELECT t.request_id, r.client_id, r.account_id,
@@ -105,6 +105,7 @@ pub async fn relogin_due(
     )
     .fetch_all(pool)
     .await
+    .map_err(crate::Error::from)
 }
 
 /// Marks bundle `request_id` as warned of; `false` when it already was.
@@ -112,7 +113,7 @@ pub async fn mark_warned(
     conn: &mut PgConnection,
     request_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, crate::Error> {
     let done = sqlx::query!(
         "UPDATE token_bundles SET relogin_warned_at = $1
          WHERE request_id = $2 AND relogin_warned_at IS NULL",

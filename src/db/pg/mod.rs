@@ -3,6 +3,7 @@
 //! values the SQLite statements give, so each `db` function's PostgreSQL arm is one call.
 
 pub mod accounts;
+pub mod changes;
 pub mod clients;
 pub mod requests;
 pub mod tokens;
@@ -22,10 +23,19 @@ pub use claude_auth_router_postgres as store;
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     store::connect(url, max_connections)
         .await
-        .map_err(|e| match e {
+        .map_err(|e| match e.0 {
             sqlx::Error::Migrate(m) => StoreError::from(*m),
-            e => StoreError::from(e),
+            e => StoreError::from(store::Error(e)),
         })
+}
+
+/// A transaction on `pool`, its failure read as PostgreSQL's.
+pub async fn begin(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    pool.begin()
+        .await
+        .map_err(|e| StoreError::from(store::Error(e)))
 }
 
 /// A statement this backend does not have yet (issue 24 is in progress): the router refuses
