@@ -122,13 +122,24 @@ fn test_settings(config: &mut Config, dir: &TempDir, addr: SocketAddr, fake: &Fa
     config.limits.max_open_requests_per_client = 0;
 }
 
+/// The store the suite runs on: SQLite, or PostgreSQL with `TEST_STORE=postgres` (`.ci/run`
+/// runs the suite both ways; the tests about SQLite's own files are SQLite-only).
+pub fn on_postgres() -> bool {
+    std::env::var("TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
 async fn launch(
     fake: FakeUpstream,
-    config: Config,
+    mut config: Config,
     dir: TempDir,
     listener: TcpListener,
     callback: Option<TcpListener>,
 ) -> TestApp {
+    let default_file = format!("sqlite://{}", dir.path().join("router.db").display());
+    if on_postgres() && config.database_url.expose() == default_file {
+        let url = claude_auth_router_postgres::testing::scratch_database_url().await;
+        config.database_url = url.into();
+    }
     let addr = listener.local_addr().unwrap();
     let mut app = TestApp {
         addr,
@@ -488,8 +499,19 @@ impl TestApp {
         self.fake.authorize(&auth_url, account, false).await
     }
 
-    /// The stored row's status, read straight from SQLite.
+    /// The stored row's status, read straight from the database.
     pub async fn db_status(&self, id: &str) -> String {
+        if on_postgres() {
+            let pool = self.pg_pool().await;
+            let status: String =
+                sqlx::query_scalar("SELECT status FROM auth_requests WHERE id = $1::uuid")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            pool.close().await;
+            return status;
+        }
         let pool = self.sql_pool().await;
         let status: String = sqlx::query_scalar("SELECT status FROM auth_requests WHERE id = ?")
             .bind(id)
@@ -501,13 +523,24 @@ impl TestApp {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
+        let query = format!("SELECT COUNT(*) FROM {table}");
+        if on_postgres() {
+            let pool = self.pg_pool().await;
+            let n: i64 = sqlx::query_scalar(&query).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            return n;
+        }
         let pool = self.sql_pool().await;
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar(&query).fetch_one(&pool).await.unwrap();
         pool.close().await;
         n
+    }
+
+    /// A pool on the app's PostgreSQL database (`TEST_STORE=postgres`).
+    pub async fn pg_pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(self.config.database_url.expose())
+            .await
+            .expect("open the PostgreSQL database")
     }
 }
 
