@@ -34,7 +34,19 @@ type Reply = oneshot::Sender<Result<Inserted, BatchError>>;
 pub struct BatchError {
     /// The database was locked by another process for longer than the busy timeout.
     pub busy: bool,
+    /// The database server could not be reached (PostgreSQL).
+    pub unavailable: bool,
     pub message: String,
+}
+
+impl From<&StoreError> for BatchError {
+    fn from(e: &StoreError) -> Self {
+        Self {
+            busy: e.is_busy(),
+            unavailable: matches!(e, StoreError::Unavailable),
+            message: e.to_string(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -75,14 +87,12 @@ impl InsertBatcher {
             Writer::Direct(db) => {
                 return super::pg::requests::insert(db, &row)
                     .await
-                    .map_err(|e| BatchError {
-                        busy: e.is_busy(),
-                        message: e.to_string(),
-                    })
+                    .map_err(|e| BatchError::from(&e))
             }
         };
         let stopped = || BatchError {
             busy: false,
+            unavailable: false,
             message: "the writer has stopped".into(),
         };
         let (reply, answer) = oneshot::channel();
@@ -109,10 +119,7 @@ fn answer(batch: &mut Vec<(NewRow, Reply)>, outcome: Result<Vec<Inserted>, Store
             }
         }
         Err(e) => {
-            let error = BatchError {
-                busy: e.is_busy(),
-                message: e.to_string(),
-            };
+            let error = BatchError::from(&e);
             tracing::warn!(error = %error, creates = batch.len(), "a batch of creates failed");
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(error.clone()));

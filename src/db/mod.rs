@@ -140,6 +140,10 @@ impl Db {
     /// This handle with the layer above's `hooks`: commits through it call them. Call it
     /// once at startup, before the handle is cloned.
     pub fn with_hooks(mut self, hooks: Arc<dyn commit::Hooks>) -> Self {
+        if self.is_shared() {
+            // Nothing heard from the other routers yet (the listener starts later).
+            hooks.listening(false);
+        }
         self.hooks = hooks;
         self
     }

@@ -32,7 +32,8 @@ pub async fn healthz(State(app): State<AppState>) -> Result<Json<Health>> {
 
 /// 200 when the database accepts a write (SQLite: it can take the write lock; PostgreSQL:
 /// the server answers) and the reaper has completed a pass within three intervals: a router
-/// whose reaper stopped still answers, but nothing expires, so it is not ready.
+/// whose reaper stopped still answers, but nothing expires, so it is not ready. On
+/// PostgreSQL it must also hear the other routers' commits.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -53,6 +54,11 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>> {
         )));
     }
     app.db.ready().await?;
+    if app.effects.deaf(&app.db) {
+        return Err(Error::NotReady(
+            "not listening for the other routers' changes yet; see the log".into(),
+        ));
+    }
     Ok(Json(Health { status: "ready" }))
 }
 

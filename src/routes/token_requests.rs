@@ -216,20 +216,31 @@ pub async fn status(
     }
     if let Some(subscription) = &mut subscription {
         let now = time::now();
-        if !stored.request.effective_status(now).is_terminal() {
+        let seen = stored.request.effective_status(now);
+        if !seen.is_terminal() {
             let until_expiry = (stored.request.expires_at - now)
                 .to_std()
                 .unwrap_or_default();
-            let wait = Duration::from_secs(asked).min(until_expiry);
-            tokio::select! {
-                _ = subscription.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs(asked).min(until_expiry);
+            loop {
+                let woken = tokio::select! {
+                    _ = subscription.changed() => true,
+                    _ = tokio::time::sleep_until(deadline) => false,
+                };
+                stored = app
+                    .effects
+                    .find_cached(&app.db, id)
+                    .await?
+                    .ok_or(Error::RequestNotFound)?;
+                // A wake with the status this poll already has (on PostgreSQL: another
+                // router's announcement of a change it already read, a reconnection, the
+                // fallback re-check) waits on.
+                let changed = stored.request.effective_status(time::now()) != seen;
+                if !woken || changed || subscription.closed() {
+                    break;
+                }
             }
-            stored = app
-                .effects
-                .find_cached(&app.db, id)
-                .await?
-                .ok_or(Error::RequestNotFound)?;
         }
     }
     let body = status_body(&app, &stored.request).await?;

@@ -29,6 +29,8 @@ pub struct Effects {
     /// Set while other routers' commits cannot be heard (PostgreSQL, listener down): every
     /// poll reads the database.
     read_through: AtomicBool,
+    /// Whether other routers' commits are heard now (PostgreSQL); see [`Self::deaf`].
+    hears_others: AtomicBool,
 }
 
 impl Effects {
@@ -40,7 +42,14 @@ impl Effects {
             waiters: Arc::default(),
             outbox: Arc::new(outbox),
             read_through: AtomicBool::new(false),
+            hears_others: AtomicBool::new(false),
         })
+    }
+
+    /// Whether this router, on a database shared with others, cannot hear their commits
+    /// now (starting, or its listener reconnecting): it is then not ready for traffic.
+    pub fn deaf(&self, db: &Db) -> bool {
+        db.is_shared() && !self.hears_others.load(Ordering::SeqCst)
     }
 
     pub fn waiters(&self) -> &Arc<Waiters> {
@@ -77,9 +86,23 @@ impl Effects {
             return Ok(None);
         };
         let row = Arc::new(row);
-        self.cache.put(id, row.clone(), read_started);
+        if !db.is_shared() || settled(&row) {
+            self.cache.put(id, row.clone(), read_started);
+        }
         Ok(Some(row))
     }
+}
+
+/// Whether a row can no longer change status: on PostgreSQL only such rows are cached.
+///
+/// Another router's commit reaches this one as an announcement, a moment after the commit:
+/// a client that saw B's answer and polls A at once could beat it. So a row that may still
+/// change (pending, in progress, approved: revocable) is read from the database on every
+/// poll, and the announcement only drops the settled rows retention deletes and wakes the
+/// long polls. SQLite has one router, whose own commits drop its cache before they answer.
+fn settled(row: &StoredRequest) -> bool {
+    let status = row.request.status;
+    status.is_terminal() && status != crate::domain::Status::Approved
 }
 
 impl Effects {
@@ -147,6 +170,7 @@ impl Hooks for Effects {
 
     fn listening(&self, live: bool) {
         self.read_through.store(!live, Ordering::SeqCst);
+        self.hears_others.store(live, Ordering::SeqCst);
         // Either way, what was cached or awaited may have changed unheard.
         self.cache.forget_all();
         self.waiters.wake_all();

@@ -151,6 +151,11 @@ impl Waiters {
 }
 
 impl Subscription {
+    /// Whether the service is shutting down: the waiter answers now, changed or not.
+    pub fn closed(&self) -> bool {
+        self.waiters.closed.load(Ordering::SeqCst)
+    }
+
     /// Completes when the request changes after the subscription was made (at once, if it
     /// already has).
     pub async fn changed(&mut self) {

@@ -51,7 +51,10 @@ pub struct Due {
 
 /// Claims webhook `webhook`'s oldest pending row, when it is due at `now` and no other router
 /// holds it: a webhook's events go out in order, so a newer row is never taken past a held
-/// one. The claim lasts as long as the returned transaction; finish it with
+/// one. `status = 'pending'` is checked again outside the subquery: a row another router
+/// delivered and unlocked between this statement's snapshot and its lock is re-read under
+/// the lock, and must not be taken (it would be sent twice). The claim lasts as long as the
+/// returned transaction; finish it with
 /// [`delivered`] or [`attempt_failed`] and commit.
 pub async fn claim_oldest(
     pool: &PgPool,
@@ -64,7 +67,7 @@ pub async fn claim_oldest(
         "SELECT id, webhook_key, event_id, event_type, body, attempts FROM webhook_deliveries
          WHERE id = (SELECT MIN(id) FROM webhook_deliveries
                      WHERE webhook = $1 AND status = 'pending')
-           AND next_attempt_at <= $2
+           AND status = 'pending' AND next_attempt_at <= $2
          FOR UPDATE SKIP LOCKED",
         webhook,
         now,

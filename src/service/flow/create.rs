@@ -57,6 +57,8 @@ pub async fn create(
     let inserted = app.creates.insert(row).await.map_err(|e| {
         if e.busy {
             Error::Busy
+        } else if e.unavailable {
+            Error::Unavailable
         } else {
             Error::Internal(anyhow::anyhow!("storing a new request: {e}"))
         }
