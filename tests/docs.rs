@@ -3,7 +3,8 @@
 //! Every fenced block in `README.md` and `docs/*.md` has an info string that says how:
 //! - `sh`: its lines (blank lines and comments aside) appear, in order, in
 //!   `docs/walkthrough.sh`, which [`the_walkthrough_runs_against_the_real_binaries`] runs;
-//! - `sql`: every statement runs against a migrated database with rows in it;
+//! - `sql`: every statement runs against a migrated SQLite database with rows in it;
+//! - `postgresql`: likewise, against a migrated PostgreSQL database (the throwaway cluster);
 //! - `toml`: it loads as a valid router configuration;
 //! - `python`: a webhook receiver's `verify`, run by python3 against a signature the router
 //!   really makes;
@@ -88,8 +89,9 @@ fn every_code_block_in_the_docs_says_how_it_is_tested() {
     assert!(blocks.len() > 20, "the docs were read: {}", blocks.len());
     for block in &blocks {
         assert!(
-            ["sh", "sql", "toml", "python", "text", "json"].contains(&block.info.as_str()),
-            "{}: info string {:?}; use sh, sql, toml, python, text or json (see docs/development.md)",
+            ["sh", "sql", "postgresql", "toml", "python", "text", "json"]
+                .contains(&block.info.as_str()),
+            "{}: info string {:?}; use sh, sql, postgresql, toml, python, text or json (see docs/development.md)",
             block.place,
             block.info
         );
@@ -169,6 +171,50 @@ async fn every_sql_block_runs_against_the_schema_with_rows_in_it() {
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             let rows = sqlx::query(statement).fetch_all(&pool).await;
             if let Err(e) = rows {
+                panic!("{}: `{statement}` fails: {e}", block.place);
+            }
+            statements += 1;
+        }
+    }
+    assert!(statements >= 5, "{statements}");
+}
+
+#[tokio::test]
+async fn every_postgresql_block_runs_against_the_postgres_schema_with_rows_in_it() {
+    let url = claude_auth_router_postgres::testing::scratch_database_url().await;
+    claude_auth_router::db::Db::connect(&url)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO auth_requests (id, client_name, hostname, scopes, status, account_id,
+             created_at, updated_at, expires_at, poll_token_hash)
+         VALUES ('3f0c5c2e-8a7e-4b8e-9a53-2f2d3c4b5a69', 'alice', 'alice-laptop', 'user:inference',
+             'approved', 1, now(), now(), now(), '\\x00');
+         INSERT INTO token_bundles (request_id, access_token, token_type, scope, obtained_at,
+             refresh_expires_at)
+         VALUES ('3f0c5c2e-8a7e-4b8e-9a53-2f2d3c4b5a69', 'x', 'bearer', 'user:inference', now(),
+             now() + interval '1 day');
+         INSERT INTO audit_events (request_id, at, actor, action, from_status, to_status, detail)
+         VALUES ('3f0c5c2e-8a7e-4b8e-9a53-2f2d3c4b5a69', now(), 'admin', 'approve',
+             'in_progress', 'approved', 'account 1');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let blocks = of_kind("postgresql");
+    assert!(!blocks.is_empty());
+    let mut statements = 0;
+    for block in blocks {
+        for statement in block
+            .text
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            if let Err(e) = sqlx::query(statement).fetch_all(&pool).await {
                 panic!("{}: `{statement}` fails: {e}", block.place);
             }
             statements += 1;

@@ -196,13 +196,11 @@ impl Db {
         &self.sealer
     }
 
-    /// SQLite's pools, for a statement written for SQLite only so far: on PostgreSQL it is
-    /// an error that names the gap (issue 24 is in progress; the router refuses
-    /// `postgres://` at startup until no statement takes this path).
+    /// SQLite's pools, for the SQLite arm of a function (its PostgreSQL arm returned above).
     fn sqlite(&self) -> Result<&Sqlite, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => Ok(s),
-            Backend::Postgres(_) => Err(pg::unported("this statement")),
+            Backend::Postgres(_) => Err(pg::sqlite_only("this statement")),
         }
     }
 

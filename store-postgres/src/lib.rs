@@ -1,7 +1,6 @@
-//! The router's PostgreSQL store, statement by statement (issue 24, in progress): each
-//! statement is checked at compile time against this crate's own `.sqlx/`, prepared against
-//! PostgreSQL. The router's `db` module will dispatch to it for `postgres://` URLs; until then
-//! the router refuses them at startup.
+//! The router's PostgreSQL store, statement by statement: each is checked at compile time
+//! against this crate's own `.sqlx/`, prepared against PostgreSQL. The router's `db` module
+//! dispatches to it for `postgres://` URLs.
 //!
 //! Rows come back as plain values (ids, times, strings): the router maps them to its domain
 //! types, so this crate never needs one of them, and never compiles against SQLite.

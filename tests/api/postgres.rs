@@ -1,4 +1,4 @@
-//! PostgreSQL, the second store (issue 24), as far as it goes: its schema tree migrates on a
+//! PostgreSQL, the second store: its schema tree migrates on a
 //! real server and keeps every table and column of the SQLite tree. The server is
 //! `TEST_POSTGRES_URL`, or a throwaway cluster started from the installed PostgreSQL; without
 //! PostgreSQL these tests fail, never skip.

@@ -38,10 +38,10 @@ pub async fn begin(
         .map_err(|e| StoreError::from(store::Error(e)))
 }
 
-/// A statement this backend does not have yet (issue 24 is in progress): the router refuses
-/// `postgres://` URLs at startup until every statement is here, so no request reaches one.
-pub fn unported(what: &str) -> StoreError {
-    StoreError::Failed(format!("{what} is not yet implemented on PostgreSQL"))
+/// A SQLite statement reached on a PostgreSQL store: a bug (every function dispatches at its
+/// top), answered as an error rather than a panic.
+pub fn sqlite_only(what: &str) -> StoreError {
+    StoreError::Failed(format!("{what} is SQLite's, but the store is PostgreSQL"))
 }
 
 /// An account id as PostgreSQL stores it (`bigint`, checked to fit a `u32`).
