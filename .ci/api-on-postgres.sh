@@ -19,6 +19,8 @@ sqlite_only=(
   limits::the_create_limit_count_reads_open_rows_through_their_index
   reaper::every_retention_delete_finds_its_rows_through_an_index_without_a_scan_or_a_sort
   reaper::the_reapers_statements_read_only_open_rows_through_an_index
+  # copy-db starts from a SQLite router and copies to PostgreSQL and back itself
+  copy_db::
   # `backup` (VACUUM INTO; PostgreSQL is backed up with pg_dump)
   operations::a_backup_taken_under_load_opens_and_holds_every_acknowledged_row
   # rows read with SQLite's SQL (text ids, ? parameters, quote()/group_concat())

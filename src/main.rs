@@ -59,6 +59,17 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Copy everything from one database into another, empty one: SQLite to PostgreSQL, or
+    /// back. Stop the routers on a SQLite source first. Prints each table's rows on both
+    /// sides; exits non-zero if any differ.
+    CopyDb {
+        /// The database to copy, e.g. sqlite://auth-router.db (read, never written).
+        #[arg(long)]
+        from: String,
+        /// The empty database to copy into, e.g. postgres://router:PASSWORD@db:5432/auth.
+        #[arg(long)]
+        to: String,
+    },
     /// Print the OpenAPI document of the HTTP API (what GET /v1/openapi.json serves).
     ///
     /// Regenerate the committed copy with: claude-auth-router openapi > docs/openapi.json
@@ -74,6 +85,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => report(load(config).and_then(|c| ops::check_config(&c))),
         Command::Backup { out, config } => report(load(config).and_then(|c| backup(c, out))),
         Command::Rekey { config } => report(load(config).and_then(rekey)),
+        Command::CopyDb { from, to } => report(copy_db(from, to)),
         Command::Openapi => {
             let document = claude_auth_router::routes::openapi::document();
             println!(
@@ -121,6 +133,11 @@ async fn backup(config: Config, out: PathBuf) -> anyhow::Result<()> {
 #[tokio::main]
 async fn rekey(config: Config) -> anyhow::Result<()> {
     ops::rekey(&config).await
+}
+
+#[tokio::main]
+async fn copy_db(from: String, to: String) -> anyhow::Result<()> {
+    ops::copy_db(&from.into(), &to.into()).await
 }
 
 /// One clear line on stderr and a non-zero exit, never a backtrace.

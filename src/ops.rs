@@ -1,10 +1,10 @@
-//! The admin's maintenance commands: `check-config`, `backup` and `rekey`.
+//! The admin's maintenance commands: `check-config`, `backup`, `rekey` and `copy-db`.
 
 use std::path::Path;
 
 use anyhow::Context;
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseUrl};
 use crate::crypto::Sealer;
 use crate::db::keys;
 use crate::startup::open_db_to_reseal;
@@ -59,6 +59,26 @@ pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<()> {
         "backed up {requests} requests and {bundles} token bundles to {}",
         out.display()
     );
+    Ok(())
+}
+
+/// Copies everything from `from` into the empty `to` ([`crate::db::copy::copy`]) and prints
+/// each table's row count on both sides; an error when any differ.
+pub async fn copy_db(from: &DatabaseUrl, to: &DatabaseUrl) -> anyhow::Result<()> {
+    let counted = crate::db::copy::copy(from.expose(), to.expose()).await?;
+    println!("copied {from} to {to}");
+    println!("{:<20} {:>10} {:>10}", "table", "from", "to");
+    for c in &counted {
+        println!("{:<20} {:>10} {:>10}", c.table, c.from, c.to);
+    }
+    let differ: Vec<&str> = counted
+        .iter()
+        .filter(|c| c.from != c.to)
+        .map(|c| c.table)
+        .collect();
+    if !differ.is_empty() {
+        anyhow::bail!("the row counts differ in {}", differ.join(", "));
+    }
     Ok(())
 }
 

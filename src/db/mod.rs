@@ -27,6 +27,8 @@ pub mod clients;
 pub mod commit;
 #[cfg(test)]
 mod conformance;
+pub mod copy;
+mod copy_sqlite;
 pub mod deliveries;
 mod error;
 pub mod keys;
@@ -89,6 +91,9 @@ pub struct Db {
 /// A reaper pass's turn ([`Db::reaper_turn`]); dropping it ends the turn.
 #[must_use]
 pub struct ReaperTurn(#[allow(dead_code)] Option<sqlx::Transaction<'static, sqlx::Postgres>>);
+
+/// The SQLite schema tree, `migrations/sqlite/`.
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Which database a [`Db`] stores in.
 #[derive(Debug, Clone)]
@@ -298,7 +303,7 @@ impl Sqlite {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        SQLITE_MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .test_before_acquire(false)

@@ -38,6 +38,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod clients;
+pub mod copy;
 pub mod deliveries;
 pub mod keys;
 pub mod requests;

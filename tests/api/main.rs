@@ -12,6 +12,7 @@ mod clients;
 mod connections;
 mod console;
 mod console_browser;
+mod copy_db;
 mod create;
 mod encryption;
 mod flow;
