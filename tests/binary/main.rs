@@ -902,6 +902,33 @@ fn the_sample_production_config_is_valid() {
 }
 
 #[tokio::test]
+async fn the_sample_two_router_config_is_valid_on_postgres() {
+    let dir = TempDir::new().unwrap();
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/config.two-routers.toml"
+    );
+    let database = claude_auth_router_postgres::testing::scratch_database_url().await;
+    let env = [
+        ("AUTH_ROUTER_DATABASE_URL", database),
+        (
+            "AUTH_ROUTER_STORAGE__ENCRYPTION_KEY",
+            "dGhpcyBpcyAzMiBieXRlcyBvZiB0ZXN0IGtleSEhISE=".to_owned(),
+        ),
+    ];
+
+    let output = cli(dir.path(), &["check-config", "--config", config], &env)
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("postgres://postgres@"), "{stdout}");
+    assert!(stdout.contains("fallback_poll_secs = 5"), "{stdout}");
+}
+
+#[tokio::test]
 async fn proxy_variables_in_the_environment_are_ignored_and_the_flow_goes_direct() {
     let dir = TempDir::new().unwrap();
     let fake = fake().await;
