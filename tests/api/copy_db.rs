@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, two_accounts, webhook, TestApp};
+use crate::helpers::{spawn_app_with, two_accounts, webhook, TestApp, ADMIN_TOKEN};
 
 const KEY: &str = "dGhpcyBpcyAzMiBieXRlcyBvZiB0ZXN0IGtleSEhISE=";
 
@@ -44,6 +44,14 @@ async fn a_router_with_history() -> (TestApp, crate::helpers::Created, crate::he
     app.enroll(json!({"name": "ci-runner"})).await;
     let paused = app.admin_post("/v1/accounts/2/pause", json!({})).await;
     assert!(paused.status().is_success());
+    let session = app
+        .http
+        .post(app.url("/admin/session"))
+        .json(&json!({"token": ADMIN_TOKEN}))
+        .send()
+        .await
+        .unwrap();
+    assert!(session.status().is_success(), "a console session");
     (app, approved, pending)
 }
 

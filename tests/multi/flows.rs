@@ -238,3 +238,36 @@ async fn the_open_request_limit_is_exact_across_routers_under_sixteen_racing_cre
         .count();
     assert_eq!((created, limited), (5, 11), "{statuses:?}");
 }
+
+/// The per-address create budget is each router's own (docs/operations.md says what that
+/// means behind a load balancer): one create a minute here, and there, for one address.
+#[tokio::test]
+async fn the_per_address_create_budget_is_kept_by_each_router() {
+    let cluster = Cluster::new().await;
+    let (a_port, b_port) = (free_port(), free_port());
+    let budget = [("AUTH_ROUTER_LIMITS__CREATES_PER_MINUTE_PER_IP", "1")];
+    let a = cluster.start("a", a_port, a_port, "", &budget).await;
+    let b = cluster.start("b", b_port, b_port, "", &budget).await;
+    let create = |router: &crate::harness::Router| {
+        cluster
+            .http
+            .post(format!("{}/v1/token-requests", router.base))
+            .json(&json!({"client_name": "c", "hostname": "h"}))
+            .send()
+    };
+
+    assert_eq!(create(&a).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(
+        create(&a).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        create(&b).await.unwrap().status(),
+        StatusCode::CREATED,
+        "B's own budget"
+    );
+    assert_eq!(
+        create(&b).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

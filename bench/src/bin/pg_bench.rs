@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fake_upstream::{BrowserMode, FakeUpstream, Options};
 use futures::future::join_all;
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 #[path = "../shared.rs"]
@@ -94,7 +95,10 @@ async fn start(dir: &Path, name: &str, database_url: &str, fake: &FakeUpstream) 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{name} did not become ready; see its log in {}", dir.display());
+    panic!(
+        "{name} did not become ready; see its log in {}",
+        dir.display()
+    );
 }
 
 async fn create(http: &reqwest::Client, base: &str, n: usize) -> Vec<(String, String)> {
@@ -113,7 +117,11 @@ async fn create(http: &reqwest::Client, base: &str, n: usize) -> Vec<(String, St
             body["poll_token"].as_str().unwrap().to_owned(),
         )
     });
-    join_all(creates).await
+    // At most 32 at once: the router's per-address connection limit refuses a flood.
+    futures::stream::iter(creates)
+        .buffer_unordered(32)
+        .collect()
+        .await
 }
 
 /// `wrk` against each router at once, with the connections split between them: requests per
@@ -137,54 +145,69 @@ fn split(routers: &[&Router], scripts: &[PathBuf], secs: u64) -> Load {
     }
 }
 
-/// Approval to answer: a long poll waits on `waiter`; `approver` selects the account (the
-/// fake approves and redirects to the approver); the time from the select's answer to the
-/// poll's, p99 over [`APPROVALS`] approvals, 16 at a time.
-async fn approvals(waiter: &Router, approver: &Router) -> f64 {
+/// Approval to answer: logins opened on `approver` (select-account; the fake control
+/// browser only records them), a long poll on `waiter` for each, then the provider's
+/// redirects arrive at `approver`, 16 at a time. The time from each callback's answer (the
+/// approval is committed before it answers) to its poll's answer, p99 over [`APPROVALS`].
+async fn approvals(fake: &FakeUpstream, waiter: &Router, approver: &Router) -> f64 {
+    fake.set_browser_mode(BrowserMode::Record);
     let http = reqwest::Client::new();
     let mut latencies = Vec::new();
     for _ in 0..APPROVALS / 16 {
         let created = create(&http, &approver.base, 16).await;
-        let rounds = created.into_iter().map(|(id, poll)| {
+        for (id, _) in &created {
+            let r = http
+                .post(format!(
+                    "{}/v1/token-requests/{id}/select-account",
+                    approver.base
+                ))
+                .bearer_auth(ADMIN)
+                .json(&json!({"account_id": 1}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+        let opened: std::collections::HashMap<String, String> = fake
+            .opened()
+            .into_iter()
+            .filter_map(|o| Some((o.request_id?, o.auth_url)))
+            .collect();
+        let mut callbacks = Vec::new();
+        for (id, _) in &created {
+            callbacks.push(fake.authorize(&opened[id], 1, false).await);
+        }
+        let rounds = created.iter().zip(callbacks).map(|((id, poll), callback)| {
             let http = http.clone();
             async move {
-                let wait = http
-                    .get(format!(
-                        "{}/v1/token-requests/{id}/status?wait=20",
-                        waiter.base
-                    ))
-                    .bearer_auth(&poll)
-                    .send();
-                let select = async {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                let wait = async {
                     let r = http
-                        .post(format!(
-                            "{}/v1/token-requests/{id}/select-account",
-                            approver.base
+                        .get(format!(
+                            "{}/v1/token-requests/{id}/status?wait=20",
+                            waiter.base
                         ))
-                        .bearer_auth(ADMIN)
-                        .json(&json!({"account_id": 1}))
+                        .bearer_auth(poll)
                         .send()
                         .await
                         .unwrap();
+                    let at = Instant::now();
+                    let body: Value = r.json().await.unwrap();
+                    (at, body)
+                };
+                let approve = async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let r = http.get(&callback).send().await.unwrap();
                     assert!(r.status().is_success(), "{}", r.status());
                     Instant::now()
                 };
-                let (answer, selected) = tokio::join!(
-                    async {
-                        let r = wait.await.unwrap();
-                        let at = Instant::now();
-                        let body: Value = r.json().await.unwrap();
-                        (at, body)
-                    },
-                    select
-                );
-                assert_eq!(answer.1["status"], "approved", "{}", answer.1);
-                answer.0.saturating_duration_since(selected)
+                let ((answered, body), approved) = tokio::join!(wait, approve);
+                assert_eq!(body["status"], "approved", "{body}");
+                answered.saturating_duration_since(approved)
             }
         });
         latencies.extend(join_all(rounds).await);
     }
+    fake.set_browser_mode(BrowserMode::AutoApprove);
     latencies.sort();
     latencies[latencies.len() * 99 / 100].as_secs_f64() * 1000.0
 }
@@ -196,7 +219,13 @@ struct Row {
     approval_p99_ms: f64,
 }
 
-async fn measure(setup: &'static str, routers: &[&Router], dir: &Path, secs: u64) -> Row {
+async fn measure(
+    setup: &'static str,
+    fake: &FakeUpstream,
+    routers: &[&Router],
+    dir: &Path,
+    secs: u64,
+) -> Row {
     let http = reqwest::Client::new();
     let mut poll_scripts = Vec::new();
     let mut create_scripts = Vec::new();
@@ -219,7 +248,7 @@ async fn measure(setup: &'static str, routers: &[&Router], dir: &Path, secs: u64
     }
     let polls = split(routers, &poll_scripts, secs);
     let creates = split(routers, &create_scripts, secs);
-    let approval_p99_ms = approvals(routers[0], routers[routers.len() - 1]).await;
+    let approval_p99_ms = approvals(fake, routers[0], routers[routers.len() - 1]).await;
     Row {
         setup,
         polls,
@@ -236,12 +265,21 @@ async fn run(secs: u64) {
     {
         let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
         let router = start(dir.path(), "sqlite", &sqlite, &fake).await;
-        rows.push(measure("one router, SQLite", &[&router], dir.path(), secs).await);
+        rows.push(measure("one router, SQLite", &fake, &[&router], dir.path(), secs).await);
     }
     {
         let url = claude_auth_router_postgres::testing::scratch_database_url().await;
         let router = start(dir.path(), "pg-one", &url, &fake).await;
-        rows.push(measure("one router, PostgreSQL", &[&router], dir.path(), secs).await);
+        rows.push(
+            measure(
+                "one router, PostgreSQL",
+                &fake,
+                &[&router],
+                dir.path(),
+                secs,
+            )
+            .await,
+        );
     }
     {
         let url = claude_auth_router_postgres::testing::scratch_database_url().await;
@@ -250,6 +288,7 @@ async fn run(secs: u64) {
         rows.push(
             measure(
                 "two routers, PostgreSQL (load split; approval on B, poll on A)",
+                &fake,
                 &[&a, &b],
                 dir.path(),
                 secs,
