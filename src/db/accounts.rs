@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
 use super::clients::admin_event;
+use super::pg::store::accounts::{LiveRow, StateRow};
 use super::StoreError;
 use super::{pg, Backend, Db};
 use crate::domain::time::to_db;
@@ -105,9 +106,9 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
     if let Backend::Postgres(pool) = &db.backend {
         return pg::accounts::facts(pool).await;
     }
-    let mut out: HashMap<u32, Facts> = HashMap::new();
-    let states = sqlx::query!(
-        r#"SELECT account_id AS "account_id!: u32", paused AS "paused: bool",
+    let states = sqlx::query_as!(
+        StateRow,
+        r#"SELECT account_id AS "account_id!: i64", paused AS "paused: bool",
                   last_failure_at AS "last_failure_at: DateTime<Utc>", last_failure,
                   five_hour_utilization, five_hour_resets_at AS "five_hour_resets_at: DateTime<Utc>",
                   seven_day_utilization, seven_day_resets_at AS "seven_day_resets_at: DateTime<Utc>",
@@ -116,8 +117,42 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
     )
     .fetch_all(&db.sqlite()?.read)
     .await?;
+    let live = sqlx::query_as!(
+        LiveRow,
+        r#"SELECT r.account_id AS "account_id!: i64", COUNT(*) AS "live_tokens!: i64",
+                  MIN(t.refresh_expires_at) AS "soonest: DateTime<Utc>"
+           FROM auth_requests r JOIN token_bundles t ON t.request_id = r.id
+           WHERE r.status = 'approved' AND t.refresh_error IS NULL AND r.account_id IS NOT NULL
+           GROUP BY r.account_id"#
+    )
+    .fetch_all(&db.sqlite()?.read)
+    .await?;
+    let approved = sqlx::query!(
+        r#"SELECT r.account_id AS "account_id!: i64", MAX(a.at) AS "at!: DateTime<Utc>"
+           FROM audit_events a JOIN auth_requests r ON r.id = a.request_id
+           WHERE a.action = 'approve' AND r.account_id IS NOT NULL
+           GROUP BY r.account_id"#
+    )
+    .fetch_all(&db.sqlite()?.read)
+    .await?
+    .into_iter()
+    .map(|a| (a.account_id, a.at))
+    .collect();
+    facts_from(states, live, approved)
+}
+
+/// The facts of every account, from either store's rows: the one mapping.
+pub(super) fn facts_from(
+    states: Vec<StateRow>,
+    live: Vec<LiveRow>,
+    approved: Vec<(i64, DateTime<Utc>)>,
+) -> Result<HashMap<u32, Facts>, StoreError> {
+    let id = |stored: i64| {
+        u32::try_from(stored).map_err(|e| StoreError::Corrupt(format!("account_id: {e}")))
+    };
+    let mut out: HashMap<u32, Facts> = HashMap::new();
     for s in states {
-        let f = out.entry(s.account_id).or_default();
+        let f = out.entry(id(s.account_id)?).or_default();
         f.paused = s.paused;
         f.last_failure_at = s.last_failure_at;
         f.last_failure = s.last_failure;
@@ -134,30 +169,13 @@ pub async fn facts(db: &Db) -> Result<HashMap<u32, Facts>, StoreError> {
         f.usage_read_at = s.usage_read_at;
         f.usage_error = s.usage_error;
     }
-    let live = sqlx::query!(
-        r#"SELECT r.account_id AS "account_id!: u32", COUNT(*) AS "n!: i64",
-                  MIN(t.refresh_expires_at) AS "soonest: DateTime<Utc>"
-           FROM auth_requests r JOIN token_bundles t ON t.request_id = r.id
-           WHERE r.status = 'approved' AND t.refresh_error IS NULL AND r.account_id IS NOT NULL
-           GROUP BY r.account_id"#
-    )
-    .fetch_all(&db.sqlite()?.read)
-    .await?;
     for l in live {
-        let f = out.entry(l.account_id).or_default();
-        f.live_tokens = l.n;
+        let f = out.entry(id(l.account_id)?).or_default();
+        f.live_tokens = l.live_tokens;
         f.soonest_relogin_at = l.soonest;
     }
-    let approved = sqlx::query!(
-        r#"SELECT r.account_id AS "account_id!: u32", MAX(a.at) AS "at!: DateTime<Utc>"
-           FROM audit_events a JOIN auth_requests r ON r.id = a.request_id
-           WHERE a.action = 'approve' AND r.account_id IS NOT NULL
-           GROUP BY r.account_id"#
-    )
-    .fetch_all(&db.sqlite()?.read)
-    .await?;
-    for a in approved {
-        out.entry(a.account_id).or_default().last_approved_at = Some(a.at);
+    for (account, at) in approved {
+        out.entry(id(account)?).or_default().last_approved_at = Some(at);
     }
     Ok(out)
 }

@@ -6,6 +6,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::commit::WriteTx;
+use super::pg::store::tokens::BundleRow;
 use super::StoreError;
 use super::{pg, Backend};
 use super::{Db, ACCESS_TOKEN, REFRESH_TOKEN};
@@ -79,7 +80,8 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, Stor
         return pg::tokens::find(db, pool, request_id).await;
     }
     let id = request_id.hyphenated();
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        BundleRow,
         r#"SELECT access_token, refresh_token, token_type, scope,
                   expires_at AS "expires_at: DateTime<Utc>",
                   obtained_at AS "obtained_at: DateTime<Utc>",
@@ -92,8 +94,12 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, Stor
     .await?
     .into_iter()
     .next();
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(TokenBundle {
+    row.map(|r| opened(db, request_id, r)).transpose()
+}
+
+/// A stored bundle (either store's row), its tokens opened: the one place they are.
+pub(super) fn opened(db: &Db, request_id: Uuid, r: BundleRow) -> Result<TokenBundle, StoreError> {
+    Ok(TokenBundle {
         access_token: db.open(ACCESS_TOKEN, request_id, &r.access_token)?,
         refresh_token: r
             .refresh_token
@@ -110,7 +116,7 @@ pub async fn find(db: &Db, request_id: Uuid) -> Result<Option<TokenBundle>, Stor
             organization_uuid: r.organization_uuid,
             organization_name: r.organization_name,
         },
-    }))
+    })
 }
 
 /// What a refresh needs: the current refresh token and where the bundle stands.

@@ -10,7 +10,7 @@ use super::store::tokens::BundleRow;
 use crate::db::commit::WriteTx;
 use crate::db::tokens::RefreshState;
 use crate::db::{Db, StoreError, ACCESS_TOKEN, REFRESH_TOKEN};
-use crate::domain::{Audit, Identity, Status, TokenBundle};
+use crate::domain::{Audit, Status, TokenBundle};
 
 /// A bundle's row as stored: the tokens sealed for their place.
 fn row(db: &Db, request_id: Uuid, bundle: &TokenBundle) -> BundleRow {
@@ -49,27 +49,9 @@ pub async fn find(
     pool: &PgPool,
     request_id: Uuid,
 ) -> Result<Option<TokenBundle>, StoreError> {
-    let Some(r) = store::tokens::find(pool, request_id).await? else {
-        return Ok(None);
-    };
-    Ok(Some(TokenBundle {
-        access_token: db.open(ACCESS_TOKEN, request_id, &r.access_token)?,
-        refresh_token: r
-            .refresh_token
-            .map(|t| db.open(REFRESH_TOKEN, request_id, &t))
-            .transpose()?,
-        token_type: r.token_type,
-        scope: r.scope,
-        expires_at: r.expires_at,
-        obtained_at: r.obtained_at,
-        refresh_expires_at: r.refresh_expires_at,
-        identity: Identity {
-            account_uuid: r.account_uuid,
-            account_email: r.account_email,
-            organization_uuid: r.organization_uuid,
-            organization_name: r.organization_name,
-        },
-    }))
+    let row = store::tokens::find(pool, request_id).await?;
+    row.map(|r| crate::db::tokens::opened(db, request_id, r))
+        .transpose()
 }
 
 pub async fn refresh_state(
