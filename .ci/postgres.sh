@@ -3,7 +3,8 @@
 # port, as the `postgres` user when run as root (the server refuses root), and exports its URL
 # as TEST_POSTGRES_URL (not AUTH_ROUTER_…: the router reads every such variable as
 # configuration) for the tests that need PostgreSQL. Those tests fail, and
-# never skip, without it. The cluster stops when the sourcing shell exits.
+# never skip, without it. `pg_stop` stops the cluster and removes it: the sourcing script
+# traps it on exit (`trap pg_stop EXIT`), as .ci/run and bench/pg.sh do.
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
