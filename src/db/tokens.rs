@@ -6,7 +6,7 @@ use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::commit::WriteTx;
-use super::pg::store::tokens::BundleRow;
+use super::pg::store::tokens::{BundleRow, RefreshState as RefreshRow};
 use super::StoreError;
 use super::{pg, Backend};
 use super::{Db, ACCESS_TOKEN, REFRESH_TOKEN};
@@ -134,7 +134,8 @@ pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshSt
         return pg::tokens::refresh_state(db, pool, request_id).await;
     }
     let id = request_id.hyphenated();
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        RefreshRow,
         "SELECT generation, refresh_token, refresh_error, scope FROM token_bundles WHERE request_id = ?",
         id,
     )
@@ -142,8 +143,16 @@ pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshSt
     .await?
     .into_iter()
     .next();
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(RefreshState {
+    row.map(|r| refresh_opened(db, request_id, r)).transpose()
+}
+
+/// Where a stored bundle (either store's row) stands for a refresh, its refresh token opened.
+pub(super) fn refresh_opened(
+    db: &Db,
+    request_id: Uuid,
+    r: RefreshRow,
+) -> Result<RefreshState, StoreError> {
+    Ok(RefreshState {
         generation: r.generation,
         refresh_token: r
             .refresh_token
@@ -151,7 +160,7 @@ pub async fn refresh_state(db: &Db, request_id: Uuid) -> Result<Option<RefreshSt
             .transpose()?,
         refresh_error: r.refresh_error,
         scope: r.scope,
-    }))
+    })
 }
 
 /// Stores refreshed tokens if the bundle is still at `generation`. A provider that sends no

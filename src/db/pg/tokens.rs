@@ -59,18 +59,9 @@ pub async fn refresh_state(
     pool: &PgPool,
     request_id: Uuid,
 ) -> Result<Option<RefreshState>, StoreError> {
-    let Some(r) = store::tokens::refresh_state(pool, request_id).await? else {
-        return Ok(None);
-    };
-    Ok(Some(RefreshState {
-        generation: r.generation,
-        refresh_token: r
-            .refresh_token
-            .map(|t| db.open(REFRESH_TOKEN, request_id, &t))
-            .transpose()?,
-        refresh_error: r.refresh_error,
-        scope: r.scope,
-    }))
+    let row = store::tokens::refresh_state(pool, request_id).await?;
+    row.map(|r| crate::db::tokens::refresh_opened(db, request_id, r))
+        .transpose()
 }
 
 pub async fn store_refreshed(
