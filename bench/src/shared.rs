@@ -1,4 +1,5 @@
-//! What both benchmark binaries use: wrk, run and read, and its Lua scripts.
+//! What the benchmark binaries share: wrk, run and read, its Lua scripts, a free port and
+//! where the release binaries are.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -108,4 +109,23 @@ end
     let path = dir.join(name);
     std::fs::write(&path, lua).unwrap();
     path
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where the release binaries are: this one's directory.
+pub fn release_dir() -> PathBuf {
+    // target/release/bench -> target/release
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

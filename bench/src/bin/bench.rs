@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{script, Load};
+use shared::{free_port, release_dir, script, Load};
 
 const CONNECTIONS: u32 = 64;
 const POLLED_REQUESTS: usize = 1000;
@@ -51,23 +51,6 @@ fn baseline(addr: &str) {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         axum::serve(listener, app).await.unwrap();
     });
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn release_dir() -> PathBuf {
-    // target/release/bench -> target/release
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 /// The router's log file, in each scenario's directory.

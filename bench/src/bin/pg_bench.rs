@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{script, wrk, Load};
+use shared::{free_port, release_dir, script, wrk, Load};
 
 const ADMIN: &str = "bench-admin-token-0123456789abcdefghij";
 const CONNECTIONS: u32 = 64;
@@ -34,25 +34,9 @@ impl Drop for Router {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn binary() -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("claude-auth-router")
-}
-
 async fn start(dir: &Path, name: &str, database_url: &str, fake: &FakeUpstream) -> Router {
     let port = free_port();
-    let child = Command::new(binary())
+    let child = Command::new(release_dir().join("claude-auth-router"))
         .arg("serve")
         .current_dir(dir)
         .env("RUST_LOG", "warn")
